@@ -1,0 +1,54 @@
+# SMALL — set-up, demo and tests. `make demo` and `make test` install whatever is missing first:
+# Debian packages through apt (as root, or with sudo), then .venv with the pinned Python packages.
+# A second run checks in well under a second that nothing is missing and installs nothing.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Every hardware tool the later stages need, installed now so that no stage fights set-up.
+APT_PACKAGES := iverilog yosys nextpnr-ice40 fpga-icestorm ngspice libngspice0-dev
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: help install apt venv demo test bench clean
+
+help:
+	@echo "make demo   install what is missing, then run SMALL on the bundled examples"
+	@echo "make test   install what is missing, then run the whole test suite"
+	@echo "make bench  run the benchmarks (figures go to bench/RESULTS.md by hand)"
+	@echo "make clean  remove .venv and build outputs"
+
+install: apt venv
+
+apt:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock | apt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+demo: install
+	$(VENV)/bin/small flow examples/digits/digits.nir
+	$(VENV)/bin/small flow examples/alif_memory/network.small
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/reference_sim.py
+
+clean:
+	rm -rf $(VENV) build sim_build .pytest_cache *.egg-info

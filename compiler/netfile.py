@@ -1,0 +1,83 @@
+"""SMALL's own network file (``.small``): the IR as JSON plus arrays, in one ``.npz`` archive.
+
+Layout (version 1): the archive holds ``network.json`` (a 0-d unicode array with the JSON text)
+and one ``.npy`` entry per array. In the JSON, an array is written as ``{"$array": "<key>"}``.
+No pickle is involved on either side; see ``docs/semantics.md`` for the fields. Files are
+written atomically and byte-reproducibly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FileFormatError, NetworkError
+from .fileio import read_npz, write_npz
+from .ir import Network
+
+FORMAT = "small-network"
+VERSION = 1
+SUFFIX = ".small"
+
+
+def save_network(net: Network, path: str | os.PathLike) -> None:
+    """Validate ``net`` and write it to ``path`` (conventionally ``*.small``)."""
+    net.validate()
+    arrays: dict[str, np.ndarray] = {}
+
+    def encode(value: Any, key: str) -> Any:
+        if isinstance(value, np.ndarray):
+            arrays[key] = value
+            return {"$array": key}
+        if isinstance(value, dict):
+            return {k: encode(v, f"{key}/{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [encode(v, f"{key}/{i}") for i, v in enumerate(value)]
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    doc = {"format": FORMAT, "version": VERSION, "network": encode(net.to_dict(), "network")}
+    arrays["network.json"] = np.array(json.dumps(doc, sort_keys=True, allow_nan=False))
+    write_npz(path, arrays)
+
+
+def load_network(path: str | os.PathLike) -> Network:
+    """Read and validate a ``.small`` file; :class:`FileFormatError` if it is not one."""
+    path = Path(path)
+    arrays = read_npz(path, what="network file")
+    if "network.json" not in arrays:
+        raise FileFormatError(f"{str(path)!r} is an .npz archive but not a SMALL network file (no network.json)")
+    try:
+        doc = json.loads(str(arrays["network.json"]))
+    except ValueError as exc:
+        raise FileFormatError(f"{str(path)!r}: network.json is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise FileFormatError(f"{str(path)!r} is not a SMALL network file (format {doc.get('format') if isinstance(doc, dict) else None!r})")
+    if doc.get("version") != VERSION:
+        raise FileFormatError(
+            f"{str(path)!r} has network file version {doc.get('version')!r}; this SMALL reads version {VERSION}: "
+            "re-create the file with this version of `small import`"
+        )
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"$array"}:
+                key = value["$array"]
+                if key not in arrays:
+                    raise FileFormatError(f"{str(path)!r} refers to array {key!r}, which the archive lacks")
+                return arrays[key]
+            return {k: decode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        return value
+
+    try:
+        net = Network.from_dict(decode(doc.get("network", {})))
+        return net.validate()
+    except NetworkError as exc:
+        raise FileFormatError(f"{str(path)!r}: {exc}") from None

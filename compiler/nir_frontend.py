@@ -1,0 +1,700 @@
+"""NIR -> SMALL network IR.
+
+Reading happens in three steps:
+
+1. :func:`read_nir` loads an HDF5 file node by node, so that every problem (truncated file,
+   unknown node type, malformed parameters) is reported with the node's name.
+2. The graph is flattened (nested ``NIRGraph`` nodes become dotted names) and shapes are
+   inferred from the ``Input`` nodes.
+3. Chains of linear nodes (Affine, Linear, Scale, Conv, Flatten, Delay) between stateful nodes
+   (inputs and neurons) are composed into one (sparse) weight matrix per source, target and
+   delay; biases become constant currents of the target population; continuous neuron
+   parameters are discretised at ``dt`` under a framework convention (``docs/semantics.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+from .conv import conv_matrix
+from .errors import FileFormatError, NetworkError, SmallWarning, UnsupportedError
+from .ir import ALIF, IF, LI, LIF, CubaLIF, Input, Network, NeuronModel, Population, Projection
+
+NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI", "I")
+LINEAR_TYPES = ("Affine", "Linear", "Scale", "Conv1d", "Conv2d", "Flatten", "Delay", "Identity")
+SUPPORTED_TYPES = ("Input", "Output", "NIRGraph", *NEURON_TYPES, *LINEAR_TYPES)
+# A projection is stored sparse when at most this fraction of its weights is non-zero.
+SPARSE_DENSITY = 0.25
+# Tolerance when checking SMALL's exact metadata against the continuous parameters.
+_META_RTOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How a framework's NIR export is meant to be run in discrete time.
+
+    Attributes
+    ----------
+    name : str
+        ``nir``, ``snntorch`` or ``norse``.
+    default_dt : float or None
+        The time step the exporter wrote time constants against (None: the file must be told).
+    reset : str
+        Reset mode of spiking neurons (NIR itself can only say "to v_reset").
+    jump_inputs : bool
+        Inputs to a CubaLIF synaptic current and to an IF membrane are added as jumps of
+        ``w_in * x`` (resp. ``r * x``) per step instead of being Euler-scaled by ``dt/tau``.
+    fix_tau_units : bool
+        Detect and undo Norse 1.1's exporter writing ``dt * tau`` instead of ``tau``.
+    """
+
+    name: str
+    default_dt: float | None
+    reset: str = "zero"
+    jump_inputs: bool = False
+    fix_tau_units: bool = False
+
+
+CONVENTIONS: dict[str, Convention] = {
+    # The literal NIR equations, forward-Euler at the given dt, reset to v_reset.
+    "nir": Convention("nir", None),
+    # snnTorch exports tau = dt/(1-beta), r = tau/dt, w_in = tau_syn/dt at an implicit dt of
+    # 1e-4 s (snntorch/export_nir.py); its default reset subtracts the threshold.
+    "snntorch": Convention("snntorch", 1e-4, reset="subtract"),
+    # Norse integrates with dt = 1e-3 s; LIFCell adds input spikes to i directly and IAF adds
+    # them to v directly; its 1.1 exporter writes tau as dt / tau_inv (norse/torch/utils/export_nir.py).
+    "norse": Convention("norse", 1e-3, jump_inputs=True, fix_tau_units=True),
+}
+
+
+# -----------------------------------------------------------------------------------------
+# Reading the file
+# -----------------------------------------------------------------------------------------
+def read_nir(path: str | Path) -> Any:
+    """Read a ``.nir`` (HDF5) file into a ``nir.NIRGraph`` without type checking.
+
+    Raises :class:`FileFormatError` for unreadable files and :class:`UnsupportedError` for node
+    types SMALL does not handle, naming the node.
+    """
+    import h5py
+    import nir
+    from nir.serialization import hdf2dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"NIR file {str(path)!r} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            if "node" not in f:
+                raise FileFormatError(f"{str(path)!r} is an HDF5 file but not a NIR graph (no 'node' group)")
+            data = hdf2dict(f["node"])
+    except FileFormatError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        reason = str(exc).split("(")[0].strip() or type(exc).__name__
+        raise FileFormatError(
+            f"cannot read {str(path)!r} as NIR: not a valid HDF5 file or truncated ({reason}); "
+            "re-export it from the training framework"
+        ) from None
+
+    def build(node: Mapping[str, Any], name: str) -> Any:
+        node = dict(node)
+        kind = node.get("type")
+        if kind is None:
+            raise FileFormatError(f"{str(path)!r}: node {name!r} has no type")
+        if kind not in SUPPORTED_TYPES:
+            raise UnsupportedError(
+                f"node {name!r} has NIR type {kind!r}, which SMALL does not support; supported: "
+                f"{', '.join(SUPPORTED_TYPES)}"
+            )
+        try:
+            if kind == "NIRGraph":
+                nodes = {k: build(v, f"{name}.{k}" if name else k) for k, v in node.get("nodes", {}).items()}
+                edges = [(_str(a), _str(b)) for a, b in np.asarray(node.get("edges", [])).reshape(-1, 2)]
+                return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(node.get("metadata", {})), type_check=False)
+            return nir.dict2NIRNode(node)
+        except (FileFormatError, UnsupportedError, NetworkError):
+            raise
+        except Exception as exc:  # nir raises AssertionError, TypeError, ValueError, KeyError
+            message = str(exc) or type(exc).__name__
+            raise NetworkError(f"NIR node {name!r} ({kind}) is malformed: {message}") from None
+
+    return build(data, "")
+
+
+def _str(value: Any) -> str:
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+# -----------------------------------------------------------------------------------------
+# Graph preparation: flatten nested graphs, check edges, infer shapes
+# -----------------------------------------------------------------------------------------
+def _flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[str, str]], set[str]]:
+    """Return (nodes, edges, passthrough) with nested graphs inlined under dotted names.
+
+    The Input and Output nodes of a nested graph become pass-through nodes; an edge to or from
+    the nested graph's own name is redirected to its single Input or Output node.
+    """
+    nodes: dict[str, Any] = {}
+    passthrough: set[str] = set()
+    edges: list[tuple[str, str]] = []
+    entry: dict[str, str] = {}
+    exit_: dict[str, str] = {}
+    for name, node in graph.nodes.items():
+        full = prefix + name
+        if type(node).__name__ == "NIRGraph":
+            sub_nodes, sub_edges, sub_pass = _flatten(node, full + ".")
+            nodes.update(sub_nodes)
+            edges.extend(sub_edges)
+            passthrough |= sub_pass
+            ins = [k for k, v in node.nodes.items() if type(v).__name__ == "Input"]
+            outs = [k for k, v in node.nodes.items() if type(v).__name__ == "Output"]
+            for k in ins + outs:
+                passthrough.add(f"{full}.{k}")
+            if len(ins) == 1:
+                entry[full] = f"{full}.{ins[0]}"
+            if len(outs) == 1:
+                exit_[full] = f"{full}.{outs[0]}"
+        else:
+            nodes[full] = node
+    for a, b in graph.edges:
+        a, b = prefix + _str(a), prefix + _str(b)
+        edges.append((exit_.get(a, a), entry.get(b, b)))
+    return nodes, edges, passthrough
+
+
+def _kind(node: Any) -> str:
+    return type(node).__name__
+
+
+def _shape_of(value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    arr = np.asarray(value).reshape(-1)
+    if arr.size == 0 or arr.dtype.kind not in "iuf":
+        return None
+    return tuple(int(v) for v in arr)
+
+
+def _infer_shapes(nodes: dict[str, Any], edges: list[tuple[str, str]], passthrough: set[str]) -> dict[str, tuple[int, ...]]:
+    """Output shape of every node reachable from the inputs; checks edges for size mismatches."""
+    preds: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        preds[b].append(a)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, node in nodes.items():
+        if _kind(node) == "Input" and name not in passthrough:
+            shape = _shape_of(node.input_type.get("input"))
+            if shape is None:
+                raise NetworkError(f"Input node {name!r} has no shape: export the graph with its input shape")
+            shapes[name] = shape
+    changed = True
+    while changed:
+        changed = False
+        for name, node in nodes.items():
+            if name in shapes:
+                continue
+            known = [shapes[p] for p in preds[name] if p in shapes]
+            if not known:
+                continue
+            sizes = {math.prod(s) for s in known}
+            if len(sizes) > 1:
+                detail = ", ".join(f"{p} gives {math.prod(shapes[p])}" for p in preds[name] if p in shapes)
+                raise NetworkError(f"node {name!r} receives inputs of different sizes ({detail}): they must match")
+            shapes[name] = _output_shape(name, node, known[0], passthrough)
+            changed = True
+    return shapes
+
+
+def _output_shape(name: str, node: Any, shape: tuple[int, ...], passthrough: set[str]) -> tuple[int, ...]:
+    kind = _kind(node)
+    size = math.prod(shape)
+    if name in passthrough or kind in ("Identity", "Output"):
+        return shape
+    if kind in ("Affine", "Linear"):
+        w = np.asarray(node.weight)
+        if w.ndim != 2 or w.shape[1] != size:
+            raise NetworkError(
+                f"{kind} node {name!r} has weight shape {list(w.shape)} but receives {size} values: "
+                f"the weight must be [n_out, {size}]"
+            )
+        return (int(w.shape[0]),)
+    if kind in ("Conv1d", "Conv2d"):
+        ndim = 1 if kind == "Conv1d" else 2
+        in_shape = shape
+        if len(shape) != ndim + 1:
+            declared = _shape_of(getattr(node, "input_shape", None))
+            c_in = int(np.asarray(node.weight).shape[1]) * int(node.groups)
+            if declared is not None and c_in * math.prod(declared) == size:
+                in_shape = (c_in, *declared)
+            else:
+                raise NetworkError(
+                    f"{kind} node {name!r} receives shape {list(shape)}; it needs [channels, "
+                    f"{'length' if ndim == 1 else 'height, width'}]: give the Input node that shape"
+                )
+        _, out = conv_matrix(node.weight, in_shape, node.stride, node.padding, node.dilation, node.groups, where=f"{kind} node {name!r}")
+        node._small_in_shape = in_shape
+        return out
+    if kind == "Flatten":
+        start, end = int(node.start_dim), int(node.end_dim)
+        nd = len(shape)
+        start = start + nd if start < 0 else start
+        end = end + nd if end < 0 else end
+        if not (0 <= start <= end < nd):
+            return (size,)
+        return (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
+    # Scale, Delay and neurons keep the shape; their parameters must fit it.
+    return shape
+
+
+# -----------------------------------------------------------------------------------------
+# Neuron parameters
+# -----------------------------------------------------------------------------------------
+# Infinite time constants (no leak) are legal in NIR; so is the matching infinite r.
+_MAY_BE_INFINITE = ("tau", "tau_mem", "tau_syn", "r", "w_in")
+
+
+def _param(node: Any, field: str, size: int, where: str) -> np.ndarray:
+    value = getattr(node, field, None)
+    if value is None:
+        raise NetworkError(f"{where}: parameter {field!r} is missing")
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size == 1:
+        arr = np.full(size, float(arr.reshape(-1)[0]))
+    if arr.size != size:
+        raise NetworkError(f"{where}: parameter {field!r} has {arr.size} values but the layer has {size} neurons")
+    arr = arr.reshape(-1)
+    if np.any(np.isnan(arr)) or (field not in _MAY_BE_INFINITE and not np.all(np.isfinite(arr))):
+        raise NetworkError(f"{where}: parameter {field!r} contains NaN or Inf")
+    return arr
+
+
+def _gain(dt: float, r: np.ndarray, tau: np.ndarray, field: str, where: str) -> np.ndarray:
+    """``dt * r / tau``; with tau = inf (no leak) the gain is only defined when r is finite (then 0)."""
+    with np.errstate(invalid="ignore"):
+        gain = dt * r / tau
+    if np.any(np.isnan(gain)):
+        raise NetworkError(f"{where}: {field} and r are both infinite, so the input gain is undefined: give finite values")
+    return gain
+
+
+def _decay(tau: np.ndarray, dt: float, field: str, where: str, convention: Convention) -> np.ndarray:
+    if np.any(tau <= 0):
+        raise NetworkError(f"{where}: {field} = {float(tau.min())!r} s is not positive: time constants must be > 0")
+    if np.any(tau < dt):
+        hint = (
+            " This looks like Norse 1.1's export (tau written as dt*tau): use --framework norse, which corrects it."
+            if convention.name == "nir"
+            else ""
+        )
+        raise NetworkError(
+            f"{where}: {field} = {float(tau.min()):g} s is shorter than dt = {dt:g} s, so forward Euler "
+            f"is unstable: pass a smaller --dt.{hint}"
+        )
+    return 1.0 - dt / tau
+
+
+def _fix_norse_tau(node: Any, fields: Iterable[str], size: int, dt: float, where: str) -> dict[str, np.ndarray]:
+    taus = {f: _param(node, f, size, where) for f in fields}
+    if all(np.all(t < dt) for t in taus.values()):
+        fixed = {f: t / dt for f, t in taus.items()}
+        shown = ", ".join(f"{f} {float(np.median(taus[f])):g} -> {float(np.median(fixed[f])):g} s" for f in taus)
+        warnings.warn(
+            f"{where}: time constants shorter than dt = {dt:g} s; Norse 1.1's NIR exporter writes dt/tau_inv "
+            f"(= dt*tau) instead of tau, so SMALL reads them as value/dt ({shown}, medians)",
+            SmallWarning,
+            stacklevel=2,
+        )
+        return fixed
+    return taus
+
+
+def _neuron(name: str, node: Any, size: int, dt: float, convention: Convention) -> NeuronModel:
+    """Discretise one NIR neuron node (``docs/semantics.md``, "From NIR").
+
+    A node written by SMALL carries its exact discrete parameters in metadata; they are used
+    when the file's dt is the one asked for and they agree with the continuous parameters
+    (otherwise another tool edited the node, and the continuous values win, with a warning).
+    """
+    where = f"{_kind(node)} node {name!r}"
+    exact = _small_metadata(node)
+    if exact is None:
+        return _discretise(node, size, dt, convention, {}, where)
+    continuous = _discretise(node, size, dt, CONVENTIONS["nir"], exact, where)
+    meta_dt = exact.get("dt")
+    if meta_dt is not None and float(np.asarray(meta_dt)) == dt:
+        model = _neuron_from_metadata(exact, size, where)
+        if type(model) is type(continuous) and all(
+            _agree(a, b) for a, b in zip(model.params().values(), continuous.params().values())
+        ):
+            return model
+        warnings.warn(
+            f"{where}: SMALL metadata disagrees with the node's continuous parameters (edited by another tool?); "
+            "using the continuous parameters",
+            SmallWarning,
+            stacklevel=2,
+        )
+    return continuous
+
+
+def _agree(exact: Any, continuous: Any) -> bool:
+    """Metadata and continuous values agree to rounding, wherever the continuous one is finite."""
+    a, b = np.broadcast_arrays(np.asarray(exact, dtype=np.float64), np.asarray(continuous, dtype=np.float64))
+    finite = np.isfinite(b)
+    return bool(np.allclose(a[finite], b[finite], rtol=_META_RTOL, atol=1e-12))
+
+
+def _discretise(node: Any, size: int, dt: float, convention: Convention, extras: Mapping[str, Any], where: str) -> NeuronModel:
+    """Forward-Euler discretisation of a NIR neuron under a framework convention.
+
+    ``extras`` supplies what NIR cannot say (reset mode, refractory period, ALIF adaptation),
+    from SMALL's metadata when present.
+    """
+    kind = _kind(node)
+    reset = _str(extras.get("reset", convention.reset))
+    refractory = extras.get("refractory", 0)
+    p = lambda f: _param(node, f, size, where)  # noqa: E731
+    tau_fields = {"LIF": ("tau",), "LI": ("tau",), "CubaLIF": ("tau_mem", "tau_syn")}.get(kind, ())
+    if convention.fix_tau_units and tau_fields:
+        taus = _fix_norse_tau(node, tau_fields, size, dt, where)
+    else:
+        taus = {f: p(f) for f in tau_fields}
+    if kind in ("LIF", "LI"):
+        alpha = _decay(taus["tau"], dt, "tau", where, convention)
+        gain = _gain(dt, p("r"), taus["tau"], "tau", where)
+        if kind == "LI":
+            return LI(alpha=alpha, gain=gain, v_leak=p("v_leak"))
+        common = dict(alpha=alpha, gain=gain, v_leak=p("v_leak"), v_threshold=p("v_threshold"),
+                      v_reset=p("v_reset"), reset=reset, refractory=refractory)
+        if _str(extras.get("model", "")) == "alif":
+            return ALIF(**common, alpha_adapt=extras["alpha_adapt"], adapt=extras["adapt"])
+        return LIF(**common)
+    if kind == "CubaLIF":
+        alpha = _decay(taus["tau_mem"], dt, "tau_mem", where, convention)
+        alpha_syn = _decay(taus["tau_syn"], dt, "tau_syn", where, convention)
+        w_in = p("w_in")
+        syn_gain = w_in if convention.jump_inputs else _gain(dt, w_in, taus["tau_syn"], "tau_syn", where)
+        return CubaLIF(
+            alpha=alpha, alpha_syn=alpha_syn, gain=_gain(dt, p("r"), taus["tau_mem"], "tau_mem", where), syn_gain=syn_gain,
+            v_leak=p("v_leak"), v_threshold=p("v_threshold"), v_reset=p("v_reset"), reset=reset, refractory=refractory,
+        )
+    if kind == "IF":
+        gain = p("r") if convention.jump_inputs else dt * p("r")
+        return IF(gain=gain, v_threshold=p("v_threshold"), v_reset=p("v_reset"), reset=reset, refractory=refractory)
+    if kind == "I":
+        return LI(alpha=1.0, gain=dt * p("r"), v_leak=0.0)
+    raise UnsupportedError(f"{where}: not a neuron type ({', '.join(NEURON_TYPES)})")
+
+
+def _small_metadata(node: Any) -> dict[str, Any] | None:
+    meta = getattr(node, "metadata", None)
+    if isinstance(meta, Mapping) and isinstance(meta.get("small"), Mapping):
+        return dict(meta["small"])
+    return None
+
+
+def _neuron_from_metadata(meta: Mapping[str, Any], size: int, where: str) -> NeuronModel:
+    """The exact discrete parameters SMALL's NIR export stores beside the continuous ones."""
+    fields = {k: v for k, v in meta.items() if k not in ("dt", "model", "version")}
+    fields["model"] = _str(meta.get("model"))
+    for key, value in list(fields.items()):
+        if isinstance(value, (bytes, np.bytes_)):
+            fields[key] = _str(value)
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "SUO":
+            fields[key] = _str(value.item())
+    try:
+        model = NeuronModel.from_dict(fields)
+        model.validate(size, where)
+    except NetworkError as exc:
+        raise NetworkError(f"{where}: SMALL metadata is inconsistent: {exc}") from None
+    return model
+
+
+# -----------------------------------------------------------------------------------------
+# Composition of linear paths
+# -----------------------------------------------------------------------------------------
+def _linear_step(name: str, node: Any, matrix: sp.csr_array, dt: float) -> list[tuple[sp.csr_array, int]]:
+    """Apply one linear node to ``matrix`` (rows: the node's inputs); return (matrix, extra delay) pairs."""
+    kind = _kind(node)
+    if kind in ("Affine", "Linear"):
+        return [(sp.csr_array(np.asarray(node.weight, dtype=np.float64)) @ matrix, 0)]
+    if kind == "Scale":
+        scale = np.asarray(node.scale, dtype=np.float64).reshape(-1)
+        n = matrix.shape[0]
+        if scale.size == 1:
+            scale = np.full(n, scale[0])
+        if scale.size != n:
+            raise NetworkError(f"Scale node {name!r} has {scale.size} factors but receives {n} values")
+        return [(sp.diags_array(scale) @ matrix, 0)]
+    if kind in ("Conv1d", "Conv2d"):
+        conv, _ = conv_matrix(node.weight, node._small_in_shape, node.stride, node.padding, node.dilation, node.groups,
+                              where=f"{kind} node {name!r}")
+        return [(conv @ matrix, 0)]
+    if kind == "Delay":
+        delay = np.asarray(node.delay, dtype=np.float64).reshape(-1)
+        n = matrix.shape[0]
+        if delay.size == 1:
+            delay = np.full(n, delay[0])
+        if delay.size != n:
+            raise NetworkError(f"Delay node {name!r} has {delay.size} delays but receives {n} values")
+        steps = delay / dt
+        rounded = np.round(steps)
+        if np.any(delay < 0) or not np.allclose(steps, rounded, rtol=0, atol=1e-6):
+            raise NetworkError(
+                f"Delay node {name!r}: delays {sorted(set(delay.tolist()))[:4]} s are not non-negative multiples of "
+                f"dt = {dt:g} s: pass a --dt that divides them"
+            )
+        out = []
+        for d in np.unique(rounded):
+            mask = (rounded == d).astype(np.float64)
+            out.append((sp.diags_array(mask) @ matrix, int(d)))
+        return out
+    return [(matrix, 0)]  # Flatten, Identity and pass-through nodes
+
+
+def _store(matrix: sp.csr_array) -> np.ndarray | sp.csr_array:
+    matrix = sp.csr_array(matrix)
+    matrix.eliminate_zeros()
+    size = matrix.shape[0] * matrix.shape[1]
+    if size and matrix.nnz <= SPARSE_DENSITY * size:
+        matrix.sort_indices()
+        return matrix
+    return matrix.toarray()
+
+
+def import_nir(
+    source: str | Path | Any,
+    *,
+    dt: float | None = None,
+    framework: str = "nir",
+    name: str | None = None,
+) -> Network:
+    """Convert a NIR graph (file path or ``nir.NIRGraph``) into a validated :class:`Network`.
+
+    Parameters
+    ----------
+    dt : float, optional
+        Seconds per step. Defaults to the framework's implicit step, or the step recorded in a
+        SMALL-written file; required for ``framework="nir"`` otherwise.
+    framework : {"nir", "snntorch", "norse"}
+        Which exporter's conventions to reproduce (``docs/semantics.md``).
+    """
+    if framework not in CONVENTIONS:
+        raise NetworkError(f"unknown framework {framework!r}: use one of {', '.join(CONVENTIONS)}")
+    convention = CONVENTIONS[framework]
+    path = None
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        graph = read_nir(path)
+    else:
+        graph = source
+    graph_meta = graph.metadata if isinstance(getattr(graph, "metadata", None), Mapping) else {}
+    small_meta = graph_meta.get("small") if isinstance(graph_meta.get("small"), Mapping) else {}
+    if dt is None:
+        dt = convention.default_dt
+        if small_meta.get("dt") is not None:
+            dt = float(np.asarray(small_meta["dt"]))
+        if dt is None:
+            raise NetworkError(
+                "the NIR file does not say which time step to simulate at: pass --dt SECONDS, or "
+                "--framework snntorch|norse if it was exported by one of them (they imply their step)"
+            )
+    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+        raise NetworkError(f"dt must be a positive number of seconds, not {dt!r}")
+    dt = float(dt)
+
+    nodes, edges, passthrough = _flatten(graph)
+    for a, b in edges:
+        for end in (a, b):
+            if end not in nodes:
+                raise NetworkError(f"edge {a!r} -> {b!r} refers to node {end!r}, which the graph does not have")
+    for nname, node in nodes.items():
+        if _kind(node) not in SUPPORTED_TYPES:
+            raise UnsupportedError(
+                f"node {nname!r} has NIR type {_kind(node)!r}, which SMALL does not support; supported: "
+                f"{', '.join(SUPPORTED_TYPES)}"
+            )
+    shapes = _infer_shapes(nodes, edges, passthrough)
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        if b not in succ[a]:
+            succ[a].append(b)
+
+    def is_port(n: str) -> bool:
+        return n not in passthrough and _kind(nodes[n]) in ("Input", "Output")
+
+    inputs = [n for n in nodes if is_port(n) and _kind(nodes[n]) == "Input"]
+    neurons = [n for n in nodes if _kind(nodes[n]) in NEURON_TYPES]
+    for n in neurons:
+        if n not in shapes:
+            raise NetworkError(f"neuron node {n!r} is not reachable from any Input node, so its size is unknown")
+
+    # Compose every linear path from a stateful node (input or neuron) to the next ones.
+    blocks: dict[tuple[str, str, int], sp.csr_array] = {}
+    order: list[tuple[str, str, int]] = []
+    outputs: dict[str, str] = {}
+    bias: dict[str, np.ndarray] = {n: np.zeros(math.prod(shapes[n])) for n in neurons}
+
+    def walk(origin: str, at: str, matrix: sp.csr_array, delay: int, path: tuple[str, ...]) -> None:
+        for nxt in succ[at]:
+            node = nodes[nxt]
+            kind = _kind(node)
+            if kind in NEURON_TYPES:
+                key = (origin, nxt, delay)
+                if key in blocks:
+                    blocks[key] = blocks[key] + matrix
+                else:
+                    blocks[key] = matrix
+                    order.append(key)
+            elif is_port(nxt):  # an Output node
+                if origin in inputs or any(_kind(nodes[p]) not in ("Flatten", "Identity") and p not in passthrough for p in path):
+                    raise UnsupportedError(
+                        f"Output node {nxt!r} is fed through {', '.join(path) or origin!r} rather than directly by a "
+                        "neuron: SMALL outputs are spikes or LI membranes, so end the network with a neuron "
+                        "layer (LI for an analog readout)"
+                    )
+                outputs[nxt] = origin
+            else:
+                if nxt in path:
+                    raise NetworkError(f"nodes {', '.join(path)} form a cycle without a neuron: a loop needs a stateful node")
+                for new_matrix, extra in _linear_step(nxt, node, matrix, dt):
+                    walk(origin, nxt, new_matrix, delay + extra, path + (nxt,))
+
+    for origin in (*inputs, *neurons):
+        walk(origin, origin, sp.eye_array(math.prod(shapes[origin]), format="csr"), 0, ())
+    _accumulate_biases(nodes, succ, shapes, passthrough, bias, dt)
+
+    # A cycle of zero-delay projections gets one step of delay on its closing edge.
+    keys = _break_zero_delay_cycles(order, inputs, neurons)
+    merged: dict[tuple[str, str, int], sp.csr_array] = {}
+    merged_order: list[tuple[str, str, int]] = []
+    for old, new in zip(order, keys):
+        if new in merged:
+            merged[new] = merged[new] + blocks[old]
+        else:
+            merged[new] = blocks[old]
+            merged_order.append(new)
+
+    for out_name in [n for n in nodes if is_port(n) and _kind(nodes[n]) == "Output"]:
+        if out_name not in outputs:
+            raise NetworkError(f"Output node {out_name!r} has no incoming edge from a neuron")
+
+    pop_order = _population_order(merged_order, inputs, neurons)
+    populations = [
+        Population(n, math.prod(shapes[n]), _neuron(n, nodes[n], math.prod(shapes[n]), dt, convention), bias=_compact(bias[n]))
+        for n in pop_order
+    ]
+    projections = [Projection(src, tgt, _store(merged[(src, tgt, d)]), delay=d) for (src, tgt, d) in merged_order]
+    metadata: dict[str, Any] = {"framework": framework}
+    if path is not None:
+        import hashlib
+
+        metadata["source"] = path.name
+        metadata["source_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    net = Network(
+        name=name or _str(small_meta.get("name", "")) or (path.stem if path is not None else "network"),
+        dt=dt,
+        inputs=[Input(n, shapes[n]) for n in inputs],
+        populations=populations,
+        projections=projections,
+        outputs=outputs,
+        metadata=metadata,
+    )
+    return net.validate()
+
+
+def _compact(values: np.ndarray) -> float | np.ndarray:
+    return float(values[0]) if values.size and np.all(values == values[0]) else values
+
+
+def _node_bias(name: str, node: Any, out_shape: tuple[int, ...]) -> np.ndarray | None:
+    bias = getattr(node, "bias", None)
+    if bias is None:
+        return None
+    b = np.asarray(bias, dtype=np.float64).reshape(-1)
+    if not np.any(b):
+        return None
+    if _kind(node) in ("Conv1d", "Conv2d"):
+        if b.size != out_shape[0]:
+            raise NetworkError(f"{_kind(node)} node {name!r}: bias has {b.size} values for {out_shape[0]} channels")
+        b = np.repeat(b, math.prod(out_shape[1:]))
+    elif b.size != math.prod(out_shape):
+        raise NetworkError(f"Affine node {name!r}: bias has {b.size} values but the weight has {math.prod(out_shape)} rows")
+    if not np.all(np.isfinite(b)):
+        raise NetworkError(f"node {name!r}: bias contains NaN or Inf")
+    return b
+
+
+def _accumulate_biases(nodes, succ, shapes, passthrough, bias, dt) -> None:
+    """Add each Affine/Conv bias, carried through the linear nodes after it, to the neurons it reaches."""
+    for name, node in nodes.items():
+        if _kind(node) not in ("Affine", "Conv1d", "Conv2d") or name not in shapes:
+            continue
+        b = _node_bias(name, node, shapes[name])
+        if b is None:
+            continue
+        stack = [(name, sp.csr_array(b.reshape(-1, 1)), (name,))]
+        while stack:
+            at, vec, path = stack.pop()
+            for nxt in succ[at]:
+                kind = _kind(nodes[nxt])
+                if kind in NEURON_TYPES:
+                    bias[nxt] += vec.toarray().reshape(-1)
+                elif kind in LINEAR_TYPES or nxt in passthrough:
+                    if nxt in path:
+                        raise NetworkError(f"nodes {', '.join(path)} form a cycle without a neuron")
+                    # A bias is a constant: a Delay does not change it (docs/semantics.md).
+                    for new_vec, _ in _linear_step(nxt, nodes[nxt], vec, dt):
+                        stack.append((nxt, new_vec, path + (nxt,)))
+
+
+def _break_zero_delay_cycles(order: list[tuple[str, str, int]], inputs: list[str], neurons: list[str]) -> list[tuple[str, str, int]]:
+    """Give the closing edge of every zero-delay cycle one step of delay.
+
+    Depth-first search from the inputs (then from any neuron not yet reached), visiting
+    successors in the order their projections were found (the file's edge order); a
+    zero-delay edge that returns to a node on the current search path closes a cycle.
+    """
+    succ: dict[str, list[int]] = {}
+    for idx, (src, tgt, d) in enumerate(order):
+        if d == 0:
+            succ.setdefault(src, []).append(idx)
+    keys = list(order)
+    state: dict[str, int] = {}  # 1 = on the path, 2 = finished
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        for idx in succ.get(node, []):
+            tgt = order[idx][1]
+            if state.get(tgt) == 1:
+                keys[idx] = (order[idx][0], tgt, 1)
+            elif tgt not in state:
+                visit(tgt)
+        state[node] = 2
+
+    for start in (*inputs, *neurons):
+        if start not in state:
+            visit(start)
+    return keys
+
+
+def _population_order(order: list[tuple[str, str, int]], inputs: list[str], neurons: list[str]) -> list[str]:
+    """Neurons in breadth-first order from the inputs (a readable, deterministic order)."""
+    seen: list[str] = []
+    frontier = list(inputs)
+    while frontier:
+        nxt = []
+        for src in frontier:
+            for s, t, _ in order:
+                if s == src and t not in seen and t in neurons:
+                    seen.append(t)
+                    nxt.append(t)
+        frontier = nxt
+    return seen + [n for n in neurons if n not in seen]
