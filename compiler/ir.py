@@ -419,6 +419,11 @@ class Network:
             proj_names.add(proj.name)
             if proj.source not in seen:
                 raise NetworkError(f"{where}: source {proj.source!r} is not an input or population of the network")
+            if proj.source in pop_names and not self.population(proj.source).neuron.spiking:
+                raise NetworkError(
+                    f"{where}: source {proj.source!r} is a non-spiking (LI) population, which sends no events: "
+                    "project from a spiking population instead"
+                )
             if proj.target not in pop_names:
                 hint = " (inputs cannot be targets)" if proj.target in seen else ""
                 raise NetworkError(f"{where}: target {proj.target!r} is not a population of the network{hint}")

@@ -287,11 +287,15 @@ class ReferenceSimulator:
         if not self.net.inputs:
             n_steps, batch = int(steps or 0), 1
         names = [p.name for p in self.net.populations]
-        rec_s = names if record_spikes is True else list(record_spikes or [])
+        spiking = [p.name for p in self.net.populations if p.neuron.spiking]
+        rec_s = spiking if record_spikes is True else list(record_spikes or [])
         rec_v = names if record_membrane is True else list(record_membrane or [])
         for name in (*rec_s, *rec_v):
             if name not in self.neurons:
                 raise SimulationError(f"cannot record {name!r}: no such population (the network has {', '.join(names)})")
+        for name in rec_s:
+            if name not in spiking:
+                raise SimulationError(f"cannot record spikes of {name!r}: it is a non-spiking (LI) population")
         binary = {name: bool(np.all((arr == 0) | (arr == 1))) for name, arr in x.items()}
         x = {name: arr.astype(self.dtype, copy=False) for name, arr in x.items()}
 
