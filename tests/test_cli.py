@@ -151,3 +151,10 @@ def test_bad_options_fail_cleanly(tmp_path, model, args, expected):
     assert "Traceback" not in result.stderr
     assert expected in result.stderr
     assert not (tmp_path / "y.npy").exists()
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import sys, small.cli; small.cli.build_parser(); "
+            "print(sorted(m for m in ('numpy', 'scipy', 'nir', 'h5py', 'compiler', 'sim') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]"
