@@ -537,7 +537,7 @@ class Network:
             diffs.append(f"dt {self.dt!r} != {other.dt!r}")
         if [(i.name, i.shape) for i in self.inputs] != [(i.name, i.shape) for i in other.inputs]:
             diffs.append("inputs differ")
-        if self.outputs != other.outputs:
+        if list(self.outputs.items()) != list(other.outputs.items()):  # order matters: it is the column order
             diffs.append(f"outputs {self.outputs} != {other.outputs}")
         mine = {p.name: p for p in self.populations}
         theirs = {p.name: p for p in other.populations}

@@ -110,12 +110,17 @@ def export_nir(net: Network) -> Any:
             f"population(s) {', '.join(sorted(bias_pending))} have a bias but no incoming projection: NIR can only "
             "carry a bias on an Affine node, so give them an input"
         )
+    output_names = []
     for out, pop in net.outputs.items():
         name = out if out not in nodes else _unique(out + "__output", nodes)
         size = net.population(pop).size
         nodes[name] = nir.Output(output_type={"output": np.array([size])})
         edges.append((pop, name))
+        output_names.append(name)
     meta = {"small": {"format": "small-nir", "version": EXTENSION_VERSION, "dt": dt, "name": net.name}}
+    if output_names:
+        # HDF5 keeps a group's members in name order: record the order in which outputs are reported.
+        meta["small"]["outputs"] = {str(i): name for i, name in enumerate(output_names)}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
 
 

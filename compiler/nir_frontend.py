@@ -218,6 +218,11 @@ def _output_shape(name: str, node: Any, shape: tuple[int, ...], passthrough: set
     size = math.prod(shape)
     if name in passthrough or kind in ("Identity", "Output"):
         return shape
+    # Checked here, naming the node: after composition a NaN can vanish (times a zero weight).
+    for field in ("weight", "scale"):
+        values = getattr(node, field, None) if kind in ("Affine", "Linear", "Scale", "Conv1d", "Conv2d") else None
+        if values is not None and not np.all(np.isfinite(np.asarray(values, dtype=np.float64))):
+            raise NetworkError(f"{kind} node {name!r}: {field} contains NaN or Inf: every weight must be finite")
     if kind in ("Affine", "Linear"):
         w = np.asarray(node.weight)
         if w.ndim != 2 or w.shape[1] != size:
@@ -276,11 +281,14 @@ def _param(node: Any, field: str, size: int, where: str) -> np.ndarray:
     return arr
 
 
-def _gain(dt: float, r: np.ndarray, tau: np.ndarray, field: str, where: str) -> np.ndarray:
-    """``dt * r / tau``; with tau = inf (no leak) the gain is only defined when r is finite (then 0)."""
+def _gain(dt: float, r: np.ndarray, tau: np.ndarray, field: str, where: str, strict: bool = True) -> np.ndarray:
+    """``dt * r / tau``; with tau = inf (no leak) the gain is only defined when r is finite (then 0).
+
+    ``strict=False`` leaves an undefined gain as NaN (SMALL's metadata then supplies the value).
+    """
     with np.errstate(invalid="ignore"):
         gain = dt * r / tau
-    if np.any(np.isnan(gain)):
+    if strict and np.any(np.isnan(gain)):
         raise NetworkError(f"{where}: {field} and r are both infinite, so the input gain is undefined: give finite values")
     return gain
 
@@ -327,10 +335,12 @@ def _neuron(name: str, node: Any, size: int, dt: float, convention: Convention) 
     exact = _small_metadata(node)
     if exact is None:
         return _discretise(node, size, dt, convention, {}, where)
-    continuous = _discretise(node, size, dt, CONVENTIONS["nir"], exact, where)
     meta_dt = exact.get("dt")
     if meta_dt is not None and float(np.asarray(meta_dt)) == dt:
         model = _neuron_from_metadata(exact, size, where)
+        # SMALL writes a non-leaky neuron (alpha = 1) as tau = r = inf: its continuous gain is
+        # undefined (NaN here, skipped by _agree) and only the metadata holds it.
+        continuous = _discretise(node, size, dt, CONVENTIONS["nir"], exact, where, strict=False)
         if type(model) is type(continuous) and all(
             _agree(a, b) for a, b in zip(model.params().values(), continuous.params().values())
         ):
@@ -341,7 +351,7 @@ def _neuron(name: str, node: Any, size: int, dt: float, convention: Convention) 
             SmallWarning,
             stacklevel=2,
         )
-    return continuous
+    return _discretise(node, size, dt, CONVENTIONS["nir"], exact, where)
 
 
 def _agree(exact: Any, continuous: Any) -> bool:
@@ -351,7 +361,9 @@ def _agree(exact: Any, continuous: Any) -> bool:
     return bool(np.allclose(a[finite], b[finite], rtol=_META_RTOL, atol=1e-12))
 
 
-def _discretise(node: Any, size: int, dt: float, convention: Convention, extras: Mapping[str, Any], where: str) -> NeuronModel:
+def _discretise(
+    node: Any, size: int, dt: float, convention: Convention, extras: Mapping[str, Any], where: str, strict: bool = True
+) -> NeuronModel:
     """Forward-Euler discretisation of a NIR neuron under a framework convention.
 
     ``extras`` supplies what NIR cannot say (reset mode, refractory period, ALIF adaptation),
@@ -368,7 +380,7 @@ def _discretise(node: Any, size: int, dt: float, convention: Convention, extras:
         taus = {f: p(f) for f in tau_fields}
     if kind in ("LIF", "LI"):
         alpha = _decay(taus["tau"], dt, "tau", where, convention)
-        gain = _gain(dt, p("r"), taus["tau"], "tau", where)
+        gain = _gain(dt, p("r"), taus["tau"], "tau", where, strict)
         if kind == "LI":
             return LI(alpha=alpha, gain=gain, v_leak=p("v_leak"))
         common = dict(alpha=alpha, gain=gain, v_leak=p("v_leak"), v_threshold=p("v_threshold"),
@@ -380,9 +392,9 @@ def _discretise(node: Any, size: int, dt: float, convention: Convention, extras:
         alpha = _decay(taus["tau_mem"], dt, "tau_mem", where, convention)
         alpha_syn = _decay(taus["tau_syn"], dt, "tau_syn", where, convention)
         w_in = p("w_in")
-        syn_gain = w_in if convention.jump_inputs else _gain(dt, w_in, taus["tau_syn"], "tau_syn", where)
+        syn_gain = w_in if convention.jump_inputs else _gain(dt, w_in, taus["tau_syn"], "tau_syn", where, strict)
         return CubaLIF(
-            alpha=alpha, alpha_syn=alpha_syn, gain=_gain(dt, p("r"), taus["tau_mem"], "tau_mem", where), syn_gain=syn_gain,
+            alpha=alpha, alpha_syn=alpha_syn, gain=_gain(dt, p("r"), taus["tau_mem"], "tau_mem", where, strict), syn_gain=syn_gain,
             v_leak=p("v_leak"), v_threshold=p("v_threshold"), v_reset=p("v_reset"), reset=reset, refractory=refractory,
         )
     if kind == "IF":
@@ -582,9 +594,12 @@ def import_nir(
             merged[new] = blocks[old]
             merged_order.append(new)
 
-    for out_name in [n for n in nodes if is_port(n) and _kind(nodes[n]) == "Output"]:
+    output_nodes = [n for n in nodes if is_port(n) and _kind(nodes[n]) == "Output"]
+    for out_name in output_nodes:
         if out_name not in outputs:
             raise NetworkError(f"Output node {out_name!r} has no incoming edge from a neuron")
+    # Outputs are reported in order: the one SMALL's export recorded, else the graph's node order.
+    outputs = {n: outputs[n] for n in _output_order(small_meta, output_nodes)}
 
     pop_order = _population_order(merged_order, inputs, neurons)
     populations = [
@@ -608,6 +623,15 @@ def import_nir(
         metadata=metadata,
     )
     return net.validate()
+
+
+def _output_order(small_meta: Mapping[str, Any], names: list[str]) -> list[str]:
+    """``names`` reordered by SMALL's graph metadata ``outputs`` (``{"0": name, "1": name, ...}``)."""
+    listed = small_meta.get("outputs")
+    if not isinstance(listed, Mapping) or not all(str(k).isdigit() for k in listed):
+        return names
+    ranked = [_str(np.asarray(listed[k]).item()) for k in sorted(listed, key=lambda k: int(k))]
+    return [n for n in ranked if n in names] + [n for n in names if n not in ranked]
 
 
 def _compact(values: np.ndarray) -> float | np.ndarray:
