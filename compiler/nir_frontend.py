@@ -110,10 +110,7 @@ def read_nir(path: str | Path) -> Any:
         if kind is None:
             raise FileFormatError(f"{str(path)!r}: node {name!r} has no type")
         if kind not in SUPPORTED_TYPES:
-            raise UnsupportedError(
-                f"node {name!r} has NIR type {kind!r}, which SMALL does not support; supported: "
-                f"{', '.join(SUPPORTED_TYPES)}"
-            )
+            raise _unsupported(name, kind)
         try:
             if kind == "NIRGraph":
                 nodes = {k: build(v, f"{name}.{k}" if name else k) for k, v in node.get("nodes", {}).items()}
@@ -127,6 +124,12 @@ def read_nir(path: str | Path) -> Any:
             raise NetworkError(f"NIR node {name!r} ({kind}) is malformed: {message}") from None
 
     return build(data, "")
+
+
+def _unsupported(name: str, kind: str) -> UnsupportedError:
+    return UnsupportedError(
+        f"node {name!r} has NIR type {kind!r}, which SMALL does not support; supported: {', '.join(SUPPORTED_TYPES)}"
+    )
 
 
 def _str(value: Any) -> str:
@@ -529,10 +532,7 @@ def import_nir(
                 raise NetworkError(f"edge {a!r} -> {b!r} refers to node {end!r}, which the graph does not have")
     for nname, node in nodes.items():
         if _kind(node) not in SUPPORTED_TYPES:
-            raise UnsupportedError(
-                f"node {nname!r} has NIR type {_kind(node)!r}, which SMALL does not support; supported: "
-                f"{', '.join(SUPPORTED_TYPES)}"
-            )
+            raise _unsupported(nname, _kind(node))
     shapes = _infer_shapes(nodes, edges, passthrough)
     succ: dict[str, list[str]] = {n: [] for n in nodes}
     for a, b in edges:
