@@ -66,6 +66,21 @@ class _Synapses:
     def accumulate(self, current: np.ndarray, values: np.ndarray, binary: bool) -> None:
         """``current += values @ W.T`` for ``values`` of shape [batch, n_src]."""
         batch = values.shape[0]
+        if batch == 1 and self.dense is not None:
+            # Same arithmetic as below, with less per-call overhead (this runs every step).
+            row = values[0]
+            s_idx = row.nonzero()[0]
+            n_events = s_idx.size
+            if n_events == 0:
+                return
+            if n_events > EVENT_FRACTION * values.size:
+                current += values.astype(current.dtype, copy=False) @ self.dense
+                return
+            rows = self.dense.take(s_idx, axis=0)
+            if not binary:
+                rows *= row[s_idx].astype(current.dtype, copy=False)[:, None]
+            current[0] += rows.sum(axis=0)
+            return
         b_idx, s_idx = np.nonzero(values)
         n_events = b_idx.size
         if n_events == 0:
@@ -78,16 +93,12 @@ class _Synapses:
                 current += (self.w_csr @ v.T).T
             return
         scale = None if binary else values[b_idx, s_idx].astype(current.dtype, copy=False)
-        if self.dense is not None:
-            rows = self.dense[s_idx]
-            if scale is not None:
-                rows *= scale[:, None]
-            if batch == 1:
-                current[0] += rows.sum(axis=0)
-            else:
-                # Events come sorted by batch row: sum each row's run of events.
-                starts = np.flatnonzero(np.r_[True, b_idx[1:] != b_idx[:-1]])
-                current[b_idx[starts]] += np.add.reduceat(rows, starts, axis=0)
+        if self.dense is not None:  # batch > 1 (batch 1 is handled above)
+            # A sparse [batch, n_src] event matrix times the dense weights: one compiled loop
+            # over the events, each adding its weight row to its batch row.
+            data = np.ones(n_events, dtype=current.dtype) if scale is None else scale
+            indptr = np.searchsorted(b_idx, np.arange(batch + 1))  # events come sorted by batch row
+            current += sp.csr_array((data, s_idx, indptr), shape=(batch, self.n_src)) @ self.dense
             return
         starts = self.indptr[s_idx]
         counts = self.indptr[s_idx + 1] - starts
