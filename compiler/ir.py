@@ -33,6 +33,8 @@ def _as_param(value: Any, *, integer: bool = False) -> Param:
     arr = np.asarray(value)
     if arr.dtype == bool or arr.dtype.kind not in "iuf":
         raise NetworkError(f"parameter value {value!r} is not numeric")
+    if integer and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+        raise NetworkError(f"parameter value {value!r} must be a whole number of steps")
     if arr.ndim == 0:
         return int(arr) if integer else float(arr)
     return arr.astype(np.int64 if integer else np.float64)
