@@ -139,7 +139,8 @@ def cmd_flow(args: argparse.Namespace) -> int:
     framework = args.framework or (test.framework if test and model.suffix == ".nir" else None)
     t0 = time.perf_counter()
     net = load_model(model, dt, framework)
-    print(f"[1/2] import    {model} (framework {framework or 'nir'}, dt {net.dt:g} s)")
+    how = f"framework {framework or 'nir'}" if model.suffix == ".nir" else "SMALL network file"
+    print(f"[1/2] import    {model} ({how}, dt {net.dt:g} s)")
     print("      " + net.summary().replace("\n", "\n      "))
     if test is None:
         print(f"[2/2] reference  skipped: no labelled test set at {test_path}")
@@ -148,10 +149,12 @@ def cmd_flow(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     print(f"[2/2] reference  accuracy {acc * 100:.2f} % on {len(test.labels)} test samples "
           f"({test.x.shape[0]} steps each, readout {test.readout}) in {elapsed:.1f} s")
-    expected = model.with_name("snntorch_result.json")
-    if expected.is_file():
-        ref = json.loads(expected.read_text())
-        print(f"      snnTorch measured {ref['accuracy'] * 100:.2f} % on the same inputs")
+    # A bundled example records what its training framework measured on the same inputs.
+    for name, who in (("snntorch_result.json", "snnTorch"), ("torch_result.json", "the torch training model")):
+        expected = model.with_name(name)
+        if expected.is_file():
+            ref = json.loads(expected.read_text())
+            print(f"      {who} measured {ref['accuracy'] * 100:.2f} % on the same inputs")
     return EXIT_OK
 
 

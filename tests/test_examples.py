@@ -41,3 +41,22 @@ def test_classify_ties_go_to_the_lowest_index():
     out = np.zeros((3, 1, 4), np.float32)
     out[:, 0, 1] = out[:, 0, 3] = 1
     assert classify(out, "spike_count").tolist() == [1]
+
+
+def test_alif_memory_matches_its_torch_model_sample_for_sample():
+    folder = EXAMPLES / "alif_memory"
+    net = load_network(folder / "network.small")
+    assert {p.neuron.kind for p in net.populations} == {"lif", "alif", "li"}
+    assert any(p.source == p.target and p.delay == 1 for p in net.projections)  # recurrent
+    test = load_test_set(folder / "test_set.npz")
+    assert test.readout == "mean_value" and test.window is not None
+    raw = np.load(folder / "test_set.npz")
+    result = simulate(net, test.x, record_spikes=["lif", "alif"])
+    counts = np.concatenate([result.spikes["lif"], result.spikes["alif"]], axis=-1).sum(axis=0)
+    np.testing.assert_array_equal(counts, raw["torch_spike_counts"])  # every neuron's spike count
+    start, end = test.window
+    mean = result.output_array()[start:end].mean(axis=0)
+    np.testing.assert_allclose(mean, raw["torch_out_mean"], atol=1e-4)
+    reported = json.loads((folder / "torch_result.json").read_text())
+    assert accuracy(net, test) == pytest.approx(reported["accuracy"], abs=1e-12)
+    assert reported["accuracy"] > reported["control_accuracy_no_adaptation"]  # the memory needs adaptation
