@@ -67,7 +67,7 @@ class _Synapses:
         """``current += values @ W.T`` for ``values`` of shape [batch, n_src]."""
         batch = values.shape[0]
         if batch == 1 and self.dense is not None:
-            # Same arithmetic as below, with less per-call overhead (this runs every step).
+            # Batch 1, dense weights: sum the active rows directly (the cheapest path per step).
             row = values[0]
             s_idx = row.nonzero()[0]
             n_events = s_idx.size
