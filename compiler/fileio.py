@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -26,42 +25,33 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
-    With ``directory=True`` the temporary path is a fresh folder and replaces ``path`` as a
-    whole. On any exception the temporary file or folder is removed and ``path`` is untouched.
+    On any exception the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise FileFormatError(f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist")
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-        os.close(fd)
-        tmp = Path(name)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
-        if directory:
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
-                os.replace(path, old / path.name)
-                os.replace(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, path)
-        else:
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
     except BaseException:
-        if directory:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
+
+
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write one array as ``.npy``, atomically (no pickle)."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
 
 
 def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, compress: bool = True) -> None:

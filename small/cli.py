@@ -62,16 +62,6 @@ def load_model(path: str | Path, dt: float | None = None, framework: str | None 
     return import_nir(path, dt=dt, framework=framework or "nir")
 
 
-def _write_npy(path: str | Path, array) -> None:
-    import numpy as np
-
-    from compiler.fileio import atomic_output
-
-    with atomic_output(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-
-
 # -- subcommands ---------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> int:
     net = load_model(args.model, args.dt, args.framework)
@@ -97,7 +87,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from compiler.errors import SimulationError
-    from compiler.fileio import write_npz
+    from compiler.fileio import write_npy, write_npz
     from sim.reference import ReferenceSimulator
 
     net = load_model(args.model, args.dt, args.framework)
@@ -114,7 +104,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sim = ReferenceSimulator(net, dtype=np.float64 if args.float64 else np.float32)
     result = sim.run(x.astype(np.float32, copy=False), record_membrane=bool(args.membrane))
     y = result.output_array()
-    _write_npy(args.output, y)
+    write_npy(args.output, y)
     if args.membrane:
         write_npz(args.membrane, result.membrane)
     spikes = sum(float(v.sum()) for k, v in result.outputs.items() if net.population(net.outputs[k]).neuron.spiking)
