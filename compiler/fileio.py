@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -44,6 +45,37 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; it replaces ``path`` when the block succeeds.
+
+    An existing ``path`` is replaced only if it is empty or holds ``marker`` (a file SMALL
+    wrote there before), so a mistyped ``-o`` never deletes a user's folder. On any exception
+    the temporary folder is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / marker).exists())):
+        raise FileFormatError(
+            f"{str(path)!r} exists and is not a SMALL output folder (no {marker}): choose another output folder"
+        )
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+            os.replace(path, old / "previous")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

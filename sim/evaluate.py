@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,11 +78,15 @@ def classify(outputs: np.ndarray, readout: str, window: tuple[int, int] | None =
     return np.argmax(score, axis=-1)
 
 
-def accuracy(net: Network, test: TestSet, *, batch_size: int = 256) -> float:
-    """Fraction of test samples the reference simulator classifies correctly."""
+def accuracy(model: Network | Any, test: TestSet, *, batch_size: int = 256) -> float:
+    """Fraction of test samples classified correctly by ``model``.
+
+    ``model`` is a network (run on the reference simulator) or any simulator with
+    ``run(x) -> SimulationResult`` (the chip simulators of ``sim/``).
+    """
     from .reference import ReferenceSimulator
 
-    sim = ReferenceSimulator(net)
+    sim = ReferenceSimulator(model) if isinstance(model, Network) else model
     n = test.labels.shape[0]
     correct = 0
     for start in range(0, n, batch_size):

@@ -148,6 +148,136 @@ def cmd_flow(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _tile(text: str) -> tuple[int, int]:
+    rows, sep, cols = text.lower().partition("x")
+    try:
+        r, c = int(rows), int(cols)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ROWSxCOLS (e.g. 64x64)") from None
+    if not sep or r < 1 or c < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a tile needs at least 1 row and 1 column (e.g. 64x64)")
+    return r, c
+
+
+def _example_test_set(model: Path, given: str | None):
+    from compiler.errors import SimulationError
+    from sim.evaluate import load_test_set
+
+    path = Path(given) if given else model.with_name("test_set.npz")
+    if given and not path.is_file():
+        raise SimulationError(f"test set {given!r} does not exist")
+    return load_test_set(path) if path.is_file() else None
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from compiler.faults import load_faults
+    from compiler.fileio import atomic_directory
+    from compiler.mapper import CompileOptions, compile_network, inter_tile_events_per_step
+    from sim.evaluate import accuracy
+
+    model = Path(args.model)
+    test = _example_test_set(model, args.test_set)
+    dt = args.dt if args.dt is not None else (test.dt if test and model.suffix == ".nir" else None)
+    framework = args.framework or (test.framework if test and model.suffix == ".nir" else None)
+    net = load_model(model, dt, framework)
+    opts = CompileOptions(target=args.target, rows=args.tile[0], cols=args.tile[1], levels=args.levels, seed=args.seed,
+                          max_tiles=args.max_tiles, max_split=args.max_split, partitioner=args.partitioner,
+                          faults=load_faults(args.faults) if args.faults else None)
+    opts.validate()
+    scales = {}
+    if test is not None and len(net.inputs) == 1:
+        x = test.x
+        binary_or_int = x.dtype.kind in "biu" or bool(np.all(x == np.rint(x)))
+        top = float(np.max(np.abs(x))) if x.size else 0.0
+        if not (binary_or_int and top <= 127) and top > 0:
+            scales[net.inputs[0].name] = top / 127.0
+    result = compile_network(net, opts, source_sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
+                             source_name=model.name, input_scales=scales)
+    image, report = result.image, result.report
+    if test is not None:
+        sim = _chip_simulator(image)
+        sample = test.x[:, :256]
+        sim.run(sample)
+        report["inter_tile_events_per_step"] = inter_tile_events_per_step(image, sim.spike_counts, sample.shape[0],
+                                                                          sample.shape[1])
+        report["accuracy"] = {"reference": accuracy(net, test), _SIM_NAME[image.target]: accuracy(sim, test)}
+        report["test_samples"] = int(test.labels.size)
+    with atomic_directory(args.output, marker="image.json") as tmp:
+        image.save(tmp)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    print(_compile_summary(net, image, report, args.output))
+    return EXIT_OK
+
+
+_SIM_NAME = {"digital": "digital", "memristive": "memristive_ideal"}
+
+
+def _chip_simulator(image):
+    if image.target == "digital":
+        from sim.digital import DigitalSimulator
+
+        return DigitalSimulator(image)
+    from sim.memristive import IdealMemristiveSimulator
+
+    return IdealMemristiveSimulator(image)
+
+
+def _compile_summary(net, image, report: dict, output: str) -> str:
+    """The few lines a hardware engineer reads after `small compile`."""
+    import numpy as np
+
+    rows = np.asarray(report["rows_used_per_tile"])
+    cols = np.asarray(report["cols_used_per_tile"])
+    R, C = image.rows, image.cols
+    lines = [
+        f"compiled {net.name!r} for the {image.target} target: {report['neurons']} neurons, "
+        f"{report['synapses_mapped']} synapses on {R}x{C} tiles, {image.levels} levels",
+        f"  tiles            {report['tiles_used']} used, lower bound {report['tiles_lower_bound']} "
+        f"(partitioner {report['partitioner']})",
+        f"  rows per tile    min {rows.min()} / mean {rows.mean():.1f} / max {rows.max()} of {R} "
+        f"({report['row_utilisation'] * 100:.0f} % used)",
+        f"  columns per tile min {cols.min()} / mean {cols.mean():.1f} / max {cols.max()} of {C} "
+        f"({report['col_utilisation'] * 100:.0f} % used)",
+        f"  fan-in splits    {report['fan_in_splits']} neurons read rows on more than one tile",
+        f"  routing          {report['routing_entries']} table entries, {report['input_map_entries']} input-map entries, "
+        f"{report['delay_slots']} delay slot(s)",
+        f"  latency          " + ", ".join(f"{k} {v}" for k, v in report["latency"].items()) + " steps",
+        f"  quantisation     RMSE {report['quantisation_rmse']:.4g} ({report['quantisation_rmse_relative'] * 100:.1f} % of "
+        "the RMS weight)",
+    ]
+    if report.get("inter_tile_events_per_step") is not None:
+        lines.append(f"  traffic          {report['inter_tile_events_per_step']:.2f} inter-tile events per step "
+                     "on the example input")
+    faults = report.get("faults")
+    if faults:
+        lines.append(f"  stuck devices    {faults['used_cells_with_stuck_device']} used cells have a stuck device; "
+                     f"weight RMSE {faults['stuck_error_rmse_naive']:.4g} placed naively, "
+                     f"{faults['stuck_error_rmse_placed']:.4g} fault-aware")
+    acc = report.get("accuracy")
+    if acc:
+        lines.append("  accuracy         " + ", ".join(f"{k} {v * 100:.2f} %" for k, v in acc.items())
+                     + f" on {report['test_samples']} test samples")
+    lines.append(f"wrote {output}/image.json, image.npz, report.json")
+    return "\n".join(lines)
+
+
+def cmd_faults_random(args: argparse.Namespace) -> int:
+    from compiler.faults import random_faults, save_faults
+
+    fmap = random_faults(args.tiles, args.tile[0], args.tile[1], args.rate, seed=args.seed,
+                         high_fraction=args.high_fraction)
+    save_faults(fmap, args.output)
+    n = int((fmap.stuck >= 0).sum())
+    print(f"wrote {args.output}: {args.tiles} tiles of {args.tile[0]}x{args.tile[1]}, {n} stuck devices "
+          f"({n / fmap.stuck.size * 100:.2f} % of {fmap.stuck.size})")
+    return EXIT_OK
+
+
 # -- entry point ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="small", description="SMALL: map spiking networks onto memristive crossbar chips.")
@@ -180,6 +310,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-set", metavar="TEST.npz", help="labelled test set (default: test_set.npz beside the model)")
     _add_model_options(p)
     p.set_defaults(func=cmd_flow)
+
+    p = sub.add_parser("compile", help="map a network onto crossbar tiles and write a HardwareImage")
+    p.add_argument("model", help="model.nir or net.small (a test_set.npz beside it is used for the report)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="build folder (image.json, image.npz, report.json)")
+    p.add_argument("--target", choices=("digital", "memristive"), default="digital")
+    p.add_argument("--tile", type=_tile, default=(64, 64), metavar="ROWSxCOLS", help="crossbar geometry (default 64x64)")
+    p.add_argument("--levels", type=int, default=16, help="conductance levels per device (default 16)")
+    p.add_argument("--faults", metavar="CHIP.json", help="stuck devices of the chip (memristive target)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the partitioner (default 0)")
+    p.add_argument("--max-tiles", type=int, metavar="N", help="fail if the network needs more tiles")
+    p.add_argument("--max-split", type=int, default=16, metavar="N",
+                   help="most tiles one neuron's inputs may be split across (default 16)")
+    p.add_argument("--partitioner", choices=("auto", "metis", "networkx", "sequential"), default="auto")
+    p.add_argument("--test-set", metavar="TEST.npz", help="labelled test set (default: test_set.npz beside the model)")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("faults", help="make chip fault maps")
+    fsub = p.add_subparsers(dest="faults_command", metavar="KIND", parser_class=_Parser, required=True)
+    q = fsub.add_parser("random", help="independent stuck devices at a given rate")
+    q.add_argument("--rate", type=float, required=True, help="fraction of devices stuck, in [0, 1]")
+    q.add_argument("--tiles", type=int, default=16, help="physical tiles on the chip (default 16)")
+    q.add_argument("--tile", type=_tile, default=(64, 64), metavar="ROWSxCOLS")
+    q.add_argument("--high-fraction", type=float, default=0.5, help="fraction of stuck devices stuck high (default 0.5)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("-o", "--output", required=True, metavar="CHIP.json")
+    q.set_defaults(func=cmd_faults_random)
     return parser
 
 

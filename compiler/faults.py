@@ -1,0 +1,194 @@
+"""Chip fault maps (stuck devices) and fault-aware placement.
+
+Fault map file (JSON, ``docs/hardware-image.md`` "Fault maps")::
+
+    {"format": "small-faults", "version": 1,
+     "geometry": {"tiles": 16, "rows": 64, "cols": 64},
+     "stuck": [[tile, row, col, "pos"|"neg", "high"|"low"], ...]}
+
+A device stuck *high* sits at the top level ``L - 1`` (G_max), stuck *low* at level 0 (G_min),
+whatever it is programmed to.
+
+**Placement.** A stuck device hurts less when its partner can compensate: with ``l+`` stuck at
+``a`` the pair still reaches ``q`` when ``a - q`` is a level, and so on. For each logical tile
+the compiler chooses a physical tile, a row permutation and a column permutation that minimise
+the summed squared weight error (in weight units) of the used cells. Tiles are assigned with
+``scipy.optimize.linear_sum_assignment`` on the error at identity permutations; within a tile,
+rows and then columns are assigned with ``linear_sum_assignment`` in turn (each step solves
+its assignment exactly given the other permutation, so the error never increases) until
+neither improves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .errors import FileFormatError, UnsupportedError
+from .fileio import atomic_output
+
+FORMAT = "small-faults"
+VERSION = 1
+DEVICES = {"pos": 0, "neg": 1}
+STATES = ("high", "low")
+ROUNDS = 4
+
+
+@dataclass
+class FaultMap:
+    """Stuck devices of a chip: ``stuck[tile, row, col, device]`` is -1 (healthy), 0 (low) or 1 (high)."""
+
+    stuck: np.ndarray
+
+    @property
+    def tiles(self) -> int:
+        return int(self.stuck.shape[0])
+
+    @property
+    def rows(self) -> int:
+        return int(self.stuck.shape[1])
+
+    @property
+    def cols(self) -> int:
+        return int(self.stuck.shape[2])
+
+    def levels(self, levels: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stuck levels of the ``pos`` and ``neg`` devices, ``-1`` where healthy."""
+        lv = np.where(self.stuck == 1, levels - 1, np.where(self.stuck == 0, 0, -1)).astype(np.int16)
+        return lv[..., 0], lv[..., 1]
+
+    def to_json(self) -> dict:
+        t, r, c, d = np.nonzero(self.stuck >= 0)
+        entries = [[int(a), int(b), int(e), "pos" if f == 0 else "neg", "high" if self.stuck[a, b, e, f] == 1 else "low"]
+                   for a, b, e, f in zip(t, r, c, d)]
+        return {"format": FORMAT, "version": VERSION,
+                "geometry": {"tiles": self.tiles, "rows": self.rows, "cols": self.cols}, "stuck": entries}
+
+
+def random_faults(tiles: int, rows: int, cols: int, rate: float, *, seed: int = 0, high_fraction: float = 0.5) -> FaultMap:
+    """Each device independently stuck with probability ``rate``; stuck high with ``high_fraction``."""
+    if not 0 <= rate <= 1 or not 0 <= high_fraction <= 1:
+        raise UnsupportedError(f"fault rate {rate} and high fraction {high_fraction} must lie in [0, 1]")
+    rng = np.random.default_rng(seed)
+    shape = (tiles, rows, cols, 2)
+    stuck = np.where(rng.random(shape) < rate, (rng.random(shape) < high_fraction).astype(np.int8), -1).astype(np.int8)
+    return FaultMap(stuck)
+
+
+def save_faults(fmap: FaultMap, path: str | os.PathLike) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(fmap.to_json(), separators=(",", ":")) + "\n")
+
+
+def load_faults(path: str | os.PathLike) -> FaultMap:
+    """Read and check a fault map; :class:`FileFormatError` naming the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"fault map {str(path)!r} does not exist (make one with `small faults random`)")
+    try:
+        doc = json.loads(path.read_text())
+        if doc.get("format") != FORMAT:
+            raise FileFormatError(f"{str(path)!r} is not a SMALL fault map (format {doc.get('format')!r})")
+        if doc.get("version") != VERSION:
+            raise FileFormatError(f"{str(path)!r} has fault map version {doc.get('version')!r}; this SMALL reads {VERSION}")
+        geo = doc["geometry"]
+        shape = (int(geo["tiles"]), int(geo["rows"]), int(geo["cols"]), 2)
+        if min(shape) < 1:
+            raise FileFormatError(f"{str(path)!r}: geometry {geo} must be positive")
+        stuck = np.full(shape, -1, dtype=np.int8)
+        for entry in doc["stuck"]:
+            t, r, c, dev, state = entry
+            if dev not in DEVICES or state not in STATES:
+                raise FileFormatError(f"{str(path)!r}: entry {entry} needs device pos|neg and state high|low")
+            if not (0 <= t < shape[0] and 0 <= r < shape[1] and 0 <= c < shape[2]):
+                raise FileFormatError(f"{str(path)!r}: entry {entry} lies outside the geometry {geo}")
+            stuck[t, r, c, DEVICES[dev]] = 1 if state == "high" else 0
+    except FileFormatError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FileFormatError(f"{str(path)!r} is not a valid fault map ({type(exc).__name__}: {exc})") from None
+    return FaultMap(stuck)
+
+
+# -- error of a stuck pair -------------------------------------------------------------------
+def achievable(q: np.ndarray, stuck_pos: np.ndarray, stuck_neg: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Levels ``(l+, l-)`` closest to the signed target ``q`` given stuck devices (-1 = healthy)."""
+    top = levels - 1
+    pos = np.maximum(q, 0)
+    neg = np.maximum(-q, 0)
+    sp_, sn = stuck_pos >= 0, stuck_neg >= 0
+    # One device stuck: the partner compensates as far as its range allows.
+    pos = np.where(sn & ~sp_, np.clip(q + stuck_neg, 0, top), pos)
+    neg = np.where(sp_ & ~sn, np.clip(stuck_pos - q, 0, top), neg)
+    pos = np.where(sp_, stuck_pos, pos)
+    neg = np.where(sn, stuck_neg, neg)
+    return pos, neg
+
+
+def cell_error(q: np.ndarray, stuck_pos: np.ndarray, stuck_neg: np.ndarray, levels: int) -> np.ndarray:
+    """Squared error in levels of each cell (broadcasting)."""
+    pos, neg = achievable(q, stuck_pos, stuck_neg, levels)
+    return (q - (pos - neg)).astype(np.float64) ** 2
+
+
+@dataclass
+class Placement:
+    """Where each logical tile went: ``tile_phys[t]``, ``row_perm[t][r]``, ``col_perm[t][c]`` (physical index)."""
+
+    tile_phys: np.ndarray
+    row_perm: np.ndarray
+    col_perm: np.ndarray
+
+
+def identity_placement(n_tiles: int, rows: int, cols: int) -> Placement:
+    return Placement(np.arange(n_tiles), np.tile(np.arange(rows), (n_tiles, 1)), np.tile(np.arange(cols), (n_tiles, 1)))
+
+
+def placement_error(q: np.ndarray, used: np.ndarray, scale: np.ndarray, fmap: FaultMap, levels: int, pl: Placement) -> float:
+    """Summed squared weight error of used cells for a placement (weight units)."""
+    sp_all, sn_all = fmap.levels(levels)
+    total = 0.0
+    for t in range(q.shape[0]):
+        p = pl.tile_phys[t]
+        spm = sp_all[p][np.ix_(pl.row_perm[t], pl.col_perm[t])]
+        snm = sn_all[p][np.ix_(pl.row_perm[t], pl.col_perm[t])]
+        total += float(np.sum(cell_error(q[t], spm, snm, levels) * used[t])) * scale[t] ** 2
+    return total
+
+
+def place(q: np.ndarray, used: np.ndarray, scale: np.ndarray, fmap: FaultMap, levels: int) -> Placement:
+    """Fault-aware placement of logical tiles ``q[t, row, col]`` (see the module docstring).
+
+    ``used[t, r, c]`` marks cells whose row is fed and whose column holds a neuron or a
+    partial sum: only their errors count.
+    """
+    T, R, C = q.shape
+    sp_all, sn_all = fmap.levels(levels)
+    # Tile assignment on the identity-permutation error (exact for the chip sizes that fit memory).
+    cost = np.zeros((T, fmap.tiles))
+    for t in range(T):
+        cost[t] = np.sum(cell_error(q[t][None], sp_all, sn_all, levels) * used[t][None], axis=(1, 2)) * scale[t] ** 2
+    _, tile_phys = linear_sum_assignment(cost)
+    pl = identity_placement(T, R, C)
+    pl.tile_phys = tile_phys
+    for t in range(T):
+        spt, snt = sp_all[tile_phys[t]], sn_all[tile_phys[t]]
+        rp, cp = pl.row_perm[t], pl.col_perm[t]
+        best = np.inf
+        for _ in range(ROUNDS):
+            # rows: cost[i, r] = error of logical row i on physical row r, columns as placed.
+            e = cell_error(q[t][:, None, :], spt[None, :, cp], snt[None, :, cp], levels) * used[t][:, None, :]
+            _, rp = linear_sum_assignment(e.sum(axis=2))
+            e = cell_error(q[t].T[:, None, :], spt[rp].T[None, :, :], snt[rp].T[None, :, :], levels) * used[t].T[:, None, :]
+            _, cp = linear_sum_assignment(e.sum(axis=2))
+            err = float(np.sum(cell_error(q[t], spt[np.ix_(rp, cp)], snt[np.ix_(rp, cp)], levels) * used[t]))
+            if not err < best:
+                break
+            best = err
+            pl.row_perm[t], pl.col_perm[t] = rp, cp
+    return pl

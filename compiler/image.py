@@ -1,0 +1,295 @@
+"""The HardwareImage: everything a SMALL chip must hold to run one compiled network.
+
+An image is a folder with ``image.json`` (the description, small and readable) and
+``image.npz`` (the arrays, read with ``allow_pickle=False``). ``docs/hardware-image.md`` is the
+normative schema; this module is the only code that reads or writes the files, and
+:meth:`HardwareImage.validate` checks every rule the document states, so a simulator or a
+generator handed an image can trust it.
+
+Addresses: tile ``t`` in ``[0, n_tiles)``, row ``r`` in ``[0, rows)``, column ``c`` in
+``[0, cols)``; a *column address* is ``t * cols + c`` (the address a neuron's events carry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FileFormatError
+from .fileio import read_npz, write_npz
+
+FORMAT = "small-hardware-image"
+VERSION = 1
+TARGETS = ("digital", "memristive")
+
+# Column kinds and neuron model codes as stored in ``col_kind`` / ``col_model``.
+COL_UNUSED, COL_NEURON, COL_PARTIAL = 0, 1, 2
+MODEL_CODES = {"lif": 1, "cuba_lif": 2, "if": 3, "li": 4, "alif": 5}
+MODEL_NAMES = {code: name for name, code in MODEL_CODES.items()}
+RESET_CODES = {"zero": 0, "subtract": 1}
+
+# Per-column neuron parameters, in hardware units (docs/architecture.md).
+NEURON_PARAMS = ("alpha", "alpha_syn", "alpha_adapt", "leak", "v_init", "threshold", "v_reset", "adapt", "bias")
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """Fixed-point format of the digital twin's neurons (``docs/architecture.md``)."""
+
+    v_bits: int = 24
+    """Width of membrane, synaptic current and adaptation state (signed, saturating)."""
+    frac_bits: int = 8
+    """Fraction bits below one weight level: a weight w adds ``w << frac_bits`` to the state."""
+    decay_bits: int = 16
+    """Fraction bits of the decay factors: alpha = ``alpha_q / 2**decay_bits``."""
+    input_bits: int = 8
+    """Width of a host input event's signed payload."""
+    refractory_bits: int = 8
+    """Width of the refractory counter."""
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class HardwareImage:
+    """A compiled network (see ``docs/hardware-image.md`` for every field).
+
+    ``meta`` is the JSON description; ``arrays`` the named arrays. Use :func:`load_image` and
+    :meth:`save` rather than building one by hand; the compiler (``compiler/mapper.py``) makes
+    them.
+    """
+
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    # -- convenient views -----------------------------------------------------------------
+    @property
+    def target(self) -> str:
+        return self.meta["target"]
+
+    @property
+    def rows(self) -> int:
+        return int(self.meta["tile"]["rows"])
+
+    @property
+    def cols(self) -> int:
+        return int(self.meta["tile"]["cols"])
+
+    @property
+    def levels(self) -> int:
+        return int(self.meta["levels"])
+
+    @property
+    def n_tiles(self) -> int:
+        return int(self.meta["n_tiles"])
+
+    @property
+    def arithmetic(self) -> Arithmetic:
+        return Arithmetic(**self.meta["arithmetic"])
+
+    @property
+    def delay_slots(self) -> int:
+        return int(self.meta["delay_slots"])
+
+    def weights(self) -> np.ndarray:
+        """Signed integer weights ``g_pos - g_neg`` as programmed, ``[tiles, rows, cols]``."""
+        return self.arrays["g_pos"].astype(np.int32) - self.arrays["g_neg"].astype(np.int32)
+
+    def effective_levels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Device levels after stuck devices override what was programmed."""
+        pos, neg = self.arrays["g_pos"].astype(np.int32), self.arrays["g_neg"].astype(np.int32)
+        if "stuck_pos" in self.arrays:
+            sp_, sn = self.arrays["stuck_pos"], self.arrays["stuck_neg"]
+            pos = np.where(sp_ >= 0, sp_, pos)
+            neg = np.where(sn >= 0, sn, neg)
+        return pos, neg
+
+    def routes(self, source: int) -> list[tuple[int, int, int]]:
+        """Destinations ``(tile, row, delay)`` of the neuron at column address ``source``."""
+        a, b = self.arrays["route_ptr"][source], self.arrays["route_ptr"][source + 1]
+        return list(zip(self.arrays["route_tile"][a:b].tolist(), self.arrays["route_row"][a:b].tolist(),
+                        self.arrays["route_delay"][a:b].tolist()))
+
+    # -- files ----------------------------------------------------------------------------
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write ``image.npz`` then ``image.json`` into an existing ``folder`` (each atomically)."""
+        folder = Path(folder)
+        self.validate()
+        write_npz(folder / "image.npz", self.arrays)
+        meta = dict(self.meta)
+        meta["arrays_sha256"] = hashlib.sha256((folder / "image.npz").read_bytes()).hexdigest()
+        self.meta = meta
+        text = json.dumps(meta, indent=1, sort_keys=True, allow_nan=False) + "\n"
+        from .fileio import atomic_output
+
+        with atomic_output(folder / "image.json") as tmp:
+            tmp.write_text(text)
+
+    # -- validation -----------------------------------------------------------------------
+    def validate(self) -> "HardwareImage":
+        """Check the image against the schema; raise :class:`FileFormatError` naming the problem."""
+        _Validator(self).run()
+        return self
+
+
+def load_image(folder: str | os.PathLike) -> HardwareImage:
+    """Read and validate the image in ``folder`` (a ``small compile -o`` folder)."""
+    folder = Path(folder)
+    jpath = folder / "image.json"
+    if not folder.is_dir():
+        raise FileFormatError(f"build folder {str(folder)!r} does not exist: run `small compile ... -o {folder}` first")
+    if not jpath.is_file():
+        raise FileFormatError(f"{str(folder)!r} holds no image.json: it is not a `small compile` output folder")
+    try:
+        meta = json.loads(jpath.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{str(jpath)!r} is not valid JSON ({exc}): recompile with `small compile`") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise FileFormatError(f"{str(jpath)!r} is not a SMALL hardware image (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    version = meta.get("version")
+    if version != VERSION:
+        newer = isinstance(version, int) and version > VERSION
+        raise FileFormatError(
+            f"{str(jpath)!r} has image schema version {version!r}; this SMALL reads version {VERSION}"
+            + (": it was made by a newer SMALL, upgrade SMALL" if newer else ": recompile it with this SMALL")
+        )
+    npz = folder / "image.npz"
+    if npz.is_file() and "arrays_sha256" in meta:
+        digest = hashlib.sha256(npz.read_bytes()).hexdigest()
+        if digest != meta["arrays_sha256"]:
+            raise FileFormatError(
+                f"{str(npz)!r} does not match image.json (SHA-256 differs): the image is corrupt or was edited; recompile it"
+            )
+    arrays = read_npz(npz, what="image arrays")
+    return HardwareImage(meta, arrays).validate()
+
+
+# -------------------------------------------------------------------------------------------
+class _Validator:
+    """Every structural rule of docs/hardware-image.md, checked once at load and before save."""
+
+    def __init__(self, image: HardwareImage):
+        self.image, self.meta, self.a = image, image.meta, image.arrays
+
+    def fail(self, message: str) -> None:
+        raise FileFormatError(f"invalid hardware image: {message}")
+
+    def need(self, key: str, shape: tuple[int, ...] | None, kinds: str) -> np.ndarray:
+        if key not in self.a:
+            self.fail(f"array {key!r} is missing")
+        arr = self.a[key]
+        if arr.dtype.kind not in kinds:
+            self.fail(f"array {key!r} has dtype {arr.dtype}, expected kind {kinds!r}")
+        if shape is not None and arr.shape != shape:
+            self.fail(f"array {key!r} has shape {list(arr.shape)}, expected {list(shape)}")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            self.fail(f"array {key!r} contains NaN or Inf")
+        return arr
+
+    def run(self) -> None:
+        m = self.meta
+        for key in ("target", "tile", "levels", "n_tiles", "delay_slots", "inputs", "outputs", "populations", "network", "seed", "toolchain"):
+            if key not in m:
+                self.fail(f"image.json lacks the field {key!r}")
+        if m["target"] not in TARGETS:
+            self.fail(f"target {m['target']!r} is not one of {', '.join(TARGETS)}")
+        try:
+            T, R, C, L = int(m["n_tiles"]), int(m["tile"]["rows"]), int(m["tile"]["cols"]), int(m["levels"])
+            D = int(m["delay_slots"])
+        except (KeyError, TypeError, ValueError):
+            self.fail("tile geometry, levels, n_tiles or delay_slots is not an integer")
+        if min(T, R, C) < 1 or L < 2 or D < 1:
+            self.fail(f"geometry {T} tiles of {R}x{C}, {L} levels, {D} delay slots is out of range")
+        if m["target"] == "digital" and "arithmetic" not in m:
+            self.fail("a digital image needs the 'arithmetic' field")
+        for name in ("g_pos", "g_neg"):
+            g = self.need(name, (T, R, C), "u")
+            if g.size and int(g.max()) > L - 1:
+                self.fail(f"{name} holds level {int(g.max())}, above levels - 1 = {L - 1}")
+        self.need("scale", (T,), "f")
+        if np.any(self.a["scale"] <= 0):
+            self.fail("scale must be positive")
+        phys = self.need("tile_phys", (T,), "i")
+        if len(set(phys.tolist())) != T or (T and phys.min() < 0):
+            self.fail("tile_phys must name distinct physical tiles")
+        kind = self.need("col_kind", (T, C), "i")
+        model = self.need("col_model", (T, C), "i")
+        self.need("col_reset", (T, C), "i")
+        merge = self.need("merge_to", (T, C), "i")
+        neuron = kind == COL_NEURON
+        partial = kind == COL_PARTIAL
+        if np.any((kind < 0) | (kind > 2)):
+            self.fail("col_kind holds an unknown column kind")
+        if np.any(neuron & ~np.isin(model, list(MODEL_CODES.values()))):
+            self.fail("a neuron column has an unknown col_model")
+        flat_kind = kind.reshape(-1)
+        targets = merge[partial]
+        if np.any(merge[~partial] != -1):
+            self.fail("merge_to must be -1 except on partial-sum columns")
+        if targets.size and (targets.min() < 0 or targets.max() >= T * C or np.any(flat_kind[targets] != COL_NEURON)):
+            self.fail("a partial-sum column merges into something that is not a neuron column")
+        param_kind = "i" if m["target"] == "digital" else "f"
+        for name in NEURON_PARAMS:
+            self.need(f"param/{name}", (T, C), param_kind)
+        ref = self.need("param/refractory", (T, C), "i")
+        if np.any(ref < 0):
+            self.fail("refractory periods must be >= 0")
+        if m["target"] == "digital":
+            ar = Arithmetic(**m["arithmetic"])
+            hi = 1 << ar.decay_bits
+            for name in ("alpha", "alpha_syn", "alpha_adapt"):
+                v = self.a[f"param/{name}"]
+                if np.any((v < 0) | (v > hi)):
+                    self.fail(f"param/{name} must lie in [0, 2**decay_bits]")
+            if np.any(ref >= 1 << ar.refractory_bits):
+                self.fail("a refractory period does not fit refractory_bits")
+        host = self.need("host_out", (T, C), "b")
+        if np.any(host & ~neuron):
+            self.fail("host_out is set on a column without a neuron")
+        self._table("route", T * C, T, R, D)
+        n_in = sum(int(i["size"]) for i in m["inputs"])
+        self._table("input", n_in, T, R, D)
+        fed = np.concatenate([self.a["route_tile"].astype(np.int64) * R + self.a["route_row"],
+                              self.a["input_tile"].astype(np.int64) * R + self.a["input_row"]])
+        if np.unique(fed).size != fed.size:
+            self.fail("a row is fed by more than one (source, delay): every row is one axon")
+        sources = np.repeat(np.arange(T * C), np.diff(self.a["route_ptr"]))
+        if sources.size and np.any(flat_kind[sources] != COL_NEURON):
+            self.fail("a routing-table entry has a source column without a neuron")
+        for pop in m["populations"]:
+            for part in ("tile", "col"):
+                self.need(f"pop/{pop['name']}/{part}", (int(pop["size"]),), "i")
+            addr = self.a[f"pop/{pop['name']}/tile"].astype(np.int64) * C + self.a[f"pop/{pop['name']}/col"]
+            if addr.size and (addr.min() < 0 or addr.max() >= T * C or np.any(flat_kind[addr] != COL_NEURON)):
+                self.fail(f"population {pop['name']!r} maps onto columns without neurons")
+        pops = {p["name"]: p for p in m["populations"]}
+        for out in m["outputs"]:
+            if out.get("population") not in pops:
+                self.fail(f"output {out.get('name')!r} refers to an unknown population")
+            if out.get("kind") == "value":
+                self.need(f"output/{out['name']}/value_scale", (int(pops[out["population"]]["size"]),), "f")
+        if m["target"] == "memristive" and "stuck_pos" in self.a:
+            for name in ("stuck_pos", "stuck_neg"):
+                s = self.need(name, (T, R, C), "i")
+                if np.any((s < -1) | (s > L - 1)):
+                    self.fail(f"{name} holds a level outside [-1, levels - 1]")
+
+    def _table(self, prefix: str, n_sources: int, T: int, R: int, D: int) -> None:
+        ptr = self.need(f"{prefix}_ptr", (n_sources + 1,), "i")
+        if ptr[0] != 0 or np.any(np.diff(ptr) < 0):
+            self.fail(f"{prefix}_ptr must start at 0 and never decrease")
+        n = int(ptr[-1])
+        tile = self.need(f"{prefix}_tile", (n,), "i")
+        row = self.need(f"{prefix}_row", (n,), "i")
+        delay = self.need(f"{prefix}_delay", (n,), "i")
+        if n and (tile.min() < 0 or tile.max() >= T or row.min() < 0 or row.max() >= R):
+            self.fail(f"{prefix} table names a tile or row outside the chip")
+        if n and (delay.min() < 0 or delay.max() >= D):
+            self.fail(f"{prefix} table holds a delay outside [0, delay_slots)")

@@ -1,0 +1,192 @@
+"""Neurons onto tiles: which neurons share a tile's columns, and so which rows that tile needs.
+
+A *group* is a set of at most C neurons that share neuron columns; it needs one row per
+distinct (source, delay) among its neurons' synapses, and ``ceil(rows / R)`` tiles (the
+extra tiles hold partial sums, ``docs/architecture.md``). The number of tiles is therefore
+``sum over groups of ceil(rows_g / R)``: grouping neurons that read the same sources saves
+rows, and grouping neurons with the neurons they talk to saves inter-tile events.
+
+Both goals are encoded in one undirected graph over the neurons, partitioned into
+``ceil(N / C)`` balanced parts:
+
+- an edge between a neuron and each of its presynaptic neurons (events that stay in a tile);
+- for each row key, a path through the neurons that read it in index order (a hyperedge
+  expanded as a path, so a dense layer adds O(synapses) edges, not O(targets^2)).
+
+The partitioner is METIS (``pymetis``) when installed, else networkx's Kernighan-Lin
+bisection applied recursively with part sizes fixed to fit the columns. ``sequential`` (neurons
+in network order, C at a time) is the naive baseline; ``auto`` computes the graph partition and
+the sequential one and keeps the better by (tiles, routing entries, inter-tile synapses).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import SmallWarning, UnsupportedError
+
+METHODS = ("auto", "metis", "networkx", "sequential")
+# Above this many graph edges networkx's pure-Python Kernighan-Lin becomes slow.
+NETWORKX_SLOW_EDGES = 2_000_000
+
+
+def have_pymetis() -> bool:
+    try:
+        import pymetis  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass
+class Synapses:
+    """The network as the partitioner sees it: ``n`` neurons, synapses ``(target, key)``.
+
+    ``key_source[k]`` is the neuron a row key comes from, or -1 for a host input.
+    """
+
+    n: int
+    target: np.ndarray
+    key: np.ndarray
+    key_source: np.ndarray
+
+    @property
+    def n_keys(self) -> int:
+        return int(self.key_source.size)
+
+
+@dataclass
+class Grouping:
+    """A partition of the neurons into groups (each an array of neuron indices, in column order)."""
+
+    method: str
+    groups: list[np.ndarray]
+    rows: np.ndarray  # distinct row keys per group
+    tiles: int
+    routing_entries: int
+    cut: int  # (source neuron, other group) pairs: routes that leave the source's group
+
+    def score(self) -> tuple[int, int, int]:
+        return (self.tiles, self.routing_entries, self.cut)
+
+
+def evaluate(method: str, syn: Synapses, groups: list[np.ndarray], rows_per_tile: int) -> Grouping:
+    """Rows, tiles, routing entries and cut of a grouping."""
+    group_of = np.empty(syn.n, dtype=np.int64)
+    for g, members in enumerate(groups):
+        group_of[members] = g
+    pairs = np.unique(group_of[syn.target] * syn.n_keys + syn.key)
+    g_of_pair, key_of_pair = pairs // syn.n_keys, pairs % syn.n_keys
+    rows = np.bincount(g_of_pair, minlength=len(groups))
+    tiles = int(sum(max(1, math.ceil(r / rows_per_tile)) for r in rows))
+    src = syn.key_source[key_of_pair]
+    neuron_src = src >= 0
+    cut_pairs = np.unique(src[neuron_src] * len(groups) + g_of_pair[neuron_src])
+    cut = int(np.count_nonzero(group_of[cut_pairs // len(groups)] != cut_pairs % len(groups)))
+    return Grouping(method, groups, rows, tiles, int(pairs.size), cut)
+
+
+def sequential(n: int, cols: int) -> list[np.ndarray]:
+    """Neurons in network order, ``cols`` at a time."""
+    return [np.arange(start, min(start + cols, n)) for start in range(0, n, cols)]
+
+
+def neuron_graph(syn: Synapses) -> sp.csr_array:
+    """The symmetric weighted graph described in the module docstring."""
+    src = syn.key_source[syn.key]
+    has_src = src >= 0
+    a = [src[has_src], ]
+    b = [syn.target[has_src]]
+    order = np.lexsort((syn.target, syn.key))
+    k, t = syn.key[order], syn.target[order]
+    same = k[1:] == k[:-1]
+    a.append(t[:-1][same])
+    b.append(t[1:][same])
+    a_all, b_all = np.concatenate(a), np.concatenate(b)
+    keep = a_all != b_all
+    a_all, b_all = a_all[keep], b_all[keep]
+    ones = np.ones(a_all.size, dtype=np.int64)
+    g = sp.coo_array((np.concatenate([ones, ones]), (np.concatenate([a_all, b_all]), np.concatenate([b_all, a_all]))),
+                     shape=(syn.n, syn.n)).tocsr()
+    g.sum_duplicates()
+    return g
+
+
+def _metis(graph: sp.csr_array, parts: int, seed: int) -> np.ndarray:
+    import pymetis
+
+    opts = pymetis.Options(seed=seed, ufactor=5)
+    _, membership = pymetis.part_graph(parts, xadj=graph.indptr, adjncy=graph.indices, eweights=graph.data, options=opts)
+    return np.asarray(membership, dtype=np.int64)
+
+
+def _networkx(graph: sp.csr_array, parts: int, cols: int, seed: int) -> np.ndarray:
+    import networkx as nx
+
+    if graph.nnz > NETWORKX_SLOW_EDGES:
+        warnings.warn(f"partitioning a graph of {graph.nnz // 2} edges with networkx is slow: install pymetis",
+                      SmallWarning, stacklevel=3)
+    g = nx.from_scipy_sparse_array(graph)
+    membership = np.zeros(graph.shape[0], dtype=np.int64)
+    next_label = [0]
+
+    def split(nodes: list[int], n_parts: int) -> None:
+        if n_parts == 1:
+            membership[nodes] = next_label[0]
+            next_label[0] += 1
+            return
+        left_parts = (n_parts + 1) // 2
+        size = round(len(nodes) * left_parts / n_parts)
+        # Kernighan-Lin swaps pairs, so the sizes of the initial halves are kept: both fit.
+        init = (set(nodes[:size]), set(nodes[size:]))
+        left, right = nx.community.kernighan_lin_bisection(g.subgraph(nodes), partition=init, seed=seed)
+        split(sorted(left), left_parts)
+        split(sorted(right), n_parts - left_parts)
+
+    split(list(range(graph.shape[0])), parts)
+    return membership
+
+
+def _repair(membership: np.ndarray, graph: sp.csr_array, parts: int, cols: int) -> list[np.ndarray]:
+    """Move neurons out of parts above ``cols``, the least attached first, into parts with room."""
+    row = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
+    inside = np.bincount(row, weights=graph.data * (membership[graph.indices] == membership[row]),
+                         minlength=graph.shape[0])
+    sizes = np.bincount(membership, minlength=parts)
+    for p in np.flatnonzero(sizes > cols):
+        members = np.flatnonzero(membership == p)
+        excess = members[np.argsort(inside[members], kind="stable")[: sizes[p] - cols]]
+        for n in excess:
+            room = np.flatnonzero(sizes < cols)
+            q = int(room[np.argmin(sizes[room])])
+            membership[n] = q
+            sizes[p] -= 1
+            sizes[q] += 1
+    groups = [np.flatnonzero(membership == p) for p in range(parts)]
+    return [g for g in groups if g.size]
+
+
+def group_neurons(syn: Synapses, rows: int, cols: int, *, method: str = "auto", seed: int = 0) -> Grouping:
+    """Partition the neurons into groups of at most ``cols`` (see the module docstring)."""
+    if method not in METHODS:
+        raise UnsupportedError(f"partitioner {method!r} is not one of {', '.join(METHODS)}")
+    parts = max(1, math.ceil(syn.n / cols))
+    candidates = [evaluate("sequential", syn, sequential(syn.n, cols), rows)]
+    if method != "sequential" and parts > 1:
+        graph = neuron_graph(syn)
+        use_metis = method == "metis" or (method == "auto" and have_pymetis())
+        if method == "metis" and not have_pymetis():
+            raise UnsupportedError("--partitioner metis needs pymetis: pip install pymetis (or use networkx)")
+        membership = _metis(graph, parts, seed) if use_metis else _networkx(graph, parts, cols, seed)
+        name = "metis" if use_metis else "networkx"
+        candidates.append(evaluate(name, syn, _repair(membership, graph, parts, cols), rows))
+    if method in ("metis", "networkx"):
+        return candidates[-1]
+    if method == "sequential":
+        return candidates[0]
+    return min(candidates, key=Grouping.score)

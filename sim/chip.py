@@ -1,0 +1,206 @@
+"""What every SMALL chip does between its neurons: rows, crossbars, partial sums and routing.
+
+:class:`ChipSimulator` executes a :class:`~compiler.image.HardwareImage` step by step as the
+chip does (``docs/architecture.md``), batched and vectorised with numpy:
+
+1. rows active in step t: host inputs routed with delay d from step t - d, and neuron spikes
+   of step t - 1 - d routed with delay d (a hop between neurons takes one step);
+2. every tile's crossbar sums its active rows into column currents; partial-sum columns are
+   added to the neuron column they merge into (same step);
+3. every neuron column updates and may spike (the subclass defines the arithmetic).
+
+Outputs are reported in network time: a population with latency L produces the spikes of
+network step t in chip step t + L, so the simulator runs L extra steps and shifts them back.
+The neuron update is shared; subclasses say how numbers are represented (integer, saturating
+fixed point in ``sim/digital.py``; float in ``sim/memristive.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+from compiler.errors import SimulationError
+from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES, NEURON_PARAMS, HardwareImage
+
+from .reference import SimulationResult
+
+
+class ChipSimulator:
+    """Base of the chip-level simulators. ``weights`` are per-device levels ``(pos, neg)``."""
+
+    value_dtype: type = np.int64
+
+    def __init__(self, image: HardwareImage, weights: tuple[np.ndarray, np.ndarray] | None = None):
+        image.validate()
+        self.image = image
+        a, T, R, C = image.arrays, image.n_tiles, image.rows, image.cols
+        kind = a["col_kind"].reshape(-1)
+        self.addr = np.flatnonzero(kind == COL_NEURON)  # column address of each neuron index k
+        index = np.full(T * C, -1, dtype=np.int64)
+        index[self.addr] = np.arange(self.addr.size)
+        self.index = index
+        home = np.where(kind == COL_PARTIAL, a["merge_to"].reshape(-1), np.arange(T * C))
+        # Crossbar of every tile, with partial-sum columns folded onto their neuron: [T*R, K].
+        pos, neg = weights if weights is not None else (a["g_pos"], a["g_neg"])
+        w = (pos.astype(np.int64) - neg.astype(np.int64)).reshape(T, R, C)
+        t_idx, r_idx, c_idx = np.nonzero(w)
+        cols = index[home[t_idx * C + c_idx]]
+        keep = cols >= 0  # weights in unused columns never reach a neuron
+        self.n_rows = T * R
+        self.w = sp.csr_array(
+            (w[t_idx, r_idx, c_idx][keep].astype(self.value_dtype), (t_idx[keep] * R + r_idx[keep], cols[keep])),
+            shape=(T * R, self.addr.size),
+        )
+        # Row feeds: from neurons (index k) and from host input elements.
+        ptr = a["route_ptr"]
+        src_addr = np.repeat(np.arange(T * C), np.diff(ptr))
+        self.nrow = a["route_tile"].astype(np.int64) * R + a["route_row"]
+        self.nrow_src = index[src_addr]
+        self.nrow_delay = a["route_delay"].astype(np.int64)
+        iptr = a["input_ptr"]
+        self.irow = a["input_tile"].astype(np.int64) * R + a["input_row"]
+        self.irow_src = np.repeat(np.arange(iptr.size - 1), np.diff(iptr))
+        self.irow_delay = a["input_delay"].astype(np.int64)
+        self.depth = image.delay_slots + 1
+        model = a["col_model"].reshape(-1)[self.addr]
+        self.model = model
+        self.spiking = model != MODEL_CODES["li"]
+        self.cuba = model == MODEL_CODES["cuba_lif"]
+        self.subtract = a["col_reset"].reshape(-1)[self.addr] == 1
+        self.params = {name: a[f"param/{name}"].reshape(-1)[self.addr] for name in NEURON_PARAMS}
+        self.refractory = a["param/refractory"].reshape(-1)[self.addr].astype(np.int64)
+        self.inputs = image.meta["inputs"]
+        self.n_in = sum(int(i["size"]) for i in self.inputs)
+
+    # -- arithmetic: the subclass says how numbers are represented ------------------------
+    def _encode_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Host input values ``[T, batch, n_in]`` (already divided by the input scale) to row payloads."""
+        raise NotImplementedError
+
+    def _drive(self, current: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """Crossbar sum (in weight levels) plus bias, in state units."""
+        raise NotImplementedError
+
+    def _sat(self, x: np.ndarray) -> np.ndarray:
+        """Saturate to the state width (identity for exact arithmetic)."""
+        return x
+
+    def _mulr(self, x: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Multiply by a decay factor (rounded in fixed point)."""
+        return x * a
+
+    def _values(self, state: dict[str, np.ndarray]) -> np.ndarray:
+        """Membrane of every neuron as a float in level units (LI outputs)."""
+        return state["v"]
+
+    # -- neurons ---------------------------------------------------------------------------
+    def _init_state(self, batch: int) -> dict[str, np.ndarray]:
+        k, dtype = self.addr.size, self.value_dtype
+        return {"v": np.tile(self.params["v_init"].astype(dtype), (batch, 1)), "i": np.zeros((batch, k), dtype=dtype),
+                "b": np.zeros((batch, k), dtype=dtype), "c": np.zeros((batch, k), dtype=np.int64),
+                "s": np.zeros((batch, k), dtype=bool)}
+
+    def _step_neurons(self, state: dict[str, np.ndarray], current: np.ndarray) -> np.ndarray:
+        """One step of every neuron column, in the order of docs/architecture.md; returns spikes."""
+        p, sat, mulr = self.params, self._sat, self._mulr
+        drive = self._drive(current, p["bias"])
+        i = sat(mulr(state["i"], p["alpha_syn"]) + drive)  # CubaLIF synaptic current
+        state["i"] = np.where(self.cuba, i, 0)
+        drive = np.where(self.cuba, i, drive)
+        s_prev, v = state["s"], state["v"]
+        v = np.where(s_prev & ~self.subtract, p["v_reset"], v)  # s_prev is never set for LI columns
+        v = sat(mulr(v, p["alpha"]) + p["leak"])
+        v = np.where(s_prev & self.subtract, sat(v - p["threshold"]), v)
+        blocked = state["c"] > 0
+        state["c"] = state["c"] - blocked
+        v = np.where(blocked, v, sat(v + drive))
+        b = sat(mulr(state["b"], p["alpha_adapt"]) + p["adapt"] * s_prev)  # ALIF; 0 for the others
+        spikes = (v > p["threshold"] + b) & ~blocked & self.spiking
+        state["c"] = np.where(spikes, self.refractory, state["c"])
+        state["v"], state["b"], state["s"] = v, b, spikes
+        return spikes
+
+    # -- running --------------------------------------------------------------------------
+    def prepare_inputs(self, inputs: np.ndarray | Mapping[str, np.ndarray]) -> tuple[np.ndarray, int, int]:
+        """Flatten inputs to ``[T, batch, n_in]`` in the image's input order."""
+        if not isinstance(inputs, Mapping):
+            if len(self.inputs) != 1:
+                raise SimulationError(
+                    f"the image has {len(self.inputs)} inputs: pass a dict of arrays keyed by input name"
+                )
+            inputs = {self.inputs[0]["name"]: inputs}
+        names = [i["name"] for i in self.inputs]
+        if sorted(inputs) != sorted(names):
+            raise SimulationError(f"inputs {sorted(inputs)} do not match the image's inputs {names}")
+        parts, shapes = [], set()
+        for spec in self.inputs:
+            x = np.asarray(inputs[spec["name"]])
+            if x.ndim < 3 or int(np.prod(x.shape[2:])) != int(spec["size"]) or x.dtype.kind not in "biuf":
+                raise SimulationError(
+                    f"input {spec['name']!r} has shape {list(x.shape)}: expected numbers [T, batch, {spec['size']}]"
+                )
+            x = x.reshape(x.shape[0], x.shape[1], -1)
+            if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+                raise SimulationError(f"input {spec['name']!r} contains NaN or Inf")
+            parts.append(x / float(spec["scale"]) if float(spec["scale"]) != 1 else x)
+            shapes.add(x.shape[:2])
+        if len(shapes) > 1:
+            raise SimulationError(f"inputs disagree on [T, batch]: {sorted(shapes)}")
+        steps, batch = shapes.pop() if shapes else (0, 1)
+        x = np.concatenate(parts, axis=-1) if parts else np.zeros((steps, batch, 0))
+        return x, steps, batch
+
+    def run(self, inputs: np.ndarray | Mapping[str, np.ndarray], *, steps: int | None = None,
+            record_spikes: bool = False) -> SimulationResult:
+        """Run from reset; outputs in network time, ``[T, batch, n]`` per output.
+
+        With ``record_spikes``, ``result.spikes["chip"]`` holds every neuron column's spikes in
+        chip time, ``[T + latency, batch, K]`` (neuron index k = position in :attr:`addr`).
+        ``self.spike_counts`` always holds each neuron's spikes over the run, summed over batch.
+        """
+        x, n_steps, batch = self.prepare_inputs(inputs)
+        if not self.inputs:
+            n_steps = int(steps or 0)
+        meta = self.image.meta
+        extra = max([int(o["latency"]) for o in meta["outputs"]] + [0])
+        total = n_steps + extra
+        payload = self._encode_inputs(x)
+        in_hist = np.zeros((self.depth, batch, self.n_in), dtype=payload.dtype)
+        s_hist = np.zeros((self.depth, batch, self.addr.size), dtype=bool)
+        state = self._init_state(batch)
+        rows = np.zeros((batch, self.n_rows), dtype=self.value_dtype)
+        out_idx = {o["name"]: self.index[self.image.arrays[f"pop/{o['population']}/tile"].astype(np.int64) * self.image.cols
+                                         + self.image.arrays[f"pop/{o['population']}/col"]] for o in meta["outputs"]}
+        outputs = {o["name"]: np.zeros((n_steps, batch, out_idx[o["name"]].size), dtype=np.float32) for o in meta["outputs"]}
+        chip = np.zeros((total, batch, self.addr.size), dtype=bool) if record_spikes else None
+        self.spike_counts = np.zeros(self.addr.size, dtype=np.int64)
+        for t in range(total):
+            in_hist[t % self.depth] = payload[t] if t < n_steps else 0
+            rows[...] = 0
+            if self.irow.size:
+                rows[:, self.irow] = in_hist[(t - self.irow_delay) % self.depth, :, self.irow_src].T
+            if self.nrow.size:
+                rows[:, self.nrow] = s_hist[(t - 1 - self.nrow_delay) % self.depth, :, self.nrow_src].T
+            current = np.asarray(rows @ self.w)
+            spikes = self._step_neurons(state, current)
+            s_hist[t % self.depth] = spikes
+            if chip is not None:
+                chip[t] = spikes
+            if t < n_steps:
+                self.spike_counts += spikes.sum(axis=0)
+            for o in meta["outputs"]:
+                tt = t - int(o["latency"])
+                if 0 <= tt < n_steps:
+                    idx = out_idx[o["name"]]
+                    if o["kind"] == "value":
+                        scale = self.image.arrays[f"output/{o['name']}/value_scale"]
+                        outputs[o["name"]][tt] = self._values(state)[:, idx] * scale
+                    else:
+                        outputs[o["name"]][tt] = spikes[:, idx]
+        result = SimulationResult(outputs=outputs)
+        if chip is not None:
+            result.spikes["chip"] = chip
+        return result
