@@ -238,6 +238,8 @@ class _Validator:
         param_kind = "i" if m["target"] == "digital" else "f"
         for name in NEURON_PARAMS:
             self.need(f"param/{name}", (T, C), param_kind)
+        if np.any(self.need("param/start", (T, C), "i") < 0):
+            self.fail("param/start must be >= 0")
         ref = self.need("param/refractory", (T, C), "i")
         if np.any(ref < 0):
             self.fail("refractory periods must be >= 0")

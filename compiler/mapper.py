@@ -321,12 +321,14 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     merge_to = np.full((T, C), -1, dtype=np.int32)
     params = {name: np.zeros((T, C), dtype=pdtype) for name in NEURON_PARAMS}
     refractory = np.zeros((T, C), dtype=np.int64)
+    start = np.zeros((T, C), dtype=np.int64)
     col_kind[home_tile, col_of] = COL_NEURON
     col_model[home_tile, col_of] = cols["model"]
     col_reset[home_tile, col_of] = cols["reset"]
     for name in NEURON_PARAMS:
         params[name][home_tile, col_of] = cols[name]
     refractory[home_tile, col_of] = cols["refractory"]
+    start[home_tile, col_of] = np.concatenate([np.full(p.size, lat[p.name]) for p in net.populations])
     for extra in range(1, int(n_seg.max(initial=1))):
         split = n_seg[group_of] > extra
         col_kind[home_tile[split] + extra, col_of[split]] = COL_PARTIAL
@@ -398,6 +400,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
         "tile_phys": placement.tile_phys.astype(np.int32),
         "col_kind": permute_cols(col_kind), "col_model": permute_cols(col_model), "col_reset": permute_cols(col_reset),
         "merge_to": permute_cols(merge_to), "param/refractory": permute_cols(refractory),
+        "param/start": permute_cols(start),
         "route_ptr": route_ptr, "route_tile": route_t, "route_row": route_r, "route_delay": route_d,
         "input_ptr": input_ptr, "input_tile": in_t, "input_row": in_r, "input_delay": in_d,
     }

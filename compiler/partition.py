@@ -10,11 +10,13 @@ Both goals are encoded in one undirected graph over the neurons, partitioned int
 ``ceil(N / C)`` balanced parts:
 
 - an edge between a neuron and each of its presynaptic neurons (events that stay in a tile);
-- for each row key, a path through the neurons that read it in index order (a hyperedge
-  expanded as a path, so a dense layer adds O(synapses) edges, not O(targets^2)).
+- for each row key read by at most C neurons, a path through those neurons in index order (a
+  hyperedge expanded as a path: O(synapses) edges, not O(targets^2)). A key read by more than
+  C neurons needs a row on several tiles whatever the grouping, so it adds no edges.
 
-The partitioner is METIS (``pymetis``) when installed, else networkx's Kernighan-Lin
-bisection applied recursively with part sizes fixed to fit the columns. ``sequential`` (neurons
+The partitioner is METIS (``pymetis``) when installed, else networkx: Louvain communities
+order the neurons, then Kernighan-Lin bisection, applied recursively with part sizes fixed to
+fit the columns, refines the cut. ``sequential`` (neurons
 in network order, C at a time) is the naive baseline; ``auto`` computes the graph partition and
 the sequential one and keeps the better by (tiles, routing entries, inter-tile synapses).
 """
@@ -96,7 +98,7 @@ def sequential(n: int, cols: int) -> list[np.ndarray]:
     return [np.arange(start, min(start + cols, n)) for start in range(0, n, cols)]
 
 
-def neuron_graph(syn: Synapses) -> sp.csr_array:
+def neuron_graph(syn: Synapses, cols: int) -> sp.csr_array:
     """The symmetric weighted graph described in the module docstring."""
     src = syn.key_source[syn.key]
     has_src = src >= 0
@@ -104,7 +106,10 @@ def neuron_graph(syn: Synapses) -> sp.csr_array:
     b = [syn.target[has_src]]
     order = np.lexsort((syn.target, syn.key))
     k, t = syn.key[order], syn.target[order]
-    same = k[1:] == k[:-1]
+    readers = np.bincount(syn.key, minlength=syn.n_keys)
+    # A key read by more neurons than a tile holds must be repeated anyway: it says nothing
+    # about which neurons belong together, and its path would only echo the index order.
+    same = (k[1:] == k[:-1]) & (readers[k[1:]] <= cols)
     a.append(t[:-1][same])
     b.append(t[1:][same])
     a_all, b_all = np.concatenate(a), np.concatenate(b)
@@ -121,7 +126,8 @@ def _metis(graph: sp.csr_array, parts: int, seed: int) -> np.ndarray:
     import pymetis
 
     opts = pymetis.Options(seed=seed, ufactor=5)
-    _, membership = pymetis.part_graph(parts, xadj=graph.indptr, adjncy=graph.indices, eweights=graph.data, options=opts)
+    adjacency = pymetis.CSRAdjacency(graph.indptr, graph.indices)
+    _, membership = pymetis.part_graph(parts, adjacency, eweights=graph.data, options=opts)
     return np.asarray(membership, dtype=np.int64)
 
 
@@ -132,6 +138,9 @@ def _networkx(graph: sp.csr_array, parts: int, cols: int, seed: int) -> np.ndarr
         warnings.warn(f"partitioning a graph of {graph.nnz // 2} edges with networkx is slow: install pymetis",
                       SmallWarning, stacklevel=3)
     g = nx.from_scipy_sparse_array(graph)
+    # Louvain communities give KL a good start: nodes ordered community by community.
+    communities = nx.community.louvain_communities(g, seed=seed)
+    start = [int(v) for c in sorted(communities, key=lambda c: (-len(c), min(c))) for v in sorted(c)]
     membership = np.zeros(graph.shape[0], dtype=np.int64)
     next_label = [0]
 
@@ -145,10 +154,13 @@ def _networkx(graph: sp.csr_array, parts: int, cols: int, seed: int) -> np.ndarr
         # Kernighan-Lin swaps pairs, so the sizes of the initial halves are kept: both fit.
         init = (set(nodes[:size]), set(nodes[size:]))
         left, right = nx.community.kernighan_lin_bisection(g.subgraph(nodes), partition=init, seed=seed)
-        split(sorted(left), left_parts)
-        split(sorted(right), n_parts - left_parts)
+        if len(left) != size:  # networkx does not promise to return the halves in the order given
+            left, right = right, left
+        rank = {v: i for i, v in enumerate(nodes)}  # keep the community order inside each half
+        split(sorted(left, key=rank.__getitem__), left_parts)
+        split(sorted(right, key=rank.__getitem__), n_parts - left_parts)
 
-    split(list(range(graph.shape[0])), parts)
+    split(start, parts)
     return membership
 
 
@@ -178,7 +190,7 @@ def group_neurons(syn: Synapses, rows: int, cols: int, *, method: str = "auto", 
     parts = max(1, math.ceil(syn.n / cols))
     candidates = [evaluate("sequential", syn, sequential(syn.n, cols), rows)]
     if method != "sequential" and parts > 1:
-        graph = neuron_graph(syn)
+        graph = neuron_graph(syn, cols)
         use_metis = method == "metis" or (method == "auto" and have_pymetis())
         if method == "metis" and not have_pymetis():
             raise UnsupportedError("--partitioner metis needs pymetis: pip install pymetis (or use networkx)")

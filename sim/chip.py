@@ -72,6 +72,7 @@ class ChipSimulator:
         self.subtract = a["col_reset"].reshape(-1)[self.addr] == 1
         self.params = {name: a[f"param/{name}"].reshape(-1)[self.addr] for name in NEURON_PARAMS}
         self.refractory = a["param/refractory"].reshape(-1)[self.addr].astype(np.int64)
+        self.start = a["param/start"].reshape(-1)[self.addr].astype(np.int64)
         self.inputs = image.meta["inputs"]
         self.n_in = sum(int(i["size"]) for i in self.inputs)
 
@@ -103,8 +104,22 @@ class ChipSimulator:
                 "b": np.zeros((batch, k), dtype=dtype), "c": np.zeros((batch, k), dtype=np.int64),
                 "s": np.zeros((batch, k), dtype=bool)}
 
-    def _step_neurons(self, state: dict[str, np.ndarray], current: np.ndarray) -> np.ndarray:
-        """One step of every neuron column, in the order of docs/architecture.md; returns spikes."""
+    def _step_neurons(self, state: dict[str, np.ndarray], current: np.ndarray, t: int) -> np.ndarray:
+        """One step of every neuron column, in the order of docs/architecture.md; returns spikes.
+
+        A column whose ``start`` step (its population's latency) has not come yet holds its
+        initial state: its network step 0 is chip step ``start``.
+        """
+        if t >= self.start.max(initial=0):
+            return self._update(state, current)
+        hold = t < self.start
+        old = {k: v.copy() for k, v in state.items()}
+        spikes = self._update(state, current)
+        for k, v in old.items():
+            state[k] = np.where(hold, v, state[k])
+        return spikes & ~hold
+
+    def _update(self, state: dict[str, np.ndarray], current: np.ndarray) -> np.ndarray:
         p, sat, mulr = self.params, self._sat, self._mulr
         drive = self._drive(current, p["bias"])
         i = sat(mulr(state["i"], p["alpha_syn"]) + drive)  # CubaLIF synaptic current
@@ -185,7 +200,7 @@ class ChipSimulator:
             if self.nrow.size:
                 rows[:, self.nrow] = s_hist[(t - 1 - self.nrow_delay) % self.depth, :, self.nrow_src].T
             current = np.asarray(rows @ self.w)
-            spikes = self._step_neurons(state, current)
+            spikes = self._step_neurons(state, current, t)
             s_hist[t % self.depth] = spikes
             if chip is not None:
                 chip[t] = spikes

@@ -88,9 +88,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from compiler.errors import SimulationError
     from compiler.fileio import write_npy, write_npz
-    from sim.reference import ReferenceSimulator
 
-    net = load_model(args.model, args.dt, args.framework)
     if not Path(args.input).is_file():
         raise SimulationError(f"input file {args.input!r} does not exist")
     try:
@@ -99,17 +97,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise SimulationError(f"cannot read {args.input!r} as a .npy array ({exc})") from None
     if not isinstance(x, np.ndarray):
         raise SimulationError(f"{args.input!r} is an .npz archive: give one .npy array [T, batch, n_in]")
-    if not net.outputs:
-        raise SimulationError("the network has no outputs to write")
-    sim = ReferenceSimulator(net, dtype=np.float64 if args.float64 else np.float32)
-    result = sim.run(x.astype(np.float32, copy=False), record_membrane=bool(args.membrane))
+    if Path(args.model).is_dir():
+        # A build folder: run its HardwareImage on the target's simulator.
+        from compiler.image import load_image
+
+        if args.dt is not None or args.framework is not None or args.membrane or args.float64:
+            raise SimulationError("a build folder is simulated as compiled: drop --dt/--framework/--membrane/--float64")
+        image = load_image(args.model)
+        result = _chip_simulator(image).run(x)
+        names = [o["name"] for o in image.meta["outputs"]]
+        spiking = [o["name"] for o in image.meta["outputs"] if o["kind"] == "spikes"]
+        what = f"the {image.target} image"
+    else:
+        from sim.reference import ReferenceSimulator
+
+        net = load_model(args.model, args.dt, args.framework)
+        if not net.outputs:
+            raise SimulationError("the network has no outputs to write")
+        sim = ReferenceSimulator(net, dtype=np.float64 if args.float64 else np.float32)
+        result = sim.run(x.astype(np.float32, copy=False), record_membrane=bool(args.membrane))
+        names = list(net.outputs)
+        spiking = [k for k in names if net.population(net.outputs[k]).neuron.spiking]
+        what = "the reference"
     y = result.output_array()
     write_npy(args.output, y)
     if args.membrane:
         write_npz(args.membrane, result.membrane)
-    spikes = sum(float(v.sum()) for k, v in result.outputs.items() if net.population(net.outputs[k]).neuron.spiking)
-    print(f"simulated {y.shape[0]} steps x batch {y.shape[1]}: wrote {args.output} {list(y.shape)} "
-          f"({', '.join(net.outputs)}; {int(spikes)} output spikes)")
+    spikes = sum(float(result.outputs[k].sum()) for k in spiking)
+    print(f"simulated {y.shape[0]} steps x batch {y.shape[1]} on {what}: wrote {args.output} {list(y.shape)} "
+          f"({', '.join(names)}; {int(spikes)} output spikes)")
     return EXIT_OK
 
 
@@ -296,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=cmd_to_nir)
 
-    p = sub.add_parser("simulate", help="run the float reference simulator on an input array")
-    p.add_argument("model", help="model.nir or net.small")
+    p = sub.add_parser("simulate", help="run the reference simulator, or a compiled image's simulator, on an input array")
+    p.add_argument("model", help="model.nir or net.small (reference), or a `small compile` build folder (its target)")
     p.add_argument("--input", required=True, metavar="X.npy", help="float32 [T, batch, *input_shape] or [T, batch, n_in]")
     p.add_argument("--output", required=True, metavar="Y.npy", help="float32 [T, batch, n_out]: spikes 0/1, LI values")
     p.add_argument("--membrane", metavar="MEM.npz", help="also write every population's membrane trace [T, batch, n]")
