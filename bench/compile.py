@@ -151,7 +151,7 @@ def make_weights(n: int, community: int, fan_in: int, p_local: float, neighbours
     del r, s, w
     fed = rng.choice(n, size=max(1, n // 10), replace=False)
     w_in = sp.csr_array((rng.uniform(0.3, 0.5, fed.size), (fed, rng.integers(0, N_IN, fed.size))), shape=(n, N_IN))
-    bias = rng.uniform(0.05, 0.11, n)
+    bias = rng.uniform(0.0, 0.08, n)
     return rec, w_in, bias
 
 

@@ -41,6 +41,20 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="whose conventions the NIR file follows (default: nir, the literal equations)")
 
 
+def _add_compile_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", choices=("digital", "memristive"), default="digital")
+    p.add_argument("--tile", type=_tile, default=(64, 64), metavar="ROWSxCOLS", help="crossbar geometry (default 64x64)")
+    p.add_argument("--levels", type=int, default=16, help="conductance levels per device (default 16)")
+    p.add_argument("--faults", metavar="CHIP.json", help="stuck devices of the chip (memristive target)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the partitioner (default 0)")
+    p.add_argument("--max-tiles", type=int, metavar="N", help="fail if the network needs more tiles")
+    p.add_argument("--max-split", type=int, default=16, metavar="N",
+                   help="most tiles one neuron's inputs may be split across (default 16)")
+    p.add_argument("--partitioner", choices=("auto", "metis", "networkx", "sequential"), default="auto")
+    p.add_argument("--test-set", metavar="TEST.npz", help="labelled test set (default: test_set.npz beside the model)")
+    _add_model_options(p)
+
+
 def load_model(path: str | Path, dt: float | None = None, framework: str | None = None):
     """Load a network from a ``.nir`` file (imported at ``dt``/``framework``) or a ``.small`` file."""
     from compiler.errors import FileFormatError
@@ -129,38 +143,50 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _model_and_test_set(args: argparse.Namespace):
+    """The model (at the test set's dt/framework unless given) and the labelled test set beside it."""
+    from compiler.errors import SimulationError
+    from sim.evaluate import load_test_set
+
+    model = Path(args.model)
+    test_path = Path(args.test_set) if args.test_set else model.with_name("test_set.npz")
+    if args.test_set and not test_path.is_file():
+        raise SimulationError(f"test set {args.test_set!r} does not exist")
+    test = load_test_set(test_path) if test_path.is_file() else None
+    dt = args.dt if args.dt is not None else (test.dt if test and model.suffix == ".nir" else None)
+    framework = args.framework or (test.framework if test and model.suffix == ".nir" else None)
+    return load_model(model, dt, framework), test, framework
+
+
 def cmd_flow(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from compiler.errors import SimulationError
-    from sim.evaluate import accuracy, load_test_set
+    from sim.evaluate import accuracy
 
     model = Path(args.model)
-    test_path = Path(args.test_set) if args.test_set else model.with_name("test_set.npz")
-    test = load_test_set(test_path) if test_path.is_file() else None
-    if args.test_set and test is None:
-        raise SimulationError(f"test set {args.test_set!r} does not exist")
-    dt = args.dt if args.dt is not None else (test.dt if test and model.suffix == ".nir" else None)
-    framework = args.framework or (test.framework if test and model.suffix == ".nir" else None)
     t0 = time.perf_counter()
-    net = load_model(model, dt, framework)
+    net, test, framework = _model_and_test_set(args)
     how = f"framework {framework or 'nir'}" if model.suffix == ".nir" else "SMALL network file"
-    print(f"[1/2] import    {model} ({how}, dt {net.dt:g} s)")
+    print(f"[1/3] import     {model} ({how}, dt {net.dt:g} s)")
     print("      " + net.summary().replace("\n", "\n      "))
     if test is None:
-        print(f"[2/2] reference  skipped: no labelled test set at {test_path}")
-        return EXIT_OK
-    acc = accuracy(net, test)
-    elapsed = time.perf_counter() - t0
-    print(f"[2/2] reference  accuracy {acc * 100:.2f} % on {len(test.labels)} test samples "
-          f"({test.x.shape[0]} steps each, readout {test.readout}) in {elapsed:.1f} s")
-    # A bundled example records what its training framework measured on the same inputs.
-    for name, who in (("snntorch_result.json", "snnTorch"), ("torch_result.json", "the torch training model")):
-        expected = model.with_name(name)
-        if expected.is_file():
-            ref = json.loads(expected.read_text())
-            print(f"      {who} measured {ref['accuracy'] * 100:.2f} % on the same inputs")
+        print(f"[2/3] reference  skipped: no labelled test set beside {model}")
+    else:
+        acc = accuracy(net, test)
+        print(f"[2/3] reference  accuracy {acc * 100:.2f} % on {len(test.labels)} test samples "
+              f"({test.x.shape[0]} steps each, readout {test.readout}) in {time.perf_counter() - t0:.1f} s")
+        # A bundled example records what its training framework measured on the same inputs.
+        for name, who in (("snntorch_result.json", "snnTorch"), ("torch_result.json", "the torch training model")):
+            expected = model.with_name(name)
+            if expected.is_file():
+                ref = json.loads(expected.read_text())
+                print(f"      {who} measured {ref['accuracy'] * 100:.2f} % on the same inputs")
+    output = args.output or str(Path("build") / model.stem)
+    t1 = time.perf_counter()
+    summary = _compile_and_write(net, model, test, args, output)
+    print(f"[3/3] compile    {time.perf_counter() - t1:.1f} s")
+    print("      " + summary.replace("\n", "\n      "))
     return EXIT_OK
 
 
@@ -186,6 +212,13 @@ def _example_test_set(model: Path, given: str | None):
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    net, test, _ = _model_and_test_set(args)
+    print(_compile_and_write(net, Path(args.model), test, args, args.output))
+    return EXIT_OK
+
+
+def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output: str) -> str:
+    """Compile with the options in ``args``, measure on the test set, write the build folder."""
     import hashlib
     import json
 
@@ -196,11 +229,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from compiler.mapper import CompileOptions, compile_network, inter_tile_events_per_step
     from sim.evaluate import accuracy
 
-    model = Path(args.model)
-    test = _example_test_set(model, args.test_set)
-    dt = args.dt if args.dt is not None else (test.dt if test and model.suffix == ".nir" else None)
-    framework = args.framework or (test.framework if test and model.suffix == ".nir" else None)
-    net = load_model(model, dt, framework)
     opts = CompileOptions(target=args.target, rows=args.tile[0], cols=args.tile[1], levels=args.levels, seed=args.seed,
                           max_tiles=args.max_tiles, max_split=args.max_split, partitioner=args.partitioner,
                           faults=load_faults(args.faults) if args.faults else None)
@@ -208,9 +236,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     scales = {}
     if test is not None and len(net.inputs) == 1:
         x = test.x
-        binary_or_int = x.dtype.kind in "biu" or bool(np.all(x == np.rint(x)))
+        integral = x.dtype.kind in "biu" or bool(np.all(x == np.rint(x)))
         top = float(np.max(np.abs(x))) if x.size else 0.0
-        if not (binary_or_int and top <= 127) and top > 0:
+        if top > 0 and not (integral and top <= 127):
             scales[net.inputs[0].name] = top / 127.0
     result = compile_network(net, opts, source_sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
                              source_name=model.name, input_scales=scales)
@@ -223,11 +251,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                                                           sample.shape[1])
         report["accuracy"] = {"reference": accuracy(net, test), _SIM_NAME[image.target]: accuracy(sim, test)}
         report["test_samples"] = int(test.labels.size)
-    with atomic_directory(args.output, marker="image.json") as tmp:
+    with atomic_directory(output, marker="image.json") as tmp:
         image.save(tmp)
         (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-    print(_compile_summary(net, image, report, args.output))
-    return EXIT_OK
+    return _compile_summary(net, image, report, output)
 
 
 _SIM_NAME = {"digital": "digital", "memristive": "memristive_ideal"}
@@ -321,26 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("flow", help="the main job: import, reference simulation and accuracy on a labelled test set")
+    p = sub.add_parser("flow", help="the main job: import, reference accuracy, compile with the twin's accuracy")
     p.add_argument("model", help="model.nir or net.small (a test_set.npz beside it is used)")
-    p.add_argument("--test-set", metavar="TEST.npz", help="labelled test set (default: test_set.npz beside the model)")
-    _add_model_options(p)
+    p.add_argument("-o", "--output", metavar="DIR", help="build folder (default: build/<model name>)")
+    _add_compile_options(p)
     p.set_defaults(func=cmd_flow)
 
     p = sub.add_parser("compile", help="map a network onto crossbar tiles and write a HardwareImage")
     p.add_argument("model", help="model.nir or net.small (a test_set.npz beside it is used for the report)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="build folder (image.json, image.npz, report.json)")
-    p.add_argument("--target", choices=("digital", "memristive"), default="digital")
-    p.add_argument("--tile", type=_tile, default=(64, 64), metavar="ROWSxCOLS", help="crossbar geometry (default 64x64)")
-    p.add_argument("--levels", type=int, default=16, help="conductance levels per device (default 16)")
-    p.add_argument("--faults", metavar="CHIP.json", help="stuck devices of the chip (memristive target)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the partitioner (default 0)")
-    p.add_argument("--max-tiles", type=int, metavar="N", help="fail if the network needs more tiles")
-    p.add_argument("--max-split", type=int, default=16, metavar="N",
-                   help="most tiles one neuron's inputs may be split across (default 16)")
-    p.add_argument("--partitioner", choices=("auto", "metis", "networkx", "sequential"), default="auto")
-    p.add_argument("--test-set", metavar="TEST.npz", help="labelled test set (default: test_set.npz beside the model)")
-    _add_model_options(p)
+    _add_compile_options(p)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("faults", help="make chip fault maps")
