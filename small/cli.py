@@ -182,7 +182,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
             if expected.is_file():
                 ref = json.loads(expected.read_text())
                 print(f"      {who} measured {ref['accuracy'] * 100:.2f} % on the same inputs")
-    output = args.output or str(Path("build") / model.stem)
+    output = args.output or str(Path("build") / net.name)
     t1 = time.perf_counter()
     summary = _compile_and_write(net, model, test, args, output)
     print(f"[3/3] compile    {time.perf_counter() - t1:.1f} s")
@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("flow", help="the main job: import, reference accuracy, compile with the twin's accuracy")
     p.add_argument("model", help="model.nir or net.small (a test_set.npz beside it is used)")
-    p.add_argument("-o", "--output", metavar="DIR", help="build folder (default: build/<model name>)")
+    p.add_argument("-o", "--output", metavar="DIR", help="build folder (default: build/<network name>)")
     _add_compile_options(p)
     p.set_defaults(func=cmd_flow)
 
