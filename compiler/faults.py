@@ -149,30 +149,30 @@ def identity_placement(n_tiles: int, rows: int, cols: int) -> Placement:
     return Placement(np.arange(n_tiles), np.tile(np.arange(rows), (n_tiles, 1)), np.tile(np.arange(cols), (n_tiles, 1)))
 
 
-def placement_error(q: np.ndarray, used: np.ndarray, scale: np.ndarray, fmap: FaultMap, levels: int, pl: Placement) -> float:
-    """Summed squared weight error of used cells for a placement (weight units)."""
+def placement_error(q: np.ndarray, weight: np.ndarray, fmap: FaultMap, levels: int, pl: Placement) -> float:
+    """Summed squared weight error of a placement: ``weight`` is each cell's squared scale (0 if unused)."""
     sp_all, sn_all = fmap.levels(levels)
     total = 0.0
     for t in range(q.shape[0]):
         p = pl.tile_phys[t]
         spm = sp_all[p][np.ix_(pl.row_perm[t], pl.col_perm[t])]
         snm = sn_all[p][np.ix_(pl.row_perm[t], pl.col_perm[t])]
-        total += float(np.sum(cell_error(q[t], spm, snm, levels) * used[t])) * scale[t] ** 2
+        total += float(np.sum(cell_error(q[t], spm, snm, levels) * weight[t]))
     return total
 
 
-def place(q: np.ndarray, used: np.ndarray, scale: np.ndarray, fmap: FaultMap, levels: int) -> Placement:
+def place(q: np.ndarray, weight: np.ndarray, fmap: FaultMap, levels: int) -> Placement:
     """Fault-aware placement of logical tiles ``q[t, row, col]`` (see the module docstring).
 
-    ``used[t, r, c]`` marks cells whose row is fed and whose column holds a neuron or a
-    partial sum: only their errors count.
+    ``weight[t, r, c]`` is the squared weight scale of a cell whose row is fed and whose column
+    holds a neuron or a partial sum, and 0 elsewhere: errors count in weight units, used cells only.
     """
     T, R, C = q.shape
     sp_all, sn_all = fmap.levels(levels)
     # Tile assignment on the identity-permutation error (exact for the chip sizes that fit memory).
     cost = np.zeros((T, fmap.tiles))
     for t in range(T):
-        cost[t] = np.sum(cell_error(q[t][None], sp_all, sn_all, levels) * used[t][None], axis=(1, 2)) * scale[t] ** 2
+        cost[t] = np.sum(cell_error(q[t][None], sp_all, sn_all, levels) * weight[t][None], axis=(1, 2))
     _, tile_phys = linear_sum_assignment(cost)
     pl = identity_placement(T, R, C)
     pl.tile_phys = tile_phys
@@ -182,11 +182,11 @@ def place(q: np.ndarray, used: np.ndarray, scale: np.ndarray, fmap: FaultMap, le
         best = np.inf
         for _ in range(ROUNDS):
             # rows: cost[i, r] = error of logical row i on physical row r, columns as placed.
-            e = cell_error(q[t][:, None, :], spt[None, :, cp], snt[None, :, cp], levels) * used[t][:, None, :]
+            e = cell_error(q[t][:, None, :], spt[None, :, cp], snt[None, :, cp], levels) * weight[t][:, None, :]
             _, rp = linear_sum_assignment(e.sum(axis=2))
-            e = cell_error(q[t].T[:, None, :], spt[rp].T[None, :, :], snt[rp].T[None, :, :], levels) * used[t].T[:, None, :]
+            e = cell_error(q[t].T[:, None, :], spt[rp].T[None, :, :], snt[rp].T[None, :, :], levels) * weight[t].T[:, None, :]
             _, cp = linear_sum_assignment(e.sum(axis=2))
-            err = float(np.sum(cell_error(q[t], spt[np.ix_(rp, cp)], snt[np.ix_(rp, cp)], levels) * used[t]))
+            err = float(np.sum(cell_error(q[t], spt[np.ix_(rp, cp)], snt[np.ix_(rp, cp)], levels) * weight[t]))
             if not err < best:
                 break
             best = err

@@ -213,7 +213,7 @@ class _Validator:
             g = self.need(name, (T, R, C), "u")
             if g.size and int(g.max()) > L - 1:
                 self.fail(f"{name} holds level {int(g.max())}, above levels - 1 = {L - 1}")
-        self.need("scale", (T,), "f")
+        self.need("scale", (T, C), "f")
         if np.any(self.a["scale"] <= 0):
             self.fail("scale must be positive")
         phys = self.need("tile_phys", (T,), "i")

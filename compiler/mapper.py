@@ -13,8 +13,10 @@ Passes, in order (``docs/architecture.md`` states the chip they target):
    their input unscaled.
 3. **Partitioning** (``compiler/partition.py``) into groups of at most C neurons; a group needs
    ``ceil(rows / R)`` tiles, the first with the neurons and the rest with partial-sum columns.
-4. **Quantisation** per group (``compiler/quantize.py``); thresholds, resets, leaks and biases
-   divided by the group's scale, in level units (memristive) or fixed point (digital).
+4. **Quantisation** (``compiler/quantize.py``) with one scale per group (``scale="tile"``: a
+   group's tiles add their column sums, so they share it) or per neuron (``"column"``);
+   thresholds, resets, leaks and biases are divided by the neuron's scale, in level units
+   (memristive) or fixed point (digital).
 5. **Routing tables** from row keys, then **fault-aware placement** (``compiler/faults.py``)
    permuting rows, columns and tiles when a fault map is given.
 """
@@ -37,6 +39,7 @@ from .partition import METHODS, Synapses, evaluate, group_neurons
 from .quantize import best_scale, level_pairs, quantize
 
 TARGETS = ("digital", "memristive")
+SCALE_MODES = ("tile", "column")
 MAX_LEVELS = 256  # levels are stored as uint8
 
 
@@ -53,6 +56,8 @@ class CompileOptions:
     max_split: int = 16
     """Most tiles one neuron's inputs may be split across (the partial-sum merge's reach)."""
     partitioner: str = "auto"
+    scale: str = "tile"
+    """``"tile"``: one weight scale per tile group; ``"column"``: one per neuron (finer, same hardware)."""
     faults: FaultMap | None = None
     g_min_us: float = 0.1
     g_max_us: float = 25.0
@@ -69,6 +74,8 @@ class CompileOptions:
             raise UnsupportedError(f"--max-tiles {self.max_tiles} must be at least 1")
         if self.max_split < 1:
             raise UnsupportedError(f"--max-split {self.max_split} must be at least 1")
+        if self.scale not in SCALE_MODES:
+            raise UnsupportedError(f"--scale {self.scale!r} is not one of {', '.join(SCALE_MODES)}")
         if self.partitioner not in METHODS:
             raise UnsupportedError(f"partitioner {self.partitioner!r} is not one of {', '.join(METHODS)}")
         if self.faults is not None:
@@ -297,22 +304,23 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     pair_tile = base[pair_group] + rank // R
     pair_row = rank % R
 
-    # -- quantisation, one scale per group ----------------------------------------------
-    order = np.argsort(group_of[tgt], kind="stable")
-    bounds = np.searchsorted(group_of[tgt][order], np.arange(G + 1))
-    scale_g = np.array([best_scale(w[order[bounds[g] : bounds[g + 1]]], L) for g in range(G)])
-    q = quantize(w, scale_g[group_of[tgt]], L)
+    # -- quantisation: one scale per group (all its tiles) or per neuron ------------------
+    owner = group_of[tgt] if opts.scale == "tile" else tgt
+    n_owner = G if opts.scale == "tile" else n
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(n_owner + 1))
+    scales = np.array([best_scale(w[order[bounds[o] : bounds[o + 1]]], L) for o in range(n_owner)])
+    scale_n = scales[group_of] if opts.scale == "tile" else scales  # weight per level, per neuron
+    q = quantize(w, scale_n[tgt], L)
     syn_tile, syn_row, syn_col = pair_tile[pair_of_syn], pair_row[pair_of_syn], col_of[tgt]
     q_tiles = np.zeros((T, R, C), dtype=np.int64)
     q_tiles[syn_tile, syn_row, syn_col] = q
-    err = w - q * scale_g[group_of[tgt]]
+    err = w - q * scale_n[tgt]
     w_rms = float(np.sqrt(np.mean(w ** 2))) if w.size else 0.0
     q_rmse = float(np.sqrt(np.mean(err ** 2))) if w.size else 0.0
-    tile_group = np.repeat(np.arange(G), n_seg)
-    scale_t = scale_g[tile_group]
 
     # -- columns ------------------------------------------------------------------------
-    cols = neuron_columns(net, scale_g[group_of], opts)
+    cols = neuron_columns(net, scale_n, opts)
     home_tile = base[group_of]
     pdtype = np.int64 if opts.target == "digital" else np.float64
     col_kind = np.zeros((T, C), dtype=np.int8)
@@ -321,6 +329,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     merge_to = np.full((T, C), -1, dtype=np.int32)
     params = {name: np.zeros((T, C), dtype=pdtype) for name in NEURON_PARAMS}
     refractory = np.zeros((T, C), dtype=np.int64)
+    col_scale = np.ones((T, C))
     start = np.zeros((T, C), dtype=np.int64)
     col_kind[home_tile, col_of] = COL_NEURON
     col_model[home_tile, col_of] = cols["model"]
@@ -328,11 +337,13 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     for name in NEURON_PARAMS:
         params[name][home_tile, col_of] = cols[name]
     refractory[home_tile, col_of] = cols["refractory"]
+    col_scale[home_tile, col_of] = scale_n
     start[home_tile, col_of] = np.concatenate([np.full(p.size, lat[p.name]) for p in net.populations])
     for extra in range(1, int(n_seg.max(initial=1))):
         split = n_seg[group_of] > extra
         col_kind[home_tile[split] + extra, col_of[split]] = COL_PARTIAL
         merge_to[home_tile[split] + extra, col_of[split]] = home_tile[split] * C + col_of[split]
+        col_scale[home_tile[split] + extra, col_of[split]] = scale_n[split]
     used = np.zeros((T, R, C), dtype=bool)
     row_used = np.zeros((T, R), dtype=bool)
     row_used[pair_tile, pair_row] = True
@@ -345,9 +356,10 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     if opts.faults is not None:
         fmap = opts.faults
         naive = identity_placement(T, R, C)
-        err_naive = placement_error(q_tiles, used, scale_t, fmap, L, naive)
-        placement = place(q_tiles, used, scale_t, fmap, L)
-        err_placed = placement_error(q_tiles, used, scale_t, fmap, L, placement)
+        importance = used * col_scale[:, None, :] ** 2
+        err_naive = placement_error(q_tiles, importance, fmap, L, naive)
+        placement = place(q_tiles, importance, fmap, L)
+        err_placed = placement_error(q_tiles, importance, fmap, L, placement)
         n_used = max(1, int(used.sum()))
         sp_all, sn_all = fmap.levels(L)
         stuck_pos = np.stack([sp_all[placement.tile_phys[t]] for t in range(T)])
@@ -396,7 +408,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
 
     host_out = np.zeros((T, C), dtype=bool)
     arrays: dict[str, np.ndarray] = {
-        "g_pos": g_pos, "g_neg": g_neg, "scale": scale_t.astype(np.float64),
+        "g_pos": g_pos, "g_neg": g_neg, "scale": permute_cols(col_scale),
         "tile_phys": placement.tile_phys.astype(np.int32),
         "col_kind": permute_cols(col_kind), "col_model": permute_cols(col_model), "col_reset": permute_cols(col_reset),
         "merge_to": permute_cols(merge_to), "param/refractory": permute_cols(refractory),
@@ -426,8 +438,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
         entry = {"name": out_name, "population": pop_name, "size": pop.size, "latency": lat[pop_name],
                  "kind": "spikes" if pop.neuron.spiking else "value"}
         if not pop.neuron.spiking:
-            unit = scale_g[group_of[idx]]
-            arrays[f"output/{out_name}/value_scale"] = unit.astype(np.float64)
+            arrays[f"output/{out_name}/value_scale"] = scale_n[idx].astype(np.float64)
         outputs.append(entry)
     arrays["host_out"] = host_out
 
@@ -442,7 +453,8 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
         "inputs": [{"name": i.name, "size": i.size, "shape": list(i.shape), "scale": float(input_scales.get(i.name, 1.0))}
                    for i in net.inputs],
         "populations": populations, "outputs": outputs,
-        "options": {"partitioner": opts.partitioner, "max_split": opts.max_split, "max_tiles": opts.max_tiles},
+        "options": {"partitioner": opts.partitioner, "max_split": opts.max_split, "max_tiles": opts.max_tiles,
+                    "scale": opts.scale},
     }
     if opts.target == "digital":
         meta["arithmetic"] = opts.arithmetic.to_dict()

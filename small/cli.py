@@ -51,6 +51,8 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-split", type=int, default=16, metavar="N",
                    help="most tiles one neuron's inputs may be split across (default 16)")
     p.add_argument("--partitioner", choices=("auto", "metis", "networkx", "sequential"), default="auto")
+    p.add_argument("--scale", choices=("tile", "column"), default="tile",
+                   help="weight scale per tile group (default) or per neuron column")
     p.add_argument("--test-set", metavar="TEST.npz", help="labelled test set (default: test_set.npz beside the model)")
     _add_model_options(p)
 
@@ -230,7 +232,7 @@ def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output:
     from sim.evaluate import accuracy
 
     opts = CompileOptions(target=args.target, rows=args.tile[0], cols=args.tile[1], levels=args.levels, seed=args.seed,
-                          max_tiles=args.max_tiles, max_split=args.max_split, partitioner=args.partitioner,
+                          max_tiles=args.max_tiles, max_split=args.max_split, partitioner=args.partitioner, scale=args.scale,
                           faults=load_faults(args.faults) if args.faults else None)
     opts.validate()
     scales = {}

@@ -79,7 +79,7 @@ def test_ideal_memristive_image_reproduces_the_reference_exactly(seed, rows, col
     image = compile_network(net, CompileOptions(target="memristive", rows=rows, cols=cols, levels=16, seed=seed)).image
     if rows == 8:  # small tiles force fan-in splits and multicast routes
         assert np.any(image.arrays["col_kind"] == COL_PARTIAL)
-    np.testing.assert_array_equal(image.arrays["scale"], S)
+    np.testing.assert_array_equal(image.arrays["scale"][image.arrays["col_kind"] > 0], S)
     ref = ReferenceSimulator(net, dtype=np.float64).run(x).outputs
     chip = IdealMemristiveSimulator(image).run(x).outputs
     for name in ref:
