@@ -226,20 +226,22 @@ def neuron_columns(net: Network, scale_of_neuron: np.ndarray, opts: CompileOptio
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
 
 
-def _limit_split(groups: list[np.ndarray], syn: Synapses, rows: int, max_split: int) -> list[np.ndarray]:
+def _limit_split(grouping, syn: Synapses, rows: int, max_split: int) -> list[np.ndarray]:
     """Halve groups whose rows need more than ``max_split`` tiles until each fits."""
     out: list[np.ndarray] = []
-    stack = list(reversed(groups))
-    while stack:
-        g = stack.pop()
-        mask = np.zeros(syn.n, dtype=bool)
-        mask[g] = True
-        need = math.ceil(np.unique(syn.key[mask[syn.target]]).size / rows)
-        if need <= max_split or g.size == 1:
-            out.append(g)
+    for g, members in enumerate(grouping.groups):
+        if math.ceil(grouping.rows[g] / rows) <= max_split:
+            out.append(members)
             continue
-        half = g.size // 2
-        stack.extend([g[half:], g[:half]])
+        stack = [members]
+        while stack:
+            part = stack.pop()
+            mask = np.zeros(syn.n, dtype=bool)
+            mask[part] = True
+            if part.size == 1 or math.ceil(np.unique(syn.key[mask[syn.target]]).size / rows) <= max_split:
+                out.append(part)
+            else:
+                stack.extend([part[part.size // 2:], part[: part.size // 2]])
     return out
 
 
@@ -273,7 +275,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
             f"{math.ceil(fan_in[worst] / R)}"
         )
     grouping = group_neurons(syn, R, C, method=opts.partitioner, seed=opts.seed)
-    groups = _limit_split(grouping.groups, syn, R, opts.max_split)
+    groups = _limit_split(grouping, syn, R, opts.max_split)
     if len(groups) != len(grouping.groups):
         grouping = evaluate(grouping.method, syn, groups, R)
     if opts.max_tiles is not None and grouping.tiles > opts.max_tiles:

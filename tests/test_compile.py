@@ -329,3 +329,16 @@ def test_validation_rejects_an_inconsistent_image():
     image.arrays["route_row"][:] = 0
     with pytest.raises(FileFormatError, match="more than one"):
         image.validate()
+
+
+def test_groups_too_wide_for_the_split_limit_are_divided_and_stay_exact():
+    net, x = random_network(0), random_input(0)
+    image = compile_network(net, CompileOptions(target="memristive", rows=8, cols=32, max_split=3)).image
+    merge = image.arrays["merge_to"]
+    tile, _ = np.nonzero(merge >= 0)
+    partial_tiles = np.unique(np.stack([merge[merge >= 0], tile]), axis=1)[0]
+    assert np.bincount(partial_tiles).max() <= 2  # a home tile plus at most two partial tiles per neuron
+    ref = ReferenceSimulator(net, dtype=np.float64).run(x).outputs
+    chip = IdealMemristiveSimulator(image).run(x).outputs
+    for name in ref:
+        np.testing.assert_array_equal(chip[name], ref[name])
