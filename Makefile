@@ -49,6 +49,8 @@ test: install
 
 bench: install
 	$(PY) bench/reference_sim.py
+	$(PY) bench/equivalence.py
+	$(PY) bench/compile.py
 
 clean:
 	rm -rf $(VENV) build sim_build .pytest_cache *.egg-info

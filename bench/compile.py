@@ -2,7 +2,7 @@
 
 Run from the repository root with the project's environment::
 
-    .venv/bin/python bench/compile.py                      # the whole matrix (about 15 minutes)
+    .venv/bin/python bench/compile.py                      # the whole matrix (about 20 minutes)
     .venv/bin/python bench/compile.py --sizes 1000 10000   # a part of it
     .venv/bin/python bench/compile.py --one 100000 64x64 auto --profile /tmp/c.prof
 
@@ -14,7 +14,7 @@ The networks
 Random sparse recurrent networks with planted community structure, seeded (``--seed``):
 
 * one LIF population of N neurons (alpha 0.9, threshold 1, reset to 0, per-neuron bias
-  uniform in [0.05, 0.11]) with one recurrent sparse projection from itself, delay 1;
+  uniform in [0, 0.08]) with one recurrent sparse projection from itself, delay 1;
 * communities of ``--community`` (256) consecutive neurons in the *planted* order, the last
   one smaller when N is not a multiple; each neuron has exactly ``--fan-in`` (100) distinct
   presynaptic neurons: ``--p-local`` (90 %) drawn without replacement from its own community
@@ -57,6 +57,12 @@ What is measured
 
   ``vs seq`` is the reduction of the events per step against ``partitioner="sequential"`` on
   the same (shuffled) network and tile: ``1 - events / events_sequential``.
+
+* ``seq-model``: the tiles and structural traffic of the sequential placement computed from the
+  compiler's rules without compiling (:func:`sequential_model`), because the compile of the
+  sequential placement runs out of memory at 100k neurons. Where ``sequential`` compiles, the
+  two must agree exactly; where it does not, ``vs seq (struct)`` is taken against the model and
+  marked ``*``.
 
 The simulation and the traffic count come after the compile-memory reading, so they do not
 change ``peak GiB``.
@@ -179,9 +185,66 @@ def make_network(n: int, args, *, planted: bool):
     return net, int(rec.nnz), int(w_in.nnz)
 
 
+def sequential_model(net, R: int, C: int, max_split: int = 16) -> tuple[int, np.ndarray]:
+    """Tiles and remote tiles per source neuron of ``partitioner="sequential"``, without compiling.
+
+    Restates the compiler's rules for this network (one delay per source, so a group's rows are
+    its distinct sources in the order inputs, then neurons by index): groups of C consecutive
+    neurons; a group needing more than ``max_split`` tiles is halved (first half ``size // 2``)
+    until it fits; a group's r-th row lies on its tile ``r // R``. A source's spike goes to every
+    tile holding one of its rows but its own home tile (the first tile of its group). Checked
+    against the compiled images wherever ``sequential`` compiles (``seq-model`` rows).
+    """
+    n = net.populations[0].size
+    rec = next(p.weight for p in net.projections if p.source == "pop").tocoo()
+    inp = next(p.weight for p in net.projections if p.source == "in").tocoo()
+    tgt = np.concatenate([inp.row, rec.row]).astype(np.int64)
+    elem = np.concatenate([inp.col, N_IN + rec.col.astype(np.int64)])
+    K = n + N_IN
+    starts = np.arange(0, n, C)
+    ends = np.minimum(starts + C, n)
+    while True:
+        group_of = np.repeat(np.arange(starts.size), ends - starts)
+        code = np.sort(group_of[tgt] * K + elem)
+        code = code[np.concatenate([[True], code[1:] != code[:-1]])]
+        need = -(-np.bincount(code // K, minlength=starts.size) // R)
+        bad = (need > max_split) & (ends - starts > 1)
+        if not bad.any():
+            break
+        mid = starts + (ends - starts) // 2
+        starts = np.concatenate([starts[~bad], starts[bad], mid[bad]])
+        ends = np.concatenate([ends[~bad], mid[bad], ends[bad]])
+        order = np.argsort(starts, kind="stable")
+        starts, ends = starts[order], ends[order]
+    g, k = code // K, code % K
+    first = np.searchsorted(g, np.arange(starts.size))
+    tile_in_group = (np.arange(code.size) - first[g]) // R
+    neuron = k >= N_IN
+    src, g, tile_in_group = k[neuron] - N_IN, g[neuron], tile_in_group[neuron]
+    home = (group_of[src] == g) & (tile_in_group == 0)
+    return int(np.maximum(1, need).sum()), np.bincount(src[~home], minlength=n)
+
+
 # -------------------------------------------------------------------------------------------
 def _gib(kib: int) -> float:
     return kib / 2**20
+
+
+def code_version() -> str:
+    """Git HEAD plus a hash of compiler/ and sim/ as they are on disk (other edits may be under way)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted([*ROOT.glob("compiler/*.py"), *ROOT.glob("sim/*.py")]):
+        h.update(f.name.encode() + f.read_bytes())
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "compiler", "sim"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+    except OSError:
+        head, dirty = "?", ""
+    return f"{head}{'+dirty' if dirty else ''} ({h.hexdigest()[:10]})"
 
 
 def _reset_peak() -> bool:
@@ -195,6 +258,7 @@ def _reset_peak() -> bool:
 
 def run_one(n: int, tile: str, part: str, args) -> dict:
     """One configuration in this process; returns the figures as a dict."""
+    version = code_version()  # before the import reads the files
     from compiler.mapper import CompileOptions, compile_network, inter_tile_events_per_step
 
     R, C = (int(v) for v in tile.lower().split("x"))
@@ -202,6 +266,13 @@ def run_one(n: int, tile: str, part: str, args) -> dict:
     t0 = time.perf_counter()
     net, n_rec, n_inp = make_network(n, args, planted=planted)
     gen_s = time.perf_counter() - t0
+    if part == "seq-model":
+        t0 = time.perf_counter()
+        tiles, remote = sequential_model(net, R, C)
+        return {"neurons": n, "recurrent_synapses": n_rec, "input_synapses": n_inp, "tile": f"{R}x{C}",
+                "partitioner": part, "gen_s": gen_s, "model_s": time.perf_counter() - t0, "tiles_used": tiles,
+                "remote_tiles_per_spike": float(remote.sum()) / n, "events_struct": args.fire_p * float(remote.sum()),
+                "events_sim": None, "sim_rate": None, "code": version}
     gc.collect()
     gen_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     reset = _reset_peak()
@@ -230,7 +301,7 @@ def run_one(n: int, tile: str, part: str, args) -> dict:
         "tiles_used": rep["tiles_used"], "tiles_lower_bound": rep["tiles_lower_bound"],
         "lower_bound_terms": rep["lower_bound_terms"], "routing_entries": rep["routing_entries"],
         "fan_in_splits": rep["fan_in_splits"], "row_utilisation": rep["row_utilisation"],
-        "col_utilisation": rep["col_utilisation"],
+        "col_utilisation": rep["col_utilisation"], "code": version,
     }
     del net
     gc.collect()
@@ -258,29 +329,39 @@ def _pct(x: float | None) -> str:
 
 
 def table(results: list[dict]) -> str:
-    seq = {(r["neurons"], r["tile"]): r for r in results if r.get("partitioner") == "sequential" and "error" not in r}
-    head = ("| neurons | synapses | tile | partitioner | gen s | compile s | peak GiB | tiles | lower bound | ratio "
-            "| routing entries | events/step sim | vs seq (sim) | events/step struct | vs seq (struct) |")
+    """Markdown table; ``vs seq`` against the compiled sequential placement, or the model (marked *) where it failed."""
+    ok = [r for r in results if "error" not in r]
+    seq = {(r["neurons"], r["tile"]): r for r in ok if r["partitioner"] == "sequential"}
+    model = {(r["neurons"], r["tile"]): r for r in ok if r["partitioner"] == "seq-model"}
+    head = ("| neurons | synapses | tile | partitioner | compile s | peak GiB | tiles | lower bound | ratio "
+            "| routing entries | sim rate | events/step sim | vs seq (sim) | events/step struct | vs seq (struct) |")
     lines = [head, "|" + "|".join("-" * (len(c) + 2) for c in head.strip("|").split("|")) + "|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['neurons']:,} | | {r['tile']} | {r['partitioner']} | {r['error']} |")
+            lines.append(f"| {r['neurons']:,} | | {r['tile']} | {r['partitioner']} | failed: {r['error']} "
+                         "| | | | | | | | | | |")
             continue
-        s = seq.get((r["neurons"], r["tile"]))
-        part = r["partitioner"] if r["partitioner"] != "auto" else f"auto ({r['partitioner_used']})"
-        red_sim = red_struct = None
-        if s is not None and r is not s:
-            if r["events_sim"] is not None and s["events_sim"]:
-                red_sim = 1 - r["events_sim"] / s["events_sim"]
-            if s["events_struct"]:
-                red_struct = 1 - r["events_struct"] / s["events_struct"]
+        key = (r["neurons"], r["tile"])
+        base, mark = (seq[key], "") if key in seq else (model.get(key), "*")
         syn = r["recurrent_synapses"] + r["input_synapses"]
+        part = r["partitioner"] if r["partitioner"] != "auto" else f"auto ({r['partitioner_used']})"
+        if r["partitioner"] == "seq-model":
+            lines.append(f"| {r['neurons']:,} | {syn:,} | {r['tile']} | seq-model | | | {r['tiles_used']:,} | | | "
+                         f"| | | | {r['events_struct']:,.0f} | |")
+            continue
+        red_sim = red_struct = ""
+        if base is not None and r["partitioner"] != "sequential":
+            if r["events_sim"] is not None and base.get("events_sim"):
+                red_sim = _pct(1 - r["events_sim"] / base["events_sim"])
+            if base["events_struct"]:
+                red_struct = _pct(1 - r["events_struct"] / base["events_struct"]) + mark
         sim = "" if r["events_sim"] is None else f"{r['events_sim']:,.0f}"
+        rate = "" if r["sim_rate"] is None else f"{r['sim_rate']:.4f}"
         lines.append(
-            f"| {r['neurons']:,} | {syn:,} | {r['tile']} | {part} | {r['gen_s']:.1f} | {r['compile_s']:.2f} "
+            f"| {r['neurons']:,} | {syn:,} | {r['tile']} | {part} | {r['compile_s']:.2f} "
             f"| {r['peak_gib']:.2f} | {r['tiles_used']:,} | {r['tiles_lower_bound']:,} "
-            f"| {r['tiles_used'] / r['tiles_lower_bound']:.2f} | {r['routing_entries']:,} | {sim} | {_pct(red_sim)} "
-            f"| {r['events_struct']:,.0f} | {_pct(red_struct)} |"
+            f"| {r['tiles_used'] / r['tiles_lower_bound']:.2f} | {r['routing_entries']:,} | {rate} | {sim} | {red_sim} "
+            f"| {r['events_struct']:,.0f} | {red_struct} |"
         )
     return "\n".join(lines)
 
@@ -291,8 +372,8 @@ def main() -> None:
                     help="run one configuration in this process and print its figures as JSON")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     ap.add_argument("--tiles", nargs="+", default=["64x64", "256x256"])
-    ap.add_argument("--partitioners", nargs="+", default=["sequential", "auto", "planted", "networkx"],
-                    help="compiler partitioners, and 'planted' (see the docstring)")
+    ap.add_argument("--partitioners", nargs="+", default=["seq-model", "sequential", "auto", "planted", "networkx"],
+                    help="compiler partitioners, and 'planted' and 'seq-model' (see the docstring)")
     ap.add_argument("--networkx-max", type=int, default=10000, help="run networkx only up to this many neurons")
     ap.add_argument("--community", type=int, default=256)
     ap.add_argument("--fan-in", type=int, default=100)
@@ -304,20 +385,30 @@ def main() -> None:
     ap.add_argument("--sim-max", type=int, default=100000, help="simulate up to this many neurons")
     ap.add_argument("--fire-p", type=float, default=0.01, help="firing probability per step for the structural count")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per configuration")
+    ap.add_argument("--mem-limit", type=float, default=12.0,
+                    help="GiB of address space per configuration (RLIMIT_AS), so that a run too large for the machine "
+                         "fails with MemoryError instead of calling the OOM killer; 0: no limit")
     ap.add_argument("--profile", help="with --one: cProfile the compile into this file")
     ap.add_argument("--json", help="also write all results to this file")
     args = ap.parse_args()
 
     if args.one:
         n, tile, part = args.one
+        if args.mem_limit > 0:
+            limit = int(args.mem_limit * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         print("RESULT " + json.dumps(run_one(int(n), tile, part, args)), flush=True)
         return
 
-    print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, numpy {np.__version__}", flush=True)
+    import scipy
+
+    version = code_version()
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"numpy {np.__version__}, scipy {scipy.__version__}; code {version}", flush=True)
     passthrough = ["--community", str(args.community), "--fan-in", str(args.fan_in), "--p-local", str(args.p_local),
                    "--neighbours", str(args.neighbours), "--seed", str(args.seed), "--steps", str(args.steps),
-                   "--batch", str(args.batch), "--sim-max", str(args.sim_max), "--fire-p", str(args.fire_p)]
+                   "--batch", str(args.batch), "--sim-max", str(args.sim_max), "--fire-p", str(args.fire_p),
+                   "--mem-limit", str(args.mem_limit)]
     results = []
     for n in args.sizes:
         for tile in args.tiles:
@@ -329,7 +420,8 @@ def main() -> None:
                 try:
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
                 except subprocess.TimeoutExpired:
-                    r = {"neurons": n, "tile": tile, "partitioner": part, "error": f"timeout after {args.timeout:.0f} s"}
+                    r = {"neurons": n, "tile": tile, "partitioner": part,
+                         "error": f"timeout after {args.timeout:.0f} s"}
                 else:
                     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                     if proc.returncode != 0 or not line:
@@ -341,8 +433,16 @@ def main() -> None:
                         if proc.stderr.strip():
                             r["stderr"] = proc.stderr.strip()
                 results.append(r)
-                summary = r.get("error") or (f"compile {r['compile_s']:.2f} s, peak {r['peak_gib']:.2f} GiB, "
-                                             f"{r['tiles_used']} tiles (bound {r['tiles_lower_bound']})")
+                if r.get("code", version) != version:
+                    print(f"  note: compiler/sim changed during the matrix: {r['code']}", flush=True)
+                if "error" in r:
+                    summary = r["error"]
+                elif part == "seq-model":
+                    summary = f"{r['tiles_used']} tiles, {r['remote_tiles_per_spike']:.2f} remote tiles per spike"
+                else:
+                    summary = (f"compile {r['compile_s']:.2f} s, peak {r['peak_gib']:.2f} GiB, {r['tiles_used']} "
+                               f"tiles (bound {r['tiles_lower_bound']}), {r['remote_tiles_per_spike']:.2f} remote "
+                               "tiles per spike")
                 print(f"{n:>7} {tile:>8} {part:<10} {summary}  [{time.perf_counter() - t0:.0f} s wall]", flush=True)
     print()
     print(table(results))
