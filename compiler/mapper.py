@@ -35,7 +35,7 @@ from .faults import FaultMap, Placement, achievable, identity_placement, place, 
 from .image import (COL_NEURON, COL_PARTIAL, FORMAT, MODEL_CODES, NEURON_PARAMS, RESET_CODES, VERSION, Arithmetic,
                     HardwareImage)
 from .ir import ALIF, IF, LI, CubaLIF, Network
-from .partition import METHODS, Synapses, evaluate, group_neurons
+from .partition import METHODS, Synapses, distinct, evaluate, group_neurons
 from .quantize import best_scale, level_pairs, quantize
 
 TARGETS = ("digital", "memristive")
@@ -228,17 +228,25 @@ def neuron_columns(net: Network, scale_of_neuron: np.ndarray, opts: CompileOptio
 
 def _limit_split(grouping, syn: Synapses, rows: int, max_split: int) -> list[np.ndarray]:
     """Halve groups whose rows need more than ``max_split`` tiles until each fits."""
+    too_wide = {g for g, r in enumerate(grouping.rows) if math.ceil(r / rows) > max_split}
+    if not too_wide:
+        return grouping.groups
+    group_of = np.full(syn.n, -1, dtype=np.int64)
+    for g in too_wide:
+        group_of[grouping.groups[g]] = g
+    order = np.argsort(group_of[syn.target], kind="stable")  # synapses of the wide groups, by group
+    bounds = np.searchsorted(group_of[syn.target][order], np.arange(len(grouping.groups) + 1))
     out: list[np.ndarray] = []
     for g, members in enumerate(grouping.groups):
-        if math.ceil(grouping.rows[g] / rows) <= max_split:
+        if g not in too_wide:
             out.append(members)
             continue
+        own = order[bounds[g] : bounds[g + 1]]
         stack = [members]
         while stack:
             part = stack.pop()
-            mask = np.zeros(syn.n, dtype=bool)
-            mask[part] = True
-            if part.size == 1 or math.ceil(np.unique(syn.key[mask[syn.target]]).size / rows) <= max_split:
+            keys = syn.key[own[np.isin(syn.target[own], part)]]
+            if part.size == 1 or math.ceil(distinct(keys).size / rows) <= max_split:
                 out.append(part)
             else:
                 stack.extend([part[part.size // 2:], part[: part.size // 2]])
@@ -315,7 +323,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     scale_n = scales[group_of] if opts.scale == "tile" else scales  # weight per level, per neuron
     q = quantize(w, scale_n[tgt], L)
     syn_tile, syn_row, syn_col = pair_tile[pair_of_syn], pair_row[pair_of_syn], col_of[tgt]
-    q_tiles = np.zeros((T, R, C), dtype=np.int64)
+    q_tiles = np.zeros((T, R, C), dtype=np.int16)  # |q| <= 255; int16 keeps 100k-neuron chips in memory
     q_tiles[syn_tile, syn_row, syn_col] = q
     err = w - q * scale_n[tgt]
     w_rms = float(np.sqrt(np.mean(w ** 2))) if w.size else 0.0
@@ -346,39 +354,40 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
         col_kind[home_tile[split] + extra, col_of[split]] = COL_PARTIAL
         merge_to[home_tile[split] + extra, col_of[split]] = home_tile[split] * C + col_of[split]
         col_scale[home_tile[split] + extra, col_of[split]] = scale_n[split]
-    used = np.zeros((T, R, C), dtype=bool)
     row_used = np.zeros((T, R), dtype=bool)
     row_used[pair_tile, pair_row] = True
-    used[:] = row_used[:, :, None] & (col_kind > 0)[:, None, :]
 
     # -- fault-aware placement ------------------------------------------------------------
     placement = identity_placement(T, R, C)
     fault_report: dict[str, Any] = {}
-    stuck_pos = stuck_neg = None
-    if opts.faults is not None:
+    if opts.faults is None:
+        g_pos, g_neg = level_pairs(q_tiles)
+    else:
         fmap = opts.faults
-        naive = identity_placement(T, R, C)
+        used = row_used[:, :, None] & (col_kind > 0)[:, None, :]
         importance = used * col_scale[:, None, :] ** 2
-        err_naive = placement_error(q_tiles, importance, fmap, L, naive)
+        err_naive = placement_error(q_tiles, importance, fmap, L, placement)
         placement = place(q_tiles, importance, fmap, L)
         err_placed = placement_error(q_tiles, importance, fmap, L, placement)
-        n_used = max(1, int(used.sum()))
+        # Everything below is in physical coordinates: tile t's row r sits at row_perm[t][r].
+        tix, rp_, cp_ = np.arange(T)[:, None, None], placement.row_perm[:, :, None], placement.col_perm[:, None, :]
+        q_phys = np.zeros_like(q_tiles)
+        q_phys[tix, rp_, cp_] = q_tiles
+        used_phys = np.zeros_like(used)
+        used_phys[tix, rp_, cp_] = used
         sp_all, sn_all = fmap.levels(L)
-        stuck_pos = np.stack([sp_all[placement.tile_phys[t]] for t in range(T)])
-        stuck_neg = np.stack([sn_all[placement.tile_phys[t]] for t in range(T)])
+        stuck_pos, stuck_neg = sp_all[placement.tile_phys], sn_all[placement.tile_phys]
+        g_pos, g_neg = achievable(q_phys, stuck_pos, stuck_neg, L)
+        g_pos, g_neg = g_pos.astype(np.uint8), g_neg.astype(np.uint8)
+        n_used = max(1, int(used.sum()))
         fault_report = {
             "chip_tiles": fmap.tiles,
             "stuck_devices_on_chip": int((fmap.stuck >= 0).sum()),
-            "used_cells_with_stuck_device": None,  # filled after the permutation below
+            "used_cells_with_stuck_device": int(np.sum(used_phys & ((stuck_pos >= 0) | (stuck_neg >= 0)))),
             "stuck_error_rmse_naive": math.sqrt(err_naive / n_used),
             "stuck_error_rmse_placed": math.sqrt(err_placed / n_used),
         }
     rp, cp = placement.row_perm, placement.col_perm
-    tix = np.arange(T)[:, None, None]
-    levels_q = np.zeros_like(q_tiles)
-    levels_q[tix, rp[:, :, None], cp[:, None, :]] = q_tiles
-    used_p = np.zeros_like(used)
-    used_p[tix, rp[:, :, None], cp[:, None, :]] = used
 
     def permute_cols(arr: np.ndarray) -> np.ndarray:
         out = np.zeros_like(arr)
@@ -387,12 +396,6 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
 
     addr_map = (np.arange(T)[:, None] * C + cp).reshape(-1)  # logical column address -> physical
     merge_to = np.where(merge_to >= 0, addr_map[np.maximum(merge_to, 0)], -1).astype(np.int32)
-    if stuck_pos is not None:
-        g_pos, g_neg = achievable(levels_q, stuck_pos, stuck_neg, L)
-        g_pos, g_neg = g_pos.astype(np.uint8), g_neg.astype(np.uint8)
-        fault_report["used_cells_with_stuck_device"] = int(np.sum(used_p & ((stuck_pos >= 0) | (stuck_neg >= 0))))
-    else:
-        g_pos, g_neg = level_pairs(levels_q)
 
     # -- routing tables -------------------------------------------------------------------
     dest_tile = pair_tile
@@ -420,7 +423,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     }
     for name in NEURON_PARAMS:
         arrays[f"param/{name}"] = permute_cols(params[name])
-    if stuck_pos is not None:
+    if opts.faults is not None:
         arrays["stuck_pos"], arrays["stuck_neg"] = stuck_pos.astype(np.int16), stuck_neg.astype(np.int16)
     off = 0
     populations, pop_index = [], {}
@@ -464,7 +467,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
         meta["device"] = {"g_min_uS": opts.g_min_us, "g_max_uS": opts.g_max_us}
     image = HardwareImage(meta, arrays).validate()
 
-    rows_used = used_p.any(axis=2).sum(axis=1)
+    rows_used = row_used.sum(axis=1)
     cols_used = (arrays["col_kind"] > 0).sum(axis=1)
     seg_bound = math.ceil(float(np.sum(np.maximum(1, -(-fan_in // R)))) / C)
     report: dict[str, Any] = {
@@ -513,7 +516,7 @@ def inter_tile_events_per_step(image: HardwareImage, spike_counts: np.ndarray, s
     addr = np.flatnonzero(kind == 1)
     ptr = a["route_ptr"]
     src = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
-    pairs = np.unique(src * image.n_tiles + a["route_tile"])
+    pairs = distinct(src * image.n_tiles + a["route_tile"])
     s, t = pairs // image.n_tiles, pairs % image.n_tiles
     remote = np.bincount(s[t != s // C], minlength=ptr.size - 1)
     return float(np.sum(spike_counts * remote[addr])) / max(1, steps * batch)
