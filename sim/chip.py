@@ -45,14 +45,13 @@ class ChipSimulator:
         home = np.where(kind == COL_PARTIAL, a["merge_to"].reshape(-1), np.arange(T * C))
         # Crossbar of every tile, with partial-sum columns folded onto their neuron: [T*R, K].
         pos, neg = weights if weights is not None else (a["g_pos"], a["g_neg"])
-        w = (pos.astype(np.int64) - neg.astype(np.int64)).reshape(T, R, C)
-        t_idx, r_idx, c_idx = np.nonzero(w)
+        t_idx, r_idx, c_idx = np.nonzero(pos != neg)  # only the cells that hold a weight
+        w = pos[t_idx, r_idx, c_idx].astype(np.int64) - neg[t_idx, r_idx, c_idx]
         cols = index[home[t_idx * C + c_idx]]
         keep = cols >= 0  # weights in unused columns never reach a neuron
         self.n_rows = T * R
         self.w = sp.csr_array(
-            (w[t_idx, r_idx, c_idx][keep].astype(self.value_dtype), (t_idx[keep] * R + r_idx[keep], cols[keep])),
-            shape=(T * R, self.addr.size),
+            (w[keep].astype(self.value_dtype), (t_idx[keep] * R + r_idx[keep], cols[keep])), shape=(T * R, self.addr.size)
         )
         # Row feeds: from neurons (index k) and from host input elements.
         ptr = a["route_ptr"]
