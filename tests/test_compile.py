@@ -342,3 +342,11 @@ def test_groups_too_wide_for_the_split_limit_are_divided_and_stay_exact():
     chip = IdealMemristiveSimulator(image).run(x).outputs
     for name in ref:
         np.testing.assert_array_equal(chip[name], ref[name])
+
+
+def test_without_pymetis_auto_falls_back_to_networkx(monkeypatch):
+    import compiler.partition as partition
+
+    monkeypatch.setattr(partition, "have_pymetis", lambda: False)
+    report = compile_network(community_network(), CompileOptions(rows=20, cols=16)).report
+    assert report["partitioner"] == "networkx" and report["tiles_used"] == 6
