@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FileFormatError
-from .fileio import read_npz, write_npz
+from .fileio import atomic_output, read_npz, write_npz
 
 FORMAT = "small-hardware-image"
 VERSION = 1
@@ -127,8 +127,6 @@ class HardwareImage:
         meta["arrays_sha256"] = hashlib.sha256((folder / "image.npz").read_bytes()).hexdigest()
         self.meta = meta
         text = json.dumps(meta, indent=1, sort_keys=True, allow_nan=False) + "\n"
-        from .fileio import atomic_output
-
         with atomic_output(folder / "image.json") as tmp:
             tmp.write_text(text)
 

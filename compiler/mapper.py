@@ -513,7 +513,7 @@ def inter_tile_events_per_step(image: HardwareImage, spike_counts: np.ndarray, s
     """Inter-tile events per step: each spike times the tiles (other than its own) it is routed to."""
     a, C = image.arrays, image.cols
     kind = a["col_kind"].reshape(-1)
-    addr = np.flatnonzero(kind == 1)
+    addr = np.flatnonzero(kind == COL_NEURON)
     ptr = a["route_ptr"]
     src = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
     pairs = distinct(src * image.n_tiles + a["route_tile"])

@@ -65,7 +65,6 @@ class ChipSimulator:
         self.irow_delay = a["input_delay"].astype(np.int64)
         self.depth = image.delay_slots + 1
         model = a["col_model"].reshape(-1)[self.addr]
-        self.model = model
         self.spiking = model != MODEL_CODES["li"]
         self.cuba = model == MODEL_CODES["cuba_lif"]
         self.subtract = a["col_reset"].reshape(-1)[self.addr] == 1

@@ -34,6 +34,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _tile(text: str) -> tuple[int, int]:
+    rows, sep, cols = text.lower().partition("x")
+    try:
+        r, c = int(rows), int(cols)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ROWSxCOLS (e.g. 64x64)") from None
+    if not sep or r < 1 or c < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a tile needs at least 1 row and 1 column (e.g. 64x64)")
+    return r, c
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dt", type=_positive_float, metavar="SECONDS",
                    help="time step to discretise a NIR file at (default: the framework's implicit step)")
@@ -190,27 +201,6 @@ def cmd_flow(args: argparse.Namespace) -> int:
     print(f"[3/3] compile    {time.perf_counter() - t1:.1f} s")
     print("      " + summary.replace("\n", "\n      "))
     return EXIT_OK
-
-
-def _tile(text: str) -> tuple[int, int]:
-    rows, sep, cols = text.lower().partition("x")
-    try:
-        r, c = int(rows), int(cols)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not ROWSxCOLS (e.g. 64x64)") from None
-    if not sep or r < 1 or c < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: a tile needs at least 1 row and 1 column (e.g. 64x64)")
-    return r, c
-
-
-def _example_test_set(model: Path, given: str | None):
-    from compiler.errors import SimulationError
-    from sim.evaluate import load_test_set
-
-    path = Path(given) if given else model.with_name("test_set.npz")
-    if given and not path.is_file():
-        raise SimulationError(f"test set {given!r} does not exist")
-    return load_test_set(path) if path.is_file() else None
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
