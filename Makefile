@@ -42,7 +42,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock | apt
 
 demo: install
 	$(VENV)/bin/small flow examples/digits/digits.nir
-	$(VENV)/bin/small flow examples/alif_memory/network.small
+	$(VENV)/bin/small flow examples/alif_memory/network.small --scale column
 
 test: install
 	$(PY) -m pytest
