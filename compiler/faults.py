@@ -13,7 +13,8 @@ whatever it is programmed to.
 ``a`` the pair still reaches ``q`` when ``a - q`` is a level, and so on. For each logical tile
 the compiler chooses a physical tile, a row permutation and a column permutation that minimise
 the summed squared weight error (in weight units) of the used cells. Tiles are assigned with
-``scipy.optimize.linear_sum_assignment`` on the error at identity permutations; within a tile,
+``scipy.optimize.linear_sum_assignment`` on the error at identity permutations (on large chips,
+on the summed importance of used cells that meet a stuck device); within a tile,
 rows and then columns are assigned with ``linear_sum_assignment`` in turn (each step solves
 its assignment exactly given the other permutation, so the error never increases) until
 neither improves.
@@ -37,6 +38,8 @@ VERSION = 1
 DEVICES = {"pos": 0, "neg": 1}
 STATES = ("high", "low")
 ROUNDS = 4
+# Above this many (logical tile x physical tile x cell) terms the tile assignment uses an estimate.
+EXACT_TILE_COST_CELLS = 200_000_000
 
 
 @dataclass
@@ -169,10 +172,16 @@ def place(q: np.ndarray, weight: np.ndarray, fmap: FaultMap, levels: int) -> Pla
     """
     T, R, C = q.shape
     sp_all, sn_all = fmap.levels(levels)
-    # Tile assignment on the identity-permutation error (exact for the chip sizes that fit memory).
-    cost = np.zeros((T, fmap.tiles))
-    for t in range(T):
-        cost[t] = np.sum(cell_error(q[t][None], sp_all, sn_all, levels) * weight[t][None], axis=(1, 2))
+    if T * fmap.tiles * R * C <= EXACT_TILE_COST_CELLS:
+        # Tile assignment on the exact identity-permutation error.
+        cost = np.zeros((T, fmap.tiles))
+        for t in range(T):
+            cost[t] = np.sum(cell_error(q[t][None], sp_all, sn_all, levels) * weight[t][None], axis=(1, 2))
+    else:
+        # Large chips: the importance of the used cells that meet a stuck device, one matrix
+        # product; the row and column assignments below then work on the exact error.
+        stuck = ((sp_all >= 0) | (sn_all >= 0)).reshape(fmap.tiles, -1).astype(np.float32)
+        cost = weight.reshape(T, -1).astype(np.float32) @ stuck.T
     _, tile_phys = linear_sum_assignment(cost)
     pl = identity_placement(T, R, C)
     pl.tile_phys = tile_phys
