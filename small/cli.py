@@ -278,6 +278,8 @@ def _compile_summary(net, image, report: dict, output: str) -> str:
         f"({report['row_utilisation'] * 100:.0f} % used)",
         f"  columns per tile min {cols.min()} / mean {cols.mean():.1f} / max {cols.max()} of {C} "
         f"({report['col_utilisation'] * 100:.0f} % used)",
+        *([f"  per tile         " + ", ".join(f"{t}: {r}x{c}" for t, (r, c) in enumerate(zip(rows, cols)))
+           + " (rows x columns used)"] if len(rows) <= 16 else []),
         f"  fan-in splits    {report['fan_in_splits']} neurons read rows on more than one tile",
         f"  routing          {report['routing_entries']} table entries, {report['input_map_entries']} input-map entries, "
         f"{report['delay_slots']} delay slot(s)",
