@@ -1,0 +1,107 @@
+"""Address events of a SMALL chip, defined once as Amaranth data layouts.
+
+Field widths follow from a compiled image's geometry (``docs/architecture.md``, "Events").
+Everything that moves events — the router, the tiles, the host bridge, the cocotb drivers
+and the compiler's reports — builds its layouts here; nobody computes a bit position by hand.
+``amaranth.lib.data`` is pure data: importing this module starts no simulator or toolchain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.hdl import signed
+from amaranth.lib import data
+
+from compiler.image import Arithmetic, HardwareImage
+
+
+def bits_for(n: int) -> int:
+    """Width of an unsigned index over ``n`` values (at least 1 bit)."""
+    return max(1, (max(1, n) - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The numbers that size a chip's events and memories."""
+
+    tiles: int
+    rows: int
+    cols: int
+    delay_slots: int
+    n_inputs: int
+    arithmetic: Arithmetic = Arithmetic()
+
+    @classmethod
+    def of(cls, image: HardwareImage) -> "Geometry":
+        return cls(tiles=image.n_tiles, rows=image.rows, cols=image.cols, delay_slots=image.delay_slots,
+                   n_inputs=sum(int(i["size"]) for i in image.meta["inputs"]),
+                   arithmetic=image.arithmetic if image.target == "digital" else Arithmetic())
+
+    @property
+    def tile_bits(self) -> int:
+        return bits_for(self.tiles)
+
+    @property
+    def row_bits(self) -> int:
+        return bits_for(self.rows)
+
+    @property
+    def col_bits(self) -> int:
+        return bits_for(self.cols)
+
+    @property
+    def delay_bits(self) -> int:
+        return bits_for(self.delay_slots)
+
+    @property
+    def slots(self) -> int:
+        """Row bitmaps a tile keeps: one per step a pending event can be due in (``delay_slots + 1``)."""
+        return self.delay_slots + 1
+
+    @property
+    def slot_bits(self) -> int:
+        return bits_for(self.slots)
+
+    @property
+    def input_bits(self) -> int:
+        return bits_for(self.n_inputs)
+
+
+def spike_layout(g: Geometry) -> data.StructLayout:
+    """A neuron's spike: its column address (router input, host output)."""
+    return data.StructLayout({"tile": g.tile_bits, "col": g.col_bits})
+
+
+def row_layout(g: Geometry) -> data.StructLayout:
+    """A routing-table destination (router output): the row and the routed delay."""
+    return data.StructLayout({"tile": g.tile_bits, "row": g.row_bits, "delay": g.delay_bits})
+
+
+def input_layout(g: Geometry) -> data.StructLayout:
+    """A host input event: element index over all inputs and its signed payload."""
+    return data.StructLayout({"input": g.input_bits, "payload": signed(g.arithmetic.input_bits)})
+
+
+def value_layout(g: Geometry) -> data.StructLayout:
+    """A host output value of an LI column (its membrane, in state units)."""
+    return data.StructLayout({"tile": g.tile_bits, "col": g.col_bits, "value": signed(g.arithmetic.v_bits)})
+
+
+# -- host ports of the chip (``hdl/chip.py``) and of the UART bridge ---------------------------
+
+OP_INPUT, OP_STEP, OP_RESET = 0, 1, 2
+"""Host command opcodes: an input event of the current step; run the step; restart from reset."""
+
+OUT_SPIKE, OUT_VALUE, OUT_STEP = 0, 1, 2
+"""Host output kinds: a host-flagged neuron's spike; an LI column's value; end of a step."""
+
+
+def command_layout(g: Geometry) -> data.StructLayout:
+    """A host command (chip input): ``op``, and for ``OP_INPUT`` the input event's fields."""
+    return data.StructLayout({"op": 2, "input": g.input_bits, "payload": signed(g.arithmetic.input_bits)})
+
+
+def output_layout(g: Geometry) -> data.StructLayout:
+    """A host output event (chip output): ``kind``; ``tile``, ``col`` of the neuron; ``value`` for LI values."""
+    return data.StructLayout({"kind": 2, "tile": g.tile_bits, "col": g.col_bits, "value": signed(g.arithmetic.v_bits)})

@@ -1,0 +1,224 @@
+"""The chip's multicast spike router (``docs/architecture.md``, "Blocks" and "Events").
+
+A neuron's spike ``(tile, col)`` comes in on ``spikes``; the router looks up its column address
+``tile * C + col`` in the routing table and sends one row event ``(tile, row, delay)`` on ``rows``
+per destination, in table order, and a copy of the spike on ``host`` when the column's
+``host_out`` flag is set.
+
+Tables (``lib.memory.Memory``, read-only, initialised from the image's ``route_ptr``,
+``route_tile``, ``route_row``, ``route_delay`` and ``host_out``):
+
+- ``heads``: ``T*C + 1`` words of :func:`head_layout` (``first`` entry index, entry ``count``,
+  ``host`` flag) indexed by column address. The spare last word (no routes, no host flag) is
+  where a spike from outside the image (``tile >= T`` or ``col >= C``) is looked up: it is
+  dropped.
+- ``entries``: one :func:`~hdl.events.row_layout` word per routing entry (at least one word).
+
+Pipeline (three stages, each a register or a synchronous memory port):
+
+1. **accept**: a spike is taken when the head stage is empty or is being emptied in the same
+   cycle; its column address goes to the ``heads`` read port.
+2. **head**: holds the looked-up head word and the spike. It leaves when the *walker* is idle
+   and the host copy (if any) can be placed in the ``host`` register.
+3. **walker → entries → rows**: each cycle the output can move (``~rows.valid | rows.ready``),
+   the ``entries`` read port loads one entry, and its data register *is* ``rows.payload`` (its
+   enable, low while the receiver stalls, holds the payload). A busy walker issues its next
+   entry; an idle one issues the head's first entry directly and keeps the rest, so the next
+   spike's entries follow the previous spike's last entry without a gap while the head stage
+   looks up the spike after it.
+
+Latency: **2 cycles**: a spike accepted at clock edge ``t`` has its first row event (and its host
+copy) valid in the cycle after edge ``t + 1``, i.e. it can be taken at edge ``t + 2``
+(:attr:`Router.LATENCY`).
+
+Throughput: with ``rows.ready`` and ``host.ready`` high, **one row event per cycle**, across
+consecutive spikes too, whether they have one destination or many; a source with no destination
+costs one idle cycle on ``rows``. A spike with ``d > 1`` destinations holds ``spikes.ready`` low
+for ``d - 1`` cycles.
+
+Streams follow ``lib.stream``'s rules: ``rows.valid`` and ``host.valid`` are registers that do
+not depend on ``ready``; payloads hold while ``valid`` is high and ``ready`` low. ``spikes.ready``
+depends combinationally on ``host.ready`` only (not on ``rows.ready``). A host copy waits for
+``host.ready`` without stopping the row events of spikes already handed to the walker; while
+``rows`` stalls, an idle walker still takes the next head (so host copies and sources without
+destinations keep moving).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from compiler.image import HardwareImage
+
+from .events import Geometry, bits_for, row_layout, spike_layout
+
+
+def head_layout(entries: int, max_count: int) -> data.StructLayout:
+    """A ``heads`` word: the source's first entry index, its entry count, its host-output flag."""
+    return data.StructLayout({"first": bits_for(max(entries, 1)), "count": bits_for(max_count + 1), "host": 1})
+
+
+class Router(wiring.Component):
+    """Multicast spike router built from a compiled image.
+
+    ``Router(image)`` or ``Router(geometry, route_ptr=..., route_tile=..., route_row=...,
+    route_delay=..., host_out=...)`` with the arrays of ``docs/hardware-image.md``
+    (``host_out`` of shape ``[T, C]`` or ``[T*C]``).
+
+    Ports: ``spikes`` (in, :func:`~hdl.events.spike_layout`), ``rows`` (out,
+    :func:`~hdl.events.row_layout`), ``host`` (out, :func:`~hdl.events.spike_layout`).
+    """
+
+    LATENCY = 2
+    """Cycles from the edge that accepts a spike to the edge that can take its first row event."""
+
+    def __init__(self, image: HardwareImage | Geometry, *, route_ptr=None, route_tile=None, route_row=None,
+                 route_delay=None, host_out=None):
+        tables = {"route_ptr": route_ptr, "route_tile": route_tile, "route_row": route_row,
+                  "route_delay": route_delay, "host_out": host_out}
+        try:
+            self._load(image, tables)
+        except ValueError:
+            self._MustUse__silence = True  # a refused Router is not an "unused elaboratable"
+            raise
+        super().__init__({
+            "spikes": In(stream.Signature(spike_layout(self.geometry))),
+            "rows": Out(stream.Signature(row_layout(self.geometry))),
+            "host": Out(stream.Signature(spike_layout(self.geometry))),
+        })
+
+    def _load(self, image, tables) -> None:
+        """Check the arguments and build the memories' initial contents."""
+        if isinstance(image, HardwareImage):
+            given = [name for name, value in tables.items() if value is not None]
+            if given:
+                raise ValueError(f"Router(image) takes its tables from the image; do not also pass {', '.join(given)}")
+            g = Geometry.of(image)
+            tables = {name: image.arrays[name] for name in tables}
+        elif isinstance(image, Geometry):
+            g = image
+            missing = [name for name, value in tables.items() if value is None]
+            if missing:
+                raise ValueError(f"Router(geometry, ...) needs the routing tables: {', '.join(missing)} missing")
+        else:
+            raise ValueError(f"Router needs a HardwareImage or a Geometry, not {type(image).__name__}")
+        self.geometry = g
+        T, R, C, D = g.tiles, g.rows, g.cols, g.delay_slots
+        if min(T, R, C, D) < 1:
+            raise ValueError(f"geometry {T} tiles of {R}x{C} with {D} delay slots: every size must be >= 1")
+
+        ptr = self._int_array("route_ptr", tables["route_ptr"])
+        tile = self._int_array("route_tile", tables["route_tile"])
+        row = self._int_array("route_row", tables["route_row"])
+        delay = self._int_array("route_delay", tables["route_delay"])
+        host = np.asarray(tables["host_out"])
+        if ptr.shape != (T * C + 1,):
+            raise ValueError(f"route_ptr has shape {list(ptr.shape)}; expected [{T * C + 1}] (tiles * cols + 1)")
+        if ptr[0] != 0 or np.any(np.diff(ptr) < 0):
+            raise ValueError("route_ptr must start at 0 and never decrease")
+        n = int(ptr[-1])
+        for name, arr in (("route_tile", tile), ("route_row", row), ("route_delay", delay)):
+            if arr.shape != (n,):
+                raise ValueError(f"{name} has shape {list(arr.shape)}; route_ptr[-1] says {n} entries")
+        for name, arr, hi in (("route_tile", tile, T), ("route_row", row, R), ("route_delay", delay, D)):
+            if n and (arr.min() < 0 or arr.max() >= hi):
+                raise ValueError(f"{name} holds {int(arr.min() if arr.min() < 0 else arr.max())}, outside [0, {hi})")
+        if host.dtype.kind != "b" or host.shape not in ((T, C), (T * C,)):
+            raise ValueError(f"host_out must be a bool array of shape [{T}, {C}] or [{T * C}], "
+                             f"not {host.dtype} {list(host.shape)}")
+        host = host.reshape(-1)
+
+        counts = np.diff(ptr)
+        self.n_entries = n
+        self.max_count = int(counts.max()) if counts.size else 0
+        self.head_layout = head_layout(n, self.max_count)
+        self.entry_layout = row_layout(g)
+        self._head_init = [self.head_layout.const({"first": int(ptr[s]) if counts[s] else 0, "count": int(counts[s]),
+                                                   "host": int(host[s])})
+                           for s in range(T * C)] + [self.head_layout.const({"first": 0, "count": 0, "host": 0})]
+        self._entry_init = [self.entry_layout.const({"tile": int(tile[e]), "row": int(row[e]), "delay": int(delay[e])})
+                            for e in range(n)] or [self.entry_layout.const({"tile": 0, "row": 0, "delay": 0})]
+
+    @staticmethod
+    def _int_array(name, value) -> np.ndarray:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"{name} must be an integer array, not {arr.dtype}")
+        return arr.astype(np.int64)
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.geometry
+        T, C = g.tiles, g.cols
+        n_sources = T * C
+
+        m.submodules.heads = heads = memory.Memory(shape=self.head_layout, depth=n_sources + 1, init=self._head_init)
+        m.submodules.entries = entries = memory.Memory(shape=self.entry_layout, depth=len(self._entry_init),
+                                                       init=self._entry_init)
+        head_rd = heads.read_port()
+        entry_rd = entries.read_port()
+
+        # -- stage 2 state: the looked-up head (head_rd.data holds it while its enable is low) --
+        h_valid = Signal()
+        h_spike = Signal(spike_layout(g))
+        h = head_rd.data
+
+        # -- walker: the next entry to issue and how many are left (0: idle) ------------------
+        ptr_bits = bits_for(self.n_entries + 1)
+        w_ptr = Signal(ptr_bits)
+        w_left = Signal(self.head_layout["count"].shape)
+
+        # -- outputs --------------------------------------------------------------------------
+        m.d.comb += self.rows.payload.eq(entry_rd.data)
+        advance = Signal()  # the rows output register (the entries read port) may load this cycle
+        m.d.comb += advance.eq(~self.rows.valid | self.rows.ready)
+
+        host_ok = Signal()  # the head's host copy (if any) can be placed in the host register
+        m.d.comb += host_ok.eq(~h.host | ~self.host.valid | self.host.ready)
+        idle = Signal()
+        m.d.comb += idle.eq(w_left == 0)
+        take_h = Signal()  # the head moves on (to the walker, or its first entry straight to the port)
+        m.d.comb += take_h.eq(h_valid & host_ok & idle)
+
+        # -- stage 1: accept a spike when the head stage is free next cycle --------------------
+        m.d.comb += self.spikes.ready.eq(~h_valid | take_h)
+        accept = self.spikes.valid & self.spikes.ready
+        sp = self.spikes.payload
+        in_range = (sp.tile < T) & (sp.col < C)
+        m.d.comb += [
+            head_rd.en.eq(accept),
+            head_rd.addr.eq(Mux(in_range, sp.tile * C + sp.col, n_sources)),
+        ]
+        with m.If(accept):
+            m.d.sync += [h_valid.eq(1), h_spike.eq(sp)]
+        with m.Elif(take_h):
+            m.d.sync += h_valid.eq(0)
+
+        # -- host copy --------------------------------------------------------------------------
+        with m.If(take_h & h.host):
+            m.d.sync += [self.host.valid.eq(1), self.host.payload.eq(h_spike)]
+        with m.Elif(self.host.ready):
+            m.d.sync += self.host.valid.eq(0)
+
+        # -- walker and rows output -------------------------------------------------------------
+        m.d.comb += entry_rd.en.eq(advance)
+        with m.If(advance):
+            with m.If(~idle):
+                # issue the walker's next entry
+                m.d.comb += entry_rd.addr.eq(w_ptr)
+                m.d.sync += [self.rows.valid.eq(1), w_ptr.eq(w_ptr + 1), w_left.eq(w_left - 1)]
+            with m.Elif(take_h):
+                # idle walker: issue the head's first entry now, keep the rest
+                m.d.comb += entry_rd.addr.eq(h.first)
+                m.d.sync += self.rows.valid.eq(h.count != 0)
+                with m.If(h.count != 0):
+                    m.d.sync += [w_ptr.eq(h.first + 1), w_left.eq(h.count - 1)]
+            with m.Else():
+                m.d.sync += self.rows.valid.eq(0)
+        with m.Elif(take_h):
+            # output stalled, walker idle: load the head so the next spike can be looked up
+            m.d.sync += [w_ptr.eq(h.first), w_left.eq(h.count)]
+        return m

@@ -1,0 +1,288 @@
+"""The digital-twin tile: an R x C integer crossbar and C fixed-point neurons.
+
+It implements ``docs/architecture.md`` ("One timestep", "Integer neuron arithmetic") exactly;
+``sim/digital.py`` is its reference and the tests compare the two spike for spike.
+
+Storage (all ``lib.memory.Memory``, initialised from the image):
+
+- ``pending``: ``slots x R`` signed payloads, the row events waiting for their step
+  (``slot = due step mod slots``, written by ``rows``, cleared when integrated);
+- ``weights``: ``R x C`` signed levels ``g_pos - g_neg``;
+- ``acc``: ``C`` column sums of the current step (32-bit);
+- ``params``: per column, the hardware parameters and the column's kind, model, reset, host
+  flag and merge target (``column_layout``);
+- ``state``: per column ``v, i, b`` (``v_bits`` each), refractory counter ``c`` and last spike.
+
+The chip's sequencer drives the tile through three commands, each started with a one-cycle
+strobe while ``busy`` is low:
+
+``integrate`` (with ``slot``)
+    for each row with a pending payload ``p != 0``: ``acc[c] += p * w[r][c]`` for every column,
+    one column per cycle, then clears the row: ``R + C * active_rows`` cycles.
+``export``
+    sends every partial-sum column's ``acc`` on ``psum_out`` to its neuron column (tile, col)
+    and zeroes it: ``C`` cycles plus back-pressure. ``psum_in`` adds an incoming partial sum to
+    ``acc`` whenever the tile is idle.
+``update`` (with ``step``, the chip step, saturating)
+    for each neuron column, two cycles: read, then write the new state, emit its spike on
+    ``spikes`` (and, for an LI column with the host flag, its membrane on ``values``), zero
+    ``acc``. A column whose ``start`` exceeds ``step`` keeps its state. ``2 C`` cycles plus
+    back-pressure.
+
+``rows`` accepts events whenever the tile is not integrating.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES, HardwareImage
+
+from .events import Geometry, bits_for, spike_layout, value_layout
+
+ACC_BITS = 32  # column sums: R * 127 * 255 over up to 16 merged tiles fits with room to spare
+STEP_BITS = 8  # chip step as the tile sees it (saturating): enough for any latency up to 255
+
+
+def pending_layout(g: Geometry) -> data.StructLayout:
+    """A row event as a tile receives it: the row, the slot it is due in, its payload."""
+    return data.StructLayout({"row": g.row_bits, "slot": g.slot_bits, "payload": signed(g.arithmetic.input_bits)})
+
+
+def psum_layout(g: Geometry) -> data.StructLayout:
+    """A partial sum on its way to its neuron column."""
+    return data.StructLayout({"tile": g.tile_bits, "col": g.col_bits, "value": signed(ACC_BITS)})
+
+
+def column_layout(g: Geometry) -> data.StructLayout:
+    ar = g.arithmetic
+    v, decay = signed(ar.v_bits), unsigned(ar.decay_bits + 1)
+    return data.StructLayout({
+        "kind": 2, "model": 3, "subtract": 1, "host": 1, "start": STEP_BITS, "refractory": ar.refractory_bits,
+        "alpha": decay, "alpha_syn": decay, "alpha_adapt": decay,
+        "leak": v, "v_init": v, "threshold": v, "v_reset": v, "adapt": v, "bias": v,
+        "merge_tile": g.tile_bits, "merge_col": g.col_bits,
+    })
+
+
+def state_layout(g: Geometry) -> data.StructLayout:
+    ar = g.arithmetic
+    v = signed(ar.v_bits)
+    return data.StructLayout({"v": v, "i": v, "b": v, "c": ar.refractory_bits, "s": 1})
+
+
+class DigitalTile(wiring.Component):
+    """Tile ``tile`` of a digital HardwareImage (see the module docstring for the protocol)."""
+
+    def __init__(self, image: HardwareImage, tile: int):
+        if image.target != "digital":
+            raise ValueError(f"a DigitalTile needs a digital image, not a {image.target!r} one")
+        if not 0 <= tile < image.n_tiles:
+            raise ValueError(f"tile must be in [0, {image.n_tiles}), not {tile!r}")
+        start_max = int(image.arrays["param/start"].max(initial=0))
+        if start_max >= 1 << STEP_BITS:
+            raise ValueError(f"a column starts at step {start_max}; tiles count steps in {STEP_BITS} bits")
+        self.image, self.tile = image, tile
+        self.geometry = g = Geometry.of(image)
+        super().__init__({
+            "rows": In(stream.Signature(pending_layout(g))),
+            "psum_in": In(stream.Signature(psum_layout(g))),
+            "psum_out": Out(stream.Signature(psum_layout(g))),
+            "spikes": Out(stream.Signature(spike_layout(g))),
+            "values": Out(stream.Signature(value_layout(g))),
+            "integrate": In(1),
+            "export": In(1),
+            "update": In(1),
+            "slot": In(g.slot_bits),
+            "step": In(STEP_BITS),
+            "busy": Out(1),
+        })
+
+    # -- initial contents ---------------------------------------------------------------------
+    def _columns(self) -> list[dict]:
+        a, t, C = self.image.arrays, self.tile, self.image.cols
+        out = []
+        for c in range(C):
+            kind = int(a["col_kind"][t, c])
+            merge = int(a["merge_to"][t, c])
+            entry = {"kind": kind, "model": int(a["col_model"][t, c]), "subtract": int(a["col_reset"][t, c]),
+                     "host": int(a["host_out"][t, c]), "start": int(a["param/start"][t, c]),
+                     "refractory": int(a["param/refractory"][t, c]),
+                     "merge_tile": merge // C if kind == COL_PARTIAL else 0,
+                     "merge_col": merge % C if kind == COL_PARTIAL else 0}
+            for name in ("alpha", "alpha_syn", "alpha_adapt", "leak", "v_init", "threshold", "v_reset", "adapt", "bias"):
+                entry[name] = int(a[f"param/{name}"][t, c])
+            out.append(entry)
+        return out
+
+    # -- arithmetic (docs/architecture.md) ----------------------------------------------------
+    def _sat(self, x):
+        ar = self.geometry.arithmetic
+        hi, lo = (1 << (ar.v_bits - 1)) - 1, -(1 << (ar.v_bits - 1))
+        return Mux(x > hi, hi, Mux(x < lo, lo, x))[: ar.v_bits].as_signed()
+
+    def _mulr(self, x, a):
+        ar = self.geometry.arithmetic
+        return (x * a + (1 << (ar.decay_bits - 1))) >> ar.decay_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        g, image, t = self.geometry, self.image, self.tile
+        R, C, S = g.rows, g.cols, g.slots
+        ar = g.arithmetic
+        w = image.weights()[t]
+        wbits = bits_for(2 * image.levels) + 1
+
+        m.submodules.pending = pending = memory.Memory(shape=signed(ar.input_bits), depth=S * R, init=[])
+        m.submodules.weights = weights = memory.Memory(shape=signed(wbits), depth=R * C, init=w.reshape(-1).tolist())
+        m.submodules.acc = acc = memory.Memory(shape=signed(ACC_BITS), depth=C, init=[])
+        m.submodules.params = params = memory.Memory(shape=column_layout(g), depth=C, init=self._columns())
+        state_init = [{"v": int(image.arrays["param/v_init"][t, c]), "i": 0, "b": 0, "c": 0, "s": 0} for c in range(C)]
+        m.submodules.state = state = memory.Memory(shape=state_layout(g), depth=C, init=state_init)
+
+        pend_rd, pend_wr = pending.read_port(), pending.write_port()
+        w_rd = weights.read_port()
+        acc_rd, acc_wr = acc.read_port(transparent_for=()), acc.write_port()
+        par_rd = params.read_port()
+        st_rd, st_wr = state.read_port(), state.write_port()
+
+        row = Signal(range(max(2, R + 1)))
+        col = Signal(range(max(2, C + 1)))
+        payload = Signal(signed(ar.input_bits))
+        slot = Signal(g.slot_bits)
+        step = Signal(STEP_BITS)
+        row_base = Signal(range(S * R + 1))
+
+        # Defaults: nothing written.
+        m.d.comb += [pend_wr.en.eq(0), acc_wr.en.eq(0), st_wr.en.eq(0)]
+
+        with m.FSM(name="phase"):
+            with m.State("IDLE"):
+                m.d.comb += self.busy.eq(self.integrate | self.export | self.update)
+                # Row events for later steps, and partial sums from other tiles.
+                m.d.comb += [
+                    self.rows.ready.eq(1),
+                    pend_wr.addr.eq(self.rows.payload.slot * R + self.rows.payload.row),
+                    pend_wr.data.eq(self.rows.payload.payload),
+                    pend_wr.en.eq(self.rows.valid),
+                ]
+                with m.If(self.integrate):
+                    m.d.sync += [slot.eq(self.slot), row.eq(0), row_base.eq(self.slot * R)]
+                    m.next = "ROW_READ"
+                with m.Elif(self.export):
+                    m.d.sync += col.eq(0)
+                    m.next = "EXPORT_READ"
+                with m.Elif(self.update):
+                    m.d.sync += [col.eq(0), step.eq(self.step)]
+                    m.next = "UPDATE_READ"
+                with m.Elif(self.psum_in.valid):
+                    m.d.comb += acc_rd.addr.eq(self.psum_in.payload.col)
+                    m.next = "PSUM_ADD"
+
+            with m.State("PSUM_ADD"):
+                m.d.comb += [self.busy.eq(1), self.psum_in.ready.eq(1),
+                             acc_wr.addr.eq(self.psum_in.payload.col),
+                             acc_wr.data.eq(acc_rd.data + self.psum_in.payload.value), acc_wr.en.eq(1)]
+                m.next = "IDLE"
+
+            # -- integrate: scan the slot's rows, accumulate the active ones ------------------
+            with m.State("ROW_READ"):
+                m.d.comb += [self.busy.eq(1), pend_rd.addr.eq(row_base + row)]
+                m.next = "ROW_CHECK"
+            with m.State("ROW_CHECK"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [payload.eq(pend_rd.data), col.eq(0)]
+                with m.If(pend_rd.data != 0):
+                    m.d.comb += [pend_wr.addr.eq(row_base + row), pend_wr.data.eq(0), pend_wr.en.eq(1)]
+                    m.next = "MAC_READ"
+                with m.Else():
+                    m.next = "ROW_NEXT"
+            with m.State("MAC_READ"):
+                m.d.comb += [self.busy.eq(1), w_rd.addr.eq(row * C + col), acc_rd.addr.eq(col)]
+                m.next = "MAC_WRITE"
+            with m.State("MAC_WRITE"):
+                m.d.comb += [self.busy.eq(1), acc_wr.addr.eq(col),
+                             acc_wr.data.eq(acc_rd.data + payload * w_rd.data), acc_wr.en.eq(1)]
+                m.d.sync += col.eq(col + 1)
+                with m.If(col == C - 1):
+                    m.next = "ROW_NEXT"
+                with m.Else():
+                    m.next = "MAC_READ"
+            with m.State("ROW_NEXT"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += row.eq(row + 1)
+                with m.If(row == R - 1):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "ROW_READ"
+
+            # -- export partial sums -------------------------------------------------------------
+            with m.State("EXPORT_READ"):
+                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col), par_rd.addr.eq(col)]
+                m.next = "EXPORT_SEND"
+            with m.State("EXPORT_SEND"):
+                m.d.comb += self.busy.eq(1)
+                is_partial = par_rd.data.kind == COL_PARTIAL
+                m.d.comb += [self.psum_out.payload.tile.eq(par_rd.data.merge_tile),
+                             self.psum_out.payload.col.eq(par_rd.data.merge_col),
+                             self.psum_out.payload.value.eq(acc_rd.data),
+                             self.psum_out.valid.eq(is_partial)]
+                with m.If(~is_partial | self.psum_out.ready):
+                    with m.If(is_partial):
+                        m.d.comb += [acc_wr.addr.eq(col), acc_wr.data.eq(0), acc_wr.en.eq(1)]
+                    m.d.sync += col.eq(col + 1)
+                    m.next = "EXPORT_READ"
+                    with m.If(col == C - 1):
+                        m.next = "IDLE"
+                # acc_rd/par_rd keep their address while waiting, so their data stays valid
+                with m.Else():
+                    m.d.comb += [acc_rd.addr.eq(col), par_rd.addr.eq(col)]
+
+            # -- update neurons ------------------------------------------------------------------
+            with m.State("UPDATE_READ"):
+                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+                m.next = "UPDATE_WRITE"
+            with m.State("UPDATE_WRITE"):
+                m.d.comb += self.busy.eq(1)
+                p, s_old = par_rd.data, st_rd.data
+                sat, mulr = self._sat, self._mulr
+                spiking = (p.model != MODEL_CODES["li"])
+                cuba = p.model == MODEL_CODES["cuba_lif"]
+                drive0 = sat((acc_rd.data << ar.frac_bits) + p.bias)
+                i_new = sat(mulr(s_old.i, p.alpha_syn) + drive0)
+                drive = Mux(cuba, i_new, drive0)
+                s_prev = s_old.s
+                v0 = Mux(s_prev & ~p.subtract, p.v_reset, s_old.v)
+                v1 = sat(mulr(v0, p.alpha) + p.leak)
+                v2 = Mux(s_prev & p.subtract, sat(v1 - p.threshold), v1)
+                blocked = s_old.c != 0
+                c1 = Mux(blocked, s_old.c - 1, s_old.c)
+                v3 = Mux(blocked, v2, sat(v2 + drive))
+                b1 = sat(mulr(s_old.b, p.alpha_adapt) + Mux(s_prev, p.adapt, 0))
+                fire = (v3 > p.threshold + b1) & ~blocked & spiking
+                c2 = Mux(fire, p.refractory, c1)
+                active = (p.kind == COL_NEURON) & (step >= p.start)
+                emit_spike = active & fire  # every spike goes to the router; it handles host copies
+                emit_value = active & ~spiking & p.host
+                m.d.comb += [
+                    self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(col), self.spikes.valid.eq(emit_spike),
+                    self.values.payload.tile.eq(t), self.values.payload.col.eq(col),
+                    self.values.payload.value.eq(v3), self.values.valid.eq(emit_value),
+                ]
+                done = (~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)
+                with m.If(done):
+                    with m.If(active):
+                        m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1),
+                                     st_wr.data.v.eq(v3), st_wr.data.i.eq(Mux(cuba, i_new, 0)), st_wr.data.b.eq(b1),
+                                     st_wr.data.c.eq(c2), st_wr.data.s.eq(fire)]
+                    m.d.comb += [acc_wr.addr.eq(col), acc_wr.data.eq(0), acc_wr.en.eq(1)]
+                    m.d.sync += col.eq(col + 1)
+                    with m.If(col == C - 1):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "UPDATE_READ"
+                with m.Else():  # hold the read addresses while the outputs are stalled
+                    m.d.comb += [acc_rd.addr.eq(col), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+        return m
