@@ -78,6 +78,12 @@ def row_layout(g: Geometry) -> data.StructLayout:
     return data.StructLayout({"tile": g.tile_bits, "row": g.row_bits, "delay": g.delay_bits})
 
 
+def input_row_layout(g: Geometry) -> data.StructLayout:
+    """A host input's destination (input map output): the row event and the input's payload."""
+    return data.StructLayout({"tile": g.tile_bits, "row": g.row_bits, "delay": g.delay_bits,
+                              "payload": signed(g.arithmetic.input_bits)})
+
+
 def input_layout(g: Geometry) -> data.StructLayout:
     """A host input event: element index over all inputs and its signed payload."""
     return data.StructLayout({"input": g.input_bits, "payload": signed(g.arithmetic.input_bits)})

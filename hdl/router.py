@@ -5,6 +5,12 @@ A neuron's spike ``(tile, col)`` comes in on ``spikes``; the router looks up its
 per destination, in table order, and a copy of the spike on ``host`` when the column's
 ``host_out`` flag is set.
 
+``Router(image, source="inputs")`` is the chip's **input map**, the same multicast lookup over
+the image's ``input_ptr``, ``input_tile``, ``input_row``, ``input_delay``: a host input event
+``(input, payload)`` comes in on ``inputs`` and each destination leaves on ``rows`` as
+``(tile, row, delay, payload)`` (:func:`~hdl.events.input_row_layout`); it has no ``host`` port.
+``busy`` is high while an accepted event still has outputs to deliver.
+
 Tables (``lib.memory.Memory``, read-only, initialised from the image's ``route_ptr``,
 ``route_tile``, ``route_row``, ``route_delay`` and ``host_out``):
 
@@ -47,13 +53,15 @@ destinations keep moving).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from compiler.image import HardwareImage
 
-from .events import Geometry, bits_for, row_layout, spike_layout
+from .events import Geometry, bits_for, input_layout, input_row_layout, row_layout, spike_layout
+
+SOURCES = ("neurons", "inputs")
 
 
 def head_layout(entries: int, max_count: int) -> data.StructLayout:
@@ -75,8 +83,11 @@ class Router(wiring.Component):
     LATENCY = 2
     """Cycles from the edge that accepts a spike to the edge that can take its first row event."""
 
-    def __init__(self, image: HardwareImage | Geometry, *, route_ptr=None, route_tile=None, route_row=None,
-                 route_delay=None, host_out=None):
+    def __init__(self, image: HardwareImage | Geometry, *, source: str = "neurons", route_ptr=None, route_tile=None,
+                 route_row=None, route_delay=None, host_out=None):
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+        self.source = source
         tables = {"route_ptr": route_ptr, "route_tile": route_tile, "route_row": route_row,
                   "route_delay": route_delay, "host_out": host_out}
         try:
@@ -84,11 +95,15 @@ class Router(wiring.Component):
         except ValueError:
             self._MustUse__silence = True  # a refused Router is not an "unused elaboratable"
             raise
-        super().__init__({
-            "spikes": In(stream.Signature(spike_layout(self.geometry))),
-            "rows": Out(stream.Signature(row_layout(self.geometry))),
-            "host": Out(stream.Signature(spike_layout(self.geometry))),
-        })
+        g = self.geometry
+        if source == "neurons":
+            ports = {"spikes": In(stream.Signature(spike_layout(g))),
+                     "rows": Out(stream.Signature(row_layout(g))),
+                     "host": Out(stream.Signature(spike_layout(g)))}
+        else:
+            ports = {"inputs": In(stream.Signature(input_layout(g))),
+                     "rows": Out(stream.Signature(input_row_layout(g)))}
+        super().__init__(ports | {"busy": Out(1)})
 
     def _load(self, image, tables) -> None:
         """Check the arguments and build the memories' initial contents."""
@@ -97,7 +112,12 @@ class Router(wiring.Component):
             if given:
                 raise ValueError(f"Router(image) takes its tables from the image; do not also pass {', '.join(given)}")
             g = Geometry.of(image)
-            tables = {name: image.arrays[name] for name in tables}
+            a = image.arrays
+            if self.source == "neurons":
+                tables = {name: a[name] for name in tables}
+            else:
+                tables = {"route_ptr": a["input_ptr"], "route_tile": a["input_tile"], "route_row": a["input_row"],
+                          "route_delay": a["input_delay"], "host_out": np.zeros(g.n_inputs, dtype=bool)}
         elif isinstance(image, Geometry):
             g = image
             missing = [name for name, value in tables.items() if value is None]
@@ -109,14 +129,17 @@ class Router(wiring.Component):
         T, R, C, D = g.tiles, g.rows, g.cols, g.delay_slots
         if min(T, R, C, D) < 1:
             raise ValueError(f"geometry {T} tiles of {R}x{C} with {D} delay slots: every size must be >= 1")
+        self.n_sources = N = T * C if self.source == "neurons" else g.n_inputs
+        host_shapes = ((T, C), (N,)) if self.source == "neurons" else ((N,),)
 
         ptr = self._int_array("route_ptr", tables["route_ptr"])
         tile = self._int_array("route_tile", tables["route_tile"])
         row = self._int_array("route_row", tables["route_row"])
         delay = self._int_array("route_delay", tables["route_delay"])
         host = np.asarray(tables["host_out"])
-        if ptr.shape != (T * C + 1,):
-            raise ValueError(f"route_ptr has shape {list(ptr.shape)}; expected [{T * C + 1}] (tiles * cols + 1)")
+        if ptr.shape != (N + 1,):
+            what = "tiles * cols" if self.source == "neurons" else "inputs"
+            raise ValueError(f"route_ptr has shape {list(ptr.shape)}; expected [{N + 1}] ({what} + 1)")
         if ptr[0] != 0 or np.any(np.diff(ptr) < 0):
             raise ValueError("route_ptr must start at 0 and never decrease")
         n = int(ptr[-1])
@@ -126,8 +149,8 @@ class Router(wiring.Component):
         for name, arr, hi in (("route_tile", tile, T), ("route_row", row, R), ("route_delay", delay, D)):
             if n and (arr.min() < 0 or arr.max() >= hi):
                 raise ValueError(f"{name} holds {int(arr.min() if arr.min() < 0 else arr.max())}, outside [0, {hi})")
-        if host.dtype.kind != "b" or host.shape not in ((T, C), (T * C,)):
-            raise ValueError(f"host_out must be a bool array of shape [{T}, {C}] or [{T * C}], "
+        if host.dtype.kind != "b" or host.shape not in host_shapes:
+            raise ValueError(f"host_out must be a bool array of shape {' or '.join(str(list(s)) for s in host_shapes)}, "
                              f"not {host.dtype} {list(host.shape)}")
         host = host.reshape(-1)
 
@@ -138,7 +161,7 @@ class Router(wiring.Component):
         self.entry_layout = row_layout(g)
         self._head_init = [self.head_layout.const({"first": int(ptr[s]) if counts[s] else 0, "count": int(counts[s]),
                                                    "host": int(host[s])})
-                           for s in range(T * C)] + [self.head_layout.const({"first": 0, "count": 0, "host": 0})]
+                           for s in range(N)] + [self.head_layout.const({"first": 0, "count": 0, "host": 0})]
         self._entry_init = [self.entry_layout.const({"tile": int(tile[e]), "row": int(row[e]), "delay": int(delay[e])})
                             for e in range(n)] or [self.entry_layout.const({"tile": 0, "row": 0, "delay": 0})]
 
@@ -152,56 +175,71 @@ class Router(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         g = self.geometry
-        T, C = g.tiles, g.cols
-        n_sources = T * C
+        C, N = g.cols, self.n_sources
+        neurons = self.source == "neurons"
 
-        m.submodules.heads = heads = memory.Memory(shape=self.head_layout, depth=n_sources + 1, init=self._head_init)
+        m.submodules.heads = heads = memory.Memory(shape=self.head_layout, depth=N + 1, init=self._head_init)
         m.submodules.entries = entries = memory.Memory(shape=self.entry_layout, depth=len(self._entry_init),
                                                        init=self._entry_init)
         head_rd = heads.read_port()
         entry_rd = entries.read_port()
+        src = self.spikes if neurons else self.inputs
 
         # -- stage 2 state: the looked-up head (head_rd.data holds it while its enable is low) --
         h_valid = Signal()
-        h_spike = Signal(spike_layout(g))
+        h_event = Signal(src.payload.shape())
         h = head_rd.data
 
         # -- walker: the next entry to issue and how many are left (0: idle) ------------------
-        ptr_bits = bits_for(self.n_entries + 1)
-        w_ptr = Signal(ptr_bits)
+        w_ptr = Signal(bits_for(self.n_entries + 1))
         w_left = Signal(self.head_layout["count"].shape)
 
         # -- outputs --------------------------------------------------------------------------
-        m.d.comb += self.rows.payload.eq(entry_rd.data)
+        # The row event is the entries read port's data register; an input event's payload
+        # travels beside it, in a register loaded in the same cycle.
+        for name in ("tile", "row", "delay"):
+            m.d.comb += getattr(self.rows.payload, name).eq(getattr(entry_rd.data, name))
+        if not neurons:
+            w_payload = Signal(signed(g.arithmetic.input_bits))
+            out_payload = Signal(signed(g.arithmetic.input_bits))
+            m.d.comb += self.rows.payload.payload.eq(out_payload)
         advance = Signal()  # the rows output register (the entries read port) may load this cycle
         m.d.comb += advance.eq(~self.rows.valid | self.rows.ready)
 
         host_ok = Signal()  # the head's host copy (if any) can be placed in the host register
-        m.d.comb += host_ok.eq(~h.host | ~self.host.valid | self.host.ready)
+        if neurons:
+            m.d.comb += host_ok.eq(~h.host | ~self.host.valid | self.host.ready)
+        else:
+            m.d.comb += host_ok.eq(1)
         idle = Signal()
         m.d.comb += idle.eq(w_left == 0)
         take_h = Signal()  # the head moves on (to the walker, or its first entry straight to the port)
         m.d.comb += take_h.eq(h_valid & host_ok & idle)
+        m.d.comb += self.busy.eq(h_valid | ~idle | self.rows.valid | (self.host.valid if neurons else 0))
 
-        # -- stage 1: accept a spike when the head stage is free next cycle --------------------
-        m.d.comb += self.spikes.ready.eq(~h_valid | take_h)
-        accept = self.spikes.valid & self.spikes.ready
-        sp = self.spikes.payload
-        in_range = (sp.tile < T) & (sp.col < C)
+        # -- stage 1: accept an event when the head stage is free next cycle --------------------
+        m.d.comb += src.ready.eq(~h_valid | take_h)
+        accept = src.valid & src.ready
+        ev = src.payload
+        if neurons:
+            in_range, address = (ev.tile < g.tiles) & (ev.col < C), ev.tile * C + ev.col
+        else:
+            in_range, address = ev.input < N, ev.input
         m.d.comb += [
             head_rd.en.eq(accept),
-            head_rd.addr.eq(Mux(in_range, sp.tile * C + sp.col, n_sources)),
+            head_rd.addr.eq(Mux(in_range, address, N)),
         ]
         with m.If(accept):
-            m.d.sync += [h_valid.eq(1), h_spike.eq(sp)]
+            m.d.sync += [h_valid.eq(1), h_event.eq(ev)]
         with m.Elif(take_h):
             m.d.sync += h_valid.eq(0)
 
         # -- host copy --------------------------------------------------------------------------
-        with m.If(take_h & h.host):
-            m.d.sync += [self.host.valid.eq(1), self.host.payload.eq(h_spike)]
-        with m.Elif(self.host.ready):
-            m.d.sync += self.host.valid.eq(0)
+        if neurons:
+            with m.If(take_h & h.host):
+                m.d.sync += [self.host.valid.eq(1), self.host.payload.eq(h_event)]
+            with m.Elif(self.host.ready):
+                m.d.sync += self.host.valid.eq(0)
 
         # -- walker and rows output -------------------------------------------------------------
         m.d.comb += entry_rd.en.eq(advance)
@@ -210,15 +248,21 @@ class Router(wiring.Component):
                 # issue the walker's next entry
                 m.d.comb += entry_rd.addr.eq(w_ptr)
                 m.d.sync += [self.rows.valid.eq(1), w_ptr.eq(w_ptr + 1), w_left.eq(w_left - 1)]
+                if not neurons:
+                    m.d.sync += out_payload.eq(w_payload)
             with m.Elif(take_h):
                 # idle walker: issue the head's first entry now, keep the rest
                 m.d.comb += entry_rd.addr.eq(h.first)
                 m.d.sync += self.rows.valid.eq(h.count != 0)
                 with m.If(h.count != 0):
                     m.d.sync += [w_ptr.eq(h.first + 1), w_left.eq(h.count - 1)]
+                if not neurons:
+                    m.d.sync += [out_payload.eq(h_event.payload), w_payload.eq(h_event.payload)]
             with m.Else():
                 m.d.sync += self.rows.valid.eq(0)
         with m.Elif(take_h):
-            # output stalled, walker idle: load the head so the next spike can be looked up
+            # output stalled, walker idle: load the head so the next event can be looked up
             m.d.sync += [w_ptr.eq(h.first), w_left.eq(h.count)]
+            if not neurons:
+                m.d.sync += w_payload.eq(h_event.payload)
         return m

@@ -29,12 +29,19 @@ strobe while ``busy`` is low:
     ``acc``. A column whose ``start`` exceeds ``step`` keeps its state. ``2 C`` cycles plus
     back-pressure.
 
-``rows`` accepts events whenever the tile is not integrating.
+``clear``
+    restarts the tile from the image's initial state: zeroes every pending row and column sum
+    and sets each column's state to ``v = v_init``, ``i = b = c = s = 0``: ``S R + 2 C`` cycles.
+    (The domain reset restarts only the control logic; memories keep their contents.)
+
+``rows`` accepts events whenever the tile is neither integrating nor clearing, during
+``update`` too, so spikes routed in an update are delivered while the tiles update.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+import numpy as np
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,6 +51,12 @@ from .events import Geometry, bits_for, spike_layout, value_layout
 
 ACC_BITS = 32  # column sums: R * 127 * 255 over up to 16 merged tiles fits with room to spare
 STEP_BITS = 8  # chip step as the tile sees it (saturating): enough for any latency up to 255
+LANES = 8  # columns a tile's crossbar accumulates per cycle (a generator parameter: area vs speed)
+
+
+def weight_bits(levels: int) -> int:
+    """Width of a cell's signed weight ``l+ - l-`` in ``[-(L-1), L-1]``."""
+    return bits_for(levels) + 1
 
 
 def pending_layout(g: Geometry) -> data.StructLayout:
@@ -76,7 +89,7 @@ def state_layout(g: Geometry) -> data.StructLayout:
 class DigitalTile(wiring.Component):
     """Tile ``tile`` of a digital HardwareImage (see the module docstring for the protocol)."""
 
-    def __init__(self, image: HardwareImage, tile: int):
+    def __init__(self, image: HardwareImage, tile: int, *, lanes: int = LANES):
         if image.target != "digital":
             raise ValueError(f"a DigitalTile needs a digital image, not a {image.target!r} one")
         if not 0 <= tile < image.n_tiles:
@@ -84,8 +97,12 @@ class DigitalTile(wiring.Component):
         start_max = int(image.arrays["param/start"].max(initial=0))
         if start_max >= 1 << STEP_BITS:
             raise ValueError(f"a column starts at step {start_max}; tiles count steps in {STEP_BITS} bits")
+        if lanes < 1 or lanes & (lanes - 1):
+            raise ValueError(f"lanes must be a power of two >= 1, not {lanes!r}")
         self.image, self.tile = image, tile
         self.geometry = g = Geometry.of(image)
+        self.lanes = min(lanes, 1 << (g.cols - 1).bit_length())
+        self.words = -(-g.cols // self.lanes)
         super().__init__({
             "rows": In(stream.Signature(pending_layout(g))),
             "psum_in": In(stream.Signature(psum_layout(g))),
@@ -95,6 +112,7 @@ class DigitalTile(wiring.Component):
             "integrate": In(1),
             "export": In(1),
             "update": In(1),
+            "clear": In(1),
             "slot": In(g.slot_bits),
             "step": In(STEP_BITS),
             "busy": Out(1),
@@ -130,47 +148,70 @@ class DigitalTile(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         g, image, t = self.geometry, self.image, self.tile
-        R, C, S = g.rows, g.cols, g.slots
+        R, C, S, P, W = g.rows, g.cols, g.slots, self.lanes, self.words
         ar = g.arithmetic
-        w = image.weights()[t]
-        wbits = bits_for(2 * image.levels) + 1
+        w = np.zeros((R, W * P), dtype=np.int64)
+        w[:, :C] = image.weights()[t]
+        lane_w = data.ArrayLayout(signed(weight_bits(image.levels)), P)
+        lane_acc = data.ArrayLayout(signed(ACC_BITS), P)
 
         m.submodules.pending = pending = memory.Memory(shape=signed(ar.input_bits), depth=S * R, init=[])
-        m.submodules.weights = weights = memory.Memory(shape=signed(wbits), depth=R * C, init=w.reshape(-1).tolist())
-        m.submodules.acc = acc = memory.Memory(shape=signed(ACC_BITS), depth=C, init=[])
+        m.submodules.weights = weights = memory.Memory(shape=lane_w, depth=R * W,
+                                                       init=[list(word) for word in w.reshape(R * W, P).tolist()])
+        m.submodules.acc = acc = memory.Memory(shape=lane_acc, depth=W, init=[])
         m.submodules.params = params = memory.Memory(shape=column_layout(g), depth=C, init=self._columns())
         state_init = [{"v": int(image.arrays["param/v_init"][t, c]), "i": 0, "b": 0, "c": 0, "s": 0} for c in range(C)]
         m.submodules.state = state = memory.Memory(shape=state_layout(g), depth=C, init=state_init)
 
         pend_rd, pend_wr = pending.read_port(), pending.write_port()
         w_rd = weights.read_port()
-        acc_rd, acc_wr = acc.read_port(transparent_for=()), acc.write_port()
+        acc_rd, acc_wr = acc.read_port(), acc.write_port(granularity=1)
         par_rd = params.read_port()
         st_rd, st_wr = state.read_port(), state.write_port()
 
-        row = Signal(range(max(2, R + 1)))
-        col = Signal(range(max(2, C + 1)))
+        row = Signal(range(R))
+        col = Signal(range(C + 1))
+        word = Signal(range(W + 1))
         payload = Signal(signed(ar.input_bits))
         slot = Signal(g.slot_bits)
         step = Signal(STEP_BITS)
-        row_base = Signal(range(S * R + 1))
-
-        # Defaults: nothing written.
+        clear_addr = Signal(range(S * R + 1))
         m.d.comb += [pend_wr.en.eq(0), acc_wr.en.eq(0), st_wr.en.eq(0)]
 
-        with m.FSM(name="phase"):
+        # -- which rows of each slot hold an event: integrate visits only those ---------------
+        active = [Signal(R, name=f"active{s}") for s in range(S)]
+        current = Signal(R)  # the rows of the slot being integrated
+        m.d.comb += current.eq(Array(active)[slot])
+        first = Signal(range(R))  # lowest active row of that slot
+        for r in reversed(range(R)):
+            with m.If(current[r]):
+                m.d.comb += first.eq(r)
+
+        # Row events for later steps are written whenever the pending memory is not in use
+        # (everywhere except integrate and clear), so the router can deliver the spikes of an
+        # update while the tiles are still updating.
+        rows_open = Signal()
+        ev = self.rows.payload
+        with m.If(rows_open):
+            m.d.comb += [self.rows.ready.eq(1), pend_wr.addr.eq(ev.slot * R + ev.row), pend_wr.data.eq(ev.payload),
+                         pend_wr.en.eq(self.rows.valid)]
+            with m.If(self.rows.valid):
+                for s_ in range(S):
+                    with m.If(ev.slot == s_):
+                        m.d.sync += active[s_].bit_select(ev.row, 1).eq(1)
+
+        lane = col[:(P - 1).bit_length()] if P > 1 else Const(0)  # the column's lane in its word
+        col_word = col // P
+
+        with m.FSM(name="phase") as fsm:
             with m.State("IDLE"):
-                m.d.comb += self.busy.eq(self.integrate | self.export | self.update)
-                # Row events for later steps, and partial sums from other tiles.
-                m.d.comb += [
-                    self.rows.ready.eq(1),
-                    pend_wr.addr.eq(self.rows.payload.slot * R + self.rows.payload.row),
-                    pend_wr.data.eq(self.rows.payload.payload),
-                    pend_wr.en.eq(self.rows.valid),
-                ]
-                with m.If(self.integrate):
-                    m.d.sync += [slot.eq(self.slot), row.eq(0), row_base.eq(self.slot * R)]
-                    m.next = "ROW_READ"
+                m.d.comb += self.busy.eq(self.integrate | self.export | self.update | self.clear)
+                with m.If(self.clear):
+                    m.d.sync += clear_addr.eq(0)
+                    m.next = "CLEAR_ROWS"
+                with m.Elif(self.integrate):
+                    m.d.sync += slot.eq(self.slot)
+                    m.next = "ROW_PICK"
                 with m.Elif(self.export):
                     m.d.sync += col.eq(0)
                     m.next = "EXPORT_READ"
@@ -178,71 +219,91 @@ class DigitalTile(wiring.Component):
                     m.d.sync += [col.eq(0), step.eq(self.step)]
                     m.next = "UPDATE_READ"
                 with m.Elif(self.psum_in.valid):
-                    m.d.comb += acc_rd.addr.eq(self.psum_in.payload.col)
+                    m.d.comb += acc_rd.addr.eq(self.psum_in.payload.col // P)
                     m.next = "PSUM_ADD"
 
-            with m.State("PSUM_ADD"):
-                m.d.comb += [self.busy.eq(1), self.psum_in.ready.eq(1),
-                             acc_wr.addr.eq(self.psum_in.payload.col),
-                             acc_wr.data.eq(acc_rd.data + self.psum_in.payload.value), acc_wr.en.eq(1)]
+            with m.State("PSUM_ADD"):  # add an incoming partial sum to its neuron column's lane
+                pc = self.psum_in.payload.col
+                m.d.comb += [self.busy.eq(1), self.psum_in.ready.eq(1), acc_wr.addr.eq(pc // P)]
+                for j in range(P):
+                    m.d.comb += acc_wr.data[j].eq(acc_rd.data[j] + self.psum_in.payload.value)
+                    with m.If(pc % P == j):
+                        m.d.comb += acc_wr.en[j].eq(1)
                 m.next = "IDLE"
 
-            # -- integrate: scan the slot's rows, accumulate the active ones ------------------
-            with m.State("ROW_READ"):
-                m.d.comb += [self.busy.eq(1), pend_rd.addr.eq(row_base + row)]
-                m.next = "ROW_CHECK"
-            with m.State("ROW_CHECK"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [payload.eq(pend_rd.data), col.eq(0)]
-                with m.If(pend_rd.data != 0):
-                    m.d.comb += [pend_wr.addr.eq(row_base + row), pend_wr.data.eq(0), pend_wr.en.eq(1)]
-                    m.next = "MAC_READ"
-                with m.Else():
-                    m.next = "ROW_NEXT"
-            with m.State("MAC_READ"):
-                m.d.comb += [self.busy.eq(1), w_rd.addr.eq(row * C + col), acc_rd.addr.eq(col)]
-                m.next = "MAC_WRITE"
-            with m.State("MAC_WRITE"):
-                m.d.comb += [self.busy.eq(1), acc_wr.addr.eq(col),
-                             acc_wr.data.eq(acc_rd.data + payload * w_rd.data), acc_wr.en.eq(1)]
+            # -- clear: back to the image's initial state (pending rows, sums, neuron state) ------
+            with m.State("CLEAR_ROWS"):
+                m.d.comb += [self.busy.eq(1), pend_wr.addr.eq(clear_addr), pend_wr.data.eq(0), pend_wr.en.eq(1)]
+                m.d.sync += clear_addr.eq(clear_addr + 1)
+                with m.If(clear_addr == S * R - 1):
+                    m.d.sync += [col.eq(0)] + [a.eq(0) for a in active]
+                    m.next = "CLEAR_READ"
+            with m.State("CLEAR_READ"):
+                m.d.comb += [self.busy.eq(1), par_rd.addr.eq(col)]
+                m.next = "CLEAR_WRITE"
+            with m.State("CLEAR_WRITE"):
+                m.d.comb += [self.busy.eq(1), acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1),
+                             st_wr.addr.eq(col), st_wr.en.eq(1), st_wr.data.v.eq(par_rd.data.v_init)]
                 m.d.sync += col.eq(col + 1)
                 with m.If(col == C - 1):
-                    m.next = "ROW_NEXT"
-                with m.Else():
-                    m.next = "MAC_READ"
-            with m.State("ROW_NEXT"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += row.eq(row + 1)
-                with m.If(row == R - 1):
                     m.next = "IDLE"
                 with m.Else():
-                    m.next = "ROW_READ"
+                    m.next = "CLEAR_READ"
+
+            # -- integrate: for each active row of the slot, acc += payload * w, P lanes a cycle --
+            with m.State("ROW_PICK"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(current.any()):
+                    m.d.comb += pend_rd.addr.eq(slot * R + first)
+                    m.d.sync += [row.eq(first), word.eq(0)]
+                    for s_ in range(S):
+                        with m.If(slot == s_):
+                            m.d.sync += active[s_].bit_select(first, 1).eq(0)
+                    m.next = "ROW_LOAD"
+                with m.Else():
+                    m.next = "IDLE"
+            with m.State("ROW_LOAD"):
+                m.d.comb += [self.busy.eq(1), pend_wr.addr.eq(slot * R + row), pend_wr.data.eq(0), pend_wr.en.eq(1)]
+                m.d.sync += payload.eq(pend_rd.data)
+                m.next = "MAC"
+            with m.State("MAC"):
+                # a two-stage pipeline: read word k of the row and of acc; write acc[k] next cycle
+                m.d.comb += self.busy.eq(1)
+                prev = Signal(range(W + 1))
+                writing = Signal()
+                m.d.sync += [prev.eq(word), writing.eq(word < W)]
+                with m.If(word < W):
+                    m.d.comb += [w_rd.addr.eq(row * W + word), acc_rd.addr.eq(word)]
+                    m.d.sync += word.eq(word + 1)
+                with m.If(writing):
+                    m.d.comb += [acc_wr.addr.eq(prev), acc_wr.en.eq((1 << P) - 1)]
+                    for j in range(P):
+                        m.d.comb += acc_wr.data[j].eq(acc_rd.data[j] + payload * w_rd.data[j])
+                with m.If((word == W) & ~writing):
+                    m.next = "ROW_PICK"
 
             # -- export partial sums -------------------------------------------------------------
             with m.State("EXPORT_READ"):
-                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col), par_rd.addr.eq(col)]
+                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col)]
                 m.next = "EXPORT_SEND"
             with m.State("EXPORT_SEND"):
                 m.d.comb += self.busy.eq(1)
                 is_partial = par_rd.data.kind == COL_PARTIAL
                 m.d.comb += [self.psum_out.payload.tile.eq(par_rd.data.merge_tile),
                              self.psum_out.payload.col.eq(par_rd.data.merge_col),
-                             self.psum_out.payload.value.eq(acc_rd.data),
+                             self.psum_out.payload.value.eq(acc_rd.data[lane]),
                              self.psum_out.valid.eq(is_partial)]
                 with m.If(~is_partial | self.psum_out.ready):
-                    with m.If(is_partial):
-                        m.d.comb += [acc_wr.addr.eq(col), acc_wr.data.eq(0), acc_wr.en.eq(1)]
                     m.d.sync += col.eq(col + 1)
                     m.next = "EXPORT_READ"
                     with m.If(col == C - 1):
                         m.next = "IDLE"
-                # acc_rd/par_rd keep their address while waiting, so their data stays valid
-                with m.Else():
-                    m.d.comb += [acc_rd.addr.eq(col), par_rd.addr.eq(col)]
+                with m.Else():  # hold the read addresses while waiting, so their data stays valid
+                    m.d.comb += [acc_rd.addr.eq(col_word), par_rd.addr.eq(col)]
 
             # -- update neurons ------------------------------------------------------------------
             with m.State("UPDATE_READ"):
-                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
                 m.next = "UPDATE_WRITE"
             with m.State("UPDATE_WRITE"):
                 m.d.comb += self.busy.eq(1)
@@ -250,7 +311,7 @@ class DigitalTile(wiring.Component):
                 sat, mulr = self._sat, self._mulr
                 spiking = (p.model != MODEL_CODES["li"])
                 cuba = p.model == MODEL_CODES["cuba_lif"]
-                drive0 = sat((acc_rd.data << ar.frac_bits) + p.bias)
+                drive0 = sat((acc_rd.data[lane] << ar.frac_bits) + p.bias)
                 i_new = sat(mulr(s_old.i, p.alpha_syn) + drive0)
                 drive = Mux(cuba, i_new, drive0)
                 s_prev = s_old.s
@@ -263,9 +324,9 @@ class DigitalTile(wiring.Component):
                 b1 = sat(mulr(s_old.b, p.alpha_adapt) + Mux(s_prev, p.adapt, 0))
                 fire = (v3 > p.threshold + b1) & ~blocked & spiking
                 c2 = Mux(fire, p.refractory, c1)
-                active = (p.kind == COL_NEURON) & (step >= p.start)
-                emit_spike = active & fire  # every spike goes to the router; it handles host copies
-                emit_value = active & ~spiking & p.host
+                alive = (p.kind == COL_NEURON) & (step >= p.start)
+                emit_spike = alive & fire  # every spike goes to the router; it handles host copies
+                emit_value = alive & ~spiking & p.host
                 m.d.comb += [
                     self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(col), self.spikes.valid.eq(emit_spike),
                     self.values.payload.tile.eq(t), self.values.payload.col.eq(col),
@@ -273,16 +334,19 @@ class DigitalTile(wiring.Component):
                 ]
                 done = (~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)
                 with m.If(done):
-                    with m.If(active):
+                    with m.If(alive):
                         m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1),
                                      st_wr.data.v.eq(v3), st_wr.data.i.eq(Mux(cuba, i_new, 0)), st_wr.data.b.eq(b1),
                                      st_wr.data.c.eq(c2), st_wr.data.s.eq(fire)]
-                    m.d.comb += [acc_wr.addr.eq(col), acc_wr.data.eq(0), acc_wr.en.eq(1)]
+                    with m.If((lane == P - 1) | (col == C - 1)):  # the word's sums are used up: zero it
+                        m.d.comb += [acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
                     m.d.sync += col.eq(col + 1)
                     with m.If(col == C - 1):
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "UPDATE_READ"
                 with m.Else():  # hold the read addresses while the outputs are stalled
-                    m.d.comb += [acc_rd.addr.eq(col), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+                    m.d.comb += [acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+        m.d.comb += rows_open.eq(~fsm.ongoing("CLEAR_ROWS") & ~fsm.ongoing("ROW_PICK") & ~fsm.ongoing("ROW_LOAD")
+                                 & ~fsm.ongoing("MAC"))
         return m

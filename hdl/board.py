@@ -1,0 +1,82 @@
+"""A SMALL chip on an FPGA board: the chip, its UART host bridge, the board's pins and LEDs.
+
+``BoardTop(image, baud=115200)`` is the top-level design that :func:`hdl.export.build_bitstream`
+builds for a board (an ``amaranth-boards`` platform, the iCEBreaker by default):
+
+- :class:`~hdl.chip.Chip` of the image, its host ports wired to a
+  :class:`~hdl.host_bridge.HostBridge` (frames of ``docs/host-protocol.md``);
+- the bridge's ``rx``/``tx`` on the platform's ``uart`` resource (on the iCEBreaker the FTDI
+  chip's second channel: rx pin 6, tx pin 9), at ``baud`` from the platform's default clock
+  (12 MHz on the iCEBreaker); the bridge synchronises ``rx`` itself;
+- LEDs, where the board has them: ``led`` 0 (red on the iCEBreaker) lights when the bridge has
+  lost a command frame (``overflow``, sticky until reset) or seen a framing error; ``led`` 1
+  (green) blinks for about 50 ms after every command taken or output event sent (activity).
+
+The design runs in the platform's default ``sync`` domain; amaranth's iCE40 platforms hold it in
+reset for 15 us after configuration (the iCE40 block RAMs read zero before that).
+"""
+
+from __future__ import annotations
+
+from amaranth.build import ResourceError
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import wiring
+
+from compiler.image import HardwareImage
+
+from .chip import Chip
+from .events import Geometry
+from .host_bridge import HostBridge
+
+DEFAULT_BAUD = 115200
+ACTIVITY_S = 0.05  # how long the activity LED stays lit after an event
+
+
+class BoardTop(Elaboratable):
+    """Chip + HostBridge + the board's UART pins and LEDs (see the module docstring).
+
+    ``BoardTop(image, baud=115200, fifo_depth=None)``: ``fifo_depth`` is the bridge's command
+    FIFO (by default ``n_inputs + 2``). ``chip`` and ``bridge`` are built at elaboration, when
+    the platform's clock frequency is known; a baud rate the clock cannot make raises
+    ``ValueError`` then.
+    """
+
+    def __init__(self, image: HardwareImage, *, baud: int = DEFAULT_BAUD, fifo_depth: int | None = None):
+        self.image = image
+        self.baud = baud
+        self.fifo_depth = fifo_depth
+        self.geometry = Geometry.of(image)
+        self.chip = Chip(image)  # refuses a non-digital image now rather than at build time
+        self.bridge: HostBridge | None = None
+
+    def elaborate(self, platform):
+        if platform is None:
+            raise ValueError("BoardTop needs a board platform (hdl.export.build_bitstream gives it one); "
+                             "export hdl.chip.Chip for a bare chip")
+        m = Module()
+        clk_freq = int(platform.default_clk_frequency)
+        m.submodules.chip = chip = self.chip
+        m.submodules.bridge = bridge = self.bridge = HostBridge(self.geometry, clk_freq=clk_freq, baud=self.baud,
+                                                                 fifo_depth=self.fifo_depth)
+        wiring.connect(m, bridge.commands, chip.commands)
+        wiring.connect(m, chip.outputs, bridge.outputs)
+
+        uart = platform.request("uart", 0)
+        m.d.comb += [bridge.rx.eq(uart.rx.i), uart.tx.o.eq(bridge.tx)]
+
+        # activity: a counter reloaded by every event that crosses the host ports
+        hold = max(1, int(clk_freq * ACTIVITY_S))
+        activity = Signal(range(hold + 1))
+        event = (bridge.commands.valid & bridge.commands.ready) | (chip.outputs.valid & chip.outputs.ready)
+        with m.If(event):
+            m.d.sync += activity.eq(hold)
+        with m.Elif(activity != 0):
+            m.d.sync += activity.eq(activity - 1)
+
+        for index, value in ((0, bridge.overflow | bridge.framing_error), (1, activity != 0)):
+            try:
+                led = platform.request("led", index)
+            except ResourceError:
+                continue  # a board with fewer LEDs
+            m.d.comb += led.o.eq(value)
+        return m

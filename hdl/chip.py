@@ -1,0 +1,217 @@
+"""A whole SMALL chip: tiles, the input map, the spike router and the timestep sequencer.
+
+``Chip(image)`` builds the chip of ``docs/architecture.md`` for a compiled digital image:
+one :class:`~hdl.tile.DigitalTile` per tile, the input map (a :class:`~hdl.router.Router` over
+the image's input tables), the spike router, and a sequencer that runs one timestep per host
+``OP_STEP`` command. ``sim/digital.py`` is its reference: the tests run it in Amaranth's
+simulator and compare every spike of every step.
+
+Host ports (layouts in ``hdl/events.py``):
+
+``commands`` (in, :func:`~hdl.events.command_layout`)
+    ``OP_INPUT``: a host input event ``(input, payload)`` of the current step (payload 0 is
+    ignored, as on the digital twin; an index beyond the image's inputs is dropped);
+    ``OP_STEP``: run the step; ``OP_RESET``: back to the image's initial state (step 0).
+    ``ready`` is low while a step or a reset runs.
+``outputs`` (out, :func:`~hdl.events.output_layout`)
+    during each step: ``OUT_SPIKE (tile, col)`` for every spike of a host-flagged neuron
+    column, ``OUT_VALUE (tile, col, value)`` for every host-flagged LI column (its membrane
+    ``v`` in state units, every step); then one ``OUT_STEP`` when the step is done.
+
+The events of a step leave in no particular order; the step they belong to is the number of
+``OUT_STEP`` events before them. Chip step ``t`` runs network step ``t - L(P)`` of population
+``P`` (``docs/architecture.md``, "Latency"): a host that wants ``T`` network steps sends
+``T + max L`` steps.
+
+One step, in clock cycles (``A`` active rows of the busiest tile, ``P`` tiles with partial-sum
+columns, ``E`` routed row events of the step's spikes):
+
+1. input events go through the input map into the tiles' pending rows (one per cycle);
+2. **integrate**, all tiles in parallel: ``3 R + 2 C A`` cycles (``DigitalTile``);
+3. **export**, tile by tile over the ``P`` tiles with partial-sum columns: ``2 C`` plus 3 per
+   partial sum;
+4. **update**, all tiles in parallel: ``2 C`` cycles plus stalls; spikes go through the router
+   (one row event per cycle) into the pending rows of the steps they are due, while the tiles
+   update;
+5. ``OUT_STEP``.
+
+:func:`step_cycles` gives the count for a given activity; the benchmark measures it.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from compiler.image import COL_PARTIAL, HardwareImage
+
+from .events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Geometry, command_layout, \
+    output_layout
+from .router import Router
+from .tile import LANES, STEP_BITS, DigitalTile
+
+
+def step_cycles(image: HardwareImage, active_rows: int, partial_sums: int = 0, row_events: int = 0) -> int:
+    """Clock cycles of one chip step without back-pressure (see the module docstring)."""
+    R, C = image.rows, image.cols
+    partial_tiles = int((image.arrays["col_kind"] == COL_PARTIAL).any(axis=1).sum())
+    sequencer = 8  # strobes and the state changes between phases
+    return 3 * R + 2 * C * active_rows + partial_tiles * (2 * C + 2) + 3 * partial_sums + 2 * C + row_events \
+        + sequencer
+
+
+class Chip(wiring.Component):
+    """The chip for a digital HardwareImage (see the module docstring for the host protocol)."""
+
+    def __init__(self, image: HardwareImage, *, lanes: int = LANES):
+        if image.target != "digital":
+            self._MustUse__silence = True  # a refused Chip is not an "unused elaboratable"
+            raise ValueError(f"Chip needs a digital image (the digital twin), not a {image.target!r} one: "
+                             "compile with --target digital")
+        self.image = image
+        self.geometry = g = Geometry.of(image)
+        self.tiles = [DigitalTile(image, t, lanes=lanes) for t in range(image.n_tiles)]
+        self.router = Router(image)
+        self.input_map = Router(image, source="inputs")
+        # tiles that hold partial-sum columns export them, one tile after another
+        self.partial_tiles = [t for t in range(image.n_tiles) if (image.arrays["col_kind"][t] == COL_PARTIAL).any()]
+        super().__init__({
+            "commands": In(stream.Signature(command_layout(g))),
+            "outputs": Out(stream.Signature(output_layout(g))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        g, tiles = self.geometry, self.tiles
+        S = g.slots
+        for t, tile in enumerate(tiles):
+            m.submodules[f"tile{t}"] = tile
+        m.submodules.router = router = self.router
+        m.submodules.input_map = inmap = self.input_map
+
+        slot = Signal(g.slot_bits)  # chip step mod S: the pending rows integrated this step
+        step = Signal(STEP_BITS)  # chip step, saturating (columns hold their state while step < start)
+        any_busy = Signal()
+        m.d.comb += any_busy.eq(sum(tile.busy for tile in tiles) != 0)
+
+        def due(delay, hop):
+            """Slot of an event ``hop + delay`` steps after this one (``hop + delay < S``)."""
+            x = slot + hop + delay
+            return Mux(x >= S, x - S, x)[:g.slot_bits]
+
+        # -- rows into the tiles: the router's spikes first, then the input map ---------------
+        rows_ready = Array(tile.rows.ready for tile in tiles)
+        spike_row, input_row = router.rows.payload, inmap.rows.payload
+        m.d.comb += [router.rows.ready.eq(rows_ready[spike_row.tile]),
+                     inmap.rows.ready.eq(~router.rows.valid & rows_ready[input_row.tile])]
+        for t, tile in enumerate(tiles):
+            with m.If(router.rows.valid):
+                m.d.comb += [tile.rows.valid.eq(spike_row.tile == t),
+                             tile.rows.payload.row.eq(spike_row.row),
+                             tile.rows.payload.slot.eq(due(spike_row.delay, 1)),
+                             tile.rows.payload.payload.eq(1)]
+            with m.Else():
+                m.d.comb += [tile.rows.valid.eq(inmap.rows.valid & (input_row.tile == t)),
+                             tile.rows.payload.row.eq(input_row.row),
+                             tile.rows.payload.slot.eq(due(input_row.delay, 0)),
+                             tile.rows.payload.payload.eq(input_row.payload)]
+
+        # -- spikes of the tiles into the router (fixed priority: lower tile first) ----------
+        taken = Const(0)
+        for tile in tiles:
+            m.d.comb += tile.spikes.ready.eq(router.spikes.ready & ~taken)
+            with m.If(tile.spikes.valid & ~taken):
+                m.d.comb += router.spikes.payload.eq(tile.spikes.payload)
+            taken = taken | tile.spikes.valid
+        m.d.comb += router.spikes.valid.eq(taken)
+
+        # -- partial sums: from the exporting tile to the tile of the neuron column ----------
+        psum_ready = Array(tile.psum_in.ready for tile in tiles)
+        for s in self.partial_tiles:
+            src = tiles[s].psum_out
+            m.d.comb += src.ready.eq(psum_ready[src.payload.tile])
+            for t, tile in enumerate(tiles):
+                with m.If(src.valid & (src.payload.tile == t)):
+                    m.d.comb += [tile.psum_in.valid.eq(1), tile.psum_in.payload.eq(src.payload)]
+
+        # -- host outputs: spike copies, then LI values, then the end-of-step marker ---------
+        out = self.outputs
+        step_done = Signal()
+        sources = [(router.host, OUT_SPIKE)] + [(tile.values, OUT_VALUE) for tile in tiles]
+        taken = Const(0)
+        for port, kind in sources:
+            m.d.comb += port.ready.eq(out.ready & ~taken)
+            with m.If(port.valid & ~taken):
+                m.d.comb += [out.payload.kind.eq(kind), out.payload.tile.eq(port.payload.tile),
+                             out.payload.col.eq(port.payload.col)]
+                if kind == OUT_VALUE:
+                    m.d.comb += out.payload.value.eq(port.payload.value)
+            taken = taken | port.valid
+        with m.If(step_done & ~taken):
+            m.d.comb += out.payload.kind.eq(OUT_STEP)
+        m.d.comb += out.valid.eq(taken | step_done)
+
+        # -- host commands ---------------------------------------------------------------------
+        cmd = self.commands
+        m.d.comb += [inmap.inputs.payload.input.eq(cmd.payload.input),
+                     inmap.inputs.payload.payload.eq(cmd.payload.payload)]
+
+        def strobe(name, which=None):
+            for t in (range(len(tiles)) if which is None else [which]):
+                m.d.comb += getattr(tiles[t], name).eq(1)
+
+        for tile in tiles:
+            m.d.comb += [tile.slot.eq(slot), tile.step.eq(step)]
+
+        with m.FSM(name="sequencer"):
+            with m.State("HOST"):
+                with m.Switch(cmd.payload.op):
+                    with m.Case(OP_INPUT):
+                        m.d.comb += [inmap.inputs.valid.eq(cmd.valid), cmd.ready.eq(inmap.inputs.ready)]
+                    with m.Case(OP_STEP):
+                        m.d.comb += cmd.ready.eq(1)
+                        with m.If(cmd.valid):
+                            m.next = "INPUTS"
+                    with m.Case(OP_RESET):
+                        m.d.comb += cmd.ready.eq(1)
+                        with m.If(cmd.valid):
+                            m.d.sync += [slot.eq(0), step.eq(0)]
+                            m.next = "CLEAR"
+                    with m.Default():  # an unknown opcode is dropped
+                        m.d.comb += cmd.ready.eq(1)
+            with m.State("CLEAR"):
+                with m.If(~inmap.busy):
+                    strobe("clear")
+                    m.next = "WAIT_CLEAR"
+            with m.State("WAIT_CLEAR"):
+                with m.If(~any_busy):
+                    m.next = "HOST"
+            with m.State("INPUTS"):
+                with m.If(~inmap.busy):
+                    strobe("integrate")
+                    m.next = "INTEGRATE"
+            with m.State("INTEGRATE"):
+                with m.If(~any_busy):
+                    m.next = f"EXPORT_{self.partial_tiles[0]}" if self.partial_tiles else "UPDATE"
+            for i, s in enumerate(self.partial_tiles):
+                after = f"EXPORT_{self.partial_tiles[i + 1]}" if i + 1 < len(self.partial_tiles) else "UPDATE"
+                with m.State(f"EXPORT_{s}"):
+                    strobe("export", s)
+                    m.next = f"EXPORTING_{s}"
+                with m.State(f"EXPORTING_{s}"):
+                    with m.If(~any_busy):
+                        m.next = after
+            with m.State("UPDATE"):
+                strobe("update")
+                m.next = "UPDATING"
+            with m.State("UPDATING"):
+                with m.If(~any_busy & ~router.busy):
+                    m.next = "STEP_DONE"
+            with m.State("STEP_DONE"):
+                m.d.comb += step_done.eq(1)
+                with m.If(out.ready):
+                    m.d.sync += [slot.eq(Mux(slot == S - 1, 0, slot + 1)),
+                                 step.eq(Mux(step == (1 << STEP_BITS) - 1, step, step + 1))]
+                    m.next = "HOST"
+        return m

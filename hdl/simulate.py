@@ -1,0 +1,126 @@
+"""Run a generated :class:`~hdl.chip.Chip` in Amaranth's simulator, as a host would drive it.
+
+:func:`run_chip` sends each step's input events and ``OP_STEP`` over the ``commands`` port,
+collects the ``outputs`` events of every step, and (for the tests) also watches every spike that
+enters the router, so the whole chip can be compared with ``sim/digital.py``, not only what
+reaches the host. It is the reference driver for the tests and ``bench/hdl.py``; the cocotb
+testbenches drive the generated Verilog the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from compiler.image import HardwareImage
+from sim.digital import DigitalSimulator
+
+from .chip import Chip
+from .events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE
+
+
+@dataclass
+class ChipRun:
+    """What the chip did over a run (one sample), in chip steps."""
+
+    spikes: np.ndarray
+    """``[steps, K]`` bool: every neuron column's spikes (K as in ``ChipSimulator.addr``)."""
+    host_spikes: list[set[int]] = field(default_factory=list)
+    """Per step, the column addresses ``tile * C + col`` of the ``OUT_SPIKE`` events."""
+    host_values: list[dict[int, int]] = field(default_factory=list)
+    """Per step, ``OUT_VALUE`` events: column address -> value (state units)."""
+    step_cycles: list[int] = field(default_factory=list)
+    """Clock cycles from ``OP_STEP`` accepted to ``OUT_STEP`` taken, per step."""
+
+
+def host_commands(image: HardwareImage, x: np.ndarray) -> list[list[dict]]:
+    """Per chip step, the ``OP_INPUT`` commands for one sample ``x`` of shape ``[T, n_in]``.
+
+    Payloads are encoded as the digital twin encodes them; ``max L`` extra steps without input
+    follow, so every output of the last network step is produced.
+    """
+    ref = DigitalSimulator(image)
+    payload = ref._encode_inputs(np.asarray(x)[:, None, :])[:, 0]
+    extra = max([int(o["latency"]) for o in image.meta["outputs"]] + [0])
+    steps = [[{"op": OP_INPUT, "input": int(e), "payload": int(p[e])} for e in np.flatnonzero(p)] for p in payload]
+    return steps + [[] for _ in range(extra)]
+
+
+def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, reset_at: int | None = None,
+             vcd: str | None = None) -> list[ChipRun]:
+    """Run samples ``xs`` (``[T, batch, n_in]``, scaled as by ``ChipSimulator.prepare_inputs``).
+
+    The samples run one after another in one simulation, each after ``OP_RESET``, as a host
+    runs a test set. With ``reset_at = k``, the first sample is also interrupted after its step
+    ``k`` by a reset (its partial run is discarded): what follows must not depend on it.
+    """
+    chip = chip or Chip(image)
+    C = image.cols
+    ref = DigitalSimulator(image)
+    index = {int(a): k for k, a in enumerate(ref.addr)}
+    xs = np.asarray(xs)
+    samples = [host_commands(image, xs[:, b]) for b in range(xs.shape[1])]
+    runs = [ChipRun(spikes=np.zeros((len(steps), len(index)), dtype=bool)) for steps in samples]
+    now = {"run": None, "step": 0, "cycle": 0}  # what the probe attributes spikes to
+
+    async def send(ctx, command):
+        ctx.set(chip.commands.payload, {"op": 0, "input": 0, "payload": 0} | command)
+        ctx.set(chip.commands.valid, 1)
+        await ctx.tick().until(chip.commands.ready)
+        ctx.set(chip.commands.valid, 0)
+
+    async def run_step(ctx, commands, run):
+        for command in commands:
+            await send(ctx, command)
+        await send(ctx, {"op": OP_STEP})
+        start, host_spikes, host_values = now["cycle"], set(), {}
+        while True:
+            _, _, valid, payload = await ctx.tick().sample(chip.outputs.valid, chip.outputs.payload)
+            if not valid:
+                continue
+            if payload.kind == OUT_STEP:
+                break
+            addr = payload.tile * C + payload.col
+            if payload.kind == OUT_SPIKE:
+                host_spikes.add(addr)
+            elif payload.kind == OUT_VALUE:
+                host_values[addr] = payload.value
+        if run is not None:
+            run.host_spikes.append(host_spikes)
+            run.host_values.append(host_values)
+            run.step_cycles.append(now["cycle"] - start)
+
+    async def host(ctx):
+        ctx.set(chip.outputs.ready, 1)
+        if reset_at is not None:
+            await send(ctx, {"op": OP_RESET})
+            for commands in samples[0][:reset_at + 1]:
+                await run_step(ctx, commands, None)
+        for steps, run in zip(samples, runs):
+            await send(ctx, {"op": OP_RESET})
+            now["run"] = run
+            for t, commands in enumerate(steps):
+                now["step"] = t
+                await run_step(ctx, commands, run)
+            now["run"] = None
+
+    async def probe(ctx):
+        """Every spike the router accepts, in the step the host is running; counts cycles."""
+        port = chip.router.spikes
+        async for _, _, valid, ready, payload in ctx.tick().sample(port.valid, port.ready, port.payload):
+            now["cycle"] += 1
+            if valid and ready and now["run"] is not None:
+                now["run"].spikes[now["step"], index[payload.tile * C + payload.col]] = True
+
+    sim = Simulator(chip)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host)
+    sim.add_process(probe)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return runs

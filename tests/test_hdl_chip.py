@@ -1,0 +1,117 @@
+"""The generated chip (hdl/chip.py) against sim/digital.py, spike for spike, in Amaranth's simulator.
+
+Every spike of every neuron column (watched where spikes enter the router), every host output
+spike and every LI value the host receives must equal the digital twin's, at every chip step.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+
+from compiler.image import load_image
+from compiler.mapper import CompileOptions, compile_network
+from hdl.chip import Chip
+from hdl.simulate import run_chip
+from sim.digital import DigitalSimulator
+from small.cli import main
+from test_compile import random_input, random_network
+
+pytestmark = pytest.mark.rtl
+
+
+def signed_input(seed, steps, batch, n_in=12):
+    """Sparse multi-bit signed payloads (host events are not only spikes)."""
+    rng = np.random.default_rng(seed + 200)
+    x = rng.integers(-4, 6, size=(steps, batch, n_in))
+    return np.where(rng.random(x.shape) < 0.4, x, 0).astype(np.int64)
+
+
+def compare(image, x, runs):
+    """Assert the chip runs equal the digital twin on ``x`` ``[T, batch, n_in]``; return spike count."""
+    ref = DigitalSimulator(image)
+    result = ref.run(x, record_spikes=True)
+    chip = result.spikes["chip"]
+    host = image.arrays["host_out"].reshape(-1)[ref.addr]
+    frac = image.arithmetic.frac_bits
+    for b, run in enumerate(runs):
+        for t in range(chip.shape[0]):
+            np.testing.assert_array_equal(run.spikes[t], chip[t, b], err_msg=f"sample {b}, chip step {t}: spikes")
+            assert run.host_spikes[t] == set(ref.addr[chip[t, b] & host].tolist()), f"sample {b}, step {t}: host"
+        for o in image.meta["outputs"]:
+            if o["kind"] != "value":
+                continue
+            pop, lat = o["population"], int(o["latency"])
+            addrs = image.arrays[f"pop/{pop}/tile"].astype(int) * image.cols + image.arrays[f"pop/{pop}/col"]
+            scale = image.arrays[f"output/{o['name']}/value_scale"]
+            for tt in range(result.outputs[o["name"]].shape[0]):
+                got = np.array([run.host_values[tt + lat][int(a)] for a in addrs], dtype=np.float64)
+                np.testing.assert_array_equal((got / float(1 << frac) * scale).astype(np.float32),
+                                              result.outputs[o["name"]][tt, b], err_msg=f"{o['name']} step {tt}")
+    return int(chip.sum())
+
+
+def compiled(seed, rows, cols, levels=8):
+    net = random_network(seed)
+    for proj in net.projections:
+        proj.weight = proj.weight * 1.37  # off the level grid: real quantisation
+    return compile_network(net, CompileOptions(target="digital", rows=rows, cols=cols, levels=levels, seed=seed)).image
+
+
+@pytest.mark.parametrize("seed,rows,cols,lanes", [(0, 8, 8, 1), (1, 16, 12, 4), (2, 64, 64, 8), (3, 12, 16, 16)])
+def test_random_networks_match_the_digital_twin(seed, rows, cols, lanes):
+    """All neuron models, both resets, refractory, delays, recurrence, fan-in splits, multicast."""
+    image = compiled(seed, rows, cols)
+    x = signed_input(seed, steps=10, batch=2) if seed % 2 else random_input(seed, steps=10, batch=2)
+    runs = run_chip(image, x, chip=Chip(image, lanes=lanes))
+    assert compare(image, x, runs) > 20
+    if rows == 8:
+        assert (image.arrays["col_kind"] == 2).any(), "the 8x8 case should split fan-in over tiles"
+
+
+def test_a_reset_in_the_middle_of_a_run_starts_the_network_afresh():
+    image = compiled(4, 16, 16)
+    x = random_input(4, steps=10, batch=1)
+    compare(image, x, run_chip(image, x, reset_at=6))
+
+
+def test_a_corrupted_chip_is_caught():
+    """The check compares with the image, not with the RTL: one wrong routing entry fails it."""
+    image = compiled(1, 16, 12)
+    x = random_input(1, steps=10, batch=1)
+    bad = copy.deepcopy(image)
+    counts = np.diff(bad.arrays["route_ptr"])
+    bad.arrays["route_row"][0] = (bad.arrays["route_row"][0] + 1) % bad.rows
+    assert counts.any()
+    with pytest.raises(AssertionError, match="spikes"):
+        compare(image, x, run_chip(image, x, chip=Chip(bad)))
+
+
+def test_memristive_image_is_refused():
+    net = random_network(0)
+    image = compile_network(net, CompileOptions(target="memristive", rows=16, cols=16, levels=8)).image
+    with pytest.raises(ValueError, match="digital image"):
+        Chip(image)
+
+
+def example_image(tmp_path, source, *extra):
+    assert main(["compile", source, "--target", "digital", "-o", str(tmp_path / "net"), *extra]) == 0
+    return load_image(tmp_path / "net")
+
+
+@pytest.mark.slow
+def test_digits_classifier_on_20_test_inputs(tmp_path):
+    image = example_image(tmp_path, "examples/digits/digits.nir")
+    x = np.load("examples/digits/test_set.npz")["x"][:, :20]
+    xs, _, _ = DigitalSimulator(image).prepare_inputs(x)
+    assert compare(image, x, run_chip(image, xs)) > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [pytest.param(2, id="2-inputs"), pytest.param(20, id="20-inputs", marks=pytest.mark.long)])
+def test_recurrent_alif_example(tmp_path, n):
+    """210 steps a sample: 20 inputs take about half an hour here, so CI runs 2 (-m long runs 20)."""
+    image = example_image(tmp_path, "examples/alif_memory/network.small", "--scale", "column")
+    x = np.load("examples/alif_memory/test_set.npz")["x"][:, :n]
+    xs, _, _ = DigitalSimulator(image).prepare_inputs(x)
+    assert compare(image, x, run_chip(image, xs)) > 100 * n
