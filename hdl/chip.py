@@ -27,9 +27,9 @@ One step, in clock cycles (``A`` active rows of the busiest tile, ``P`` tiles wi
 columns, ``E`` routed row events of the step's spikes):
 
 1. input events go through the input map into the tiles' pending rows (one per cycle);
-2. **integrate**, all tiles in parallel: ``3 R + 2 C A`` cycles (``DigitalTile``);
-3. **export**, tile by tile over the ``P`` tiles with partial-sum columns: ``2 C`` plus 3 per
-   partial sum;
+2. **integrate**, all tiles in parallel: ``(C / lanes + 4) A + 1`` cycles (``DigitalTile``);
+3. **export**, tile by tile over the ``P`` tiles with partial-sum columns: ``2 C + 2`` plus one
+   per partial sum;
 4. **update**, all tiles in parallel: ``2 C`` cycles plus stalls; spikes go through the router
    (one row event per cycle) into the pending rows of the steps they are due, while the tiles
    update;
@@ -52,13 +52,18 @@ from .router import Router
 from .tile import LANES, STEP_BITS, DigitalTile
 
 
-def step_cycles(image: HardwareImage, active_rows: int, partial_sums: int = 0, row_events: int = 0) -> int:
-    """Clock cycles of one chip step without back-pressure (see the module docstring)."""
-    R, C = image.rows, image.cols
+def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, partial_sums: int = 0,
+                row_events: int = 0) -> int:
+    """Clock cycles of one chip step without back-pressure (see the module docstring).
+
+    ``active_rows``: active rows of the busiest tile; ``partial_sums``: partial sums exported;
+    ``row_events``: row events the router delivers after the last tile has updated (usually 0).
+    """
+    C = image.cols
+    words = -(-C // min(lanes, 1 << (C - 1).bit_length()))
     partial_tiles = int((image.arrays["col_kind"] == COL_PARTIAL).any(axis=1).sum())
     sequencer = 8  # strobes and the state changes between phases
-    return 3 * R + 2 * C * active_rows + partial_tiles * (2 * C + 2) + 3 * partial_sums + 2 * C + row_events \
-        + sequencer
+    return 1 + (words + 4) * active_rows + partial_tiles * (2 * C + 2) + partial_sums + 2 * C + row_events + sequencer
 
 
 class Chip(wiring.Component):

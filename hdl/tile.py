@@ -3,32 +3,37 @@
 It implements ``docs/architecture.md`` ("One timestep", "Integer neuron arithmetic") exactly;
 ``sim/digital.py`` is its reference and the tests compare the two spike for spike.
 
-Storage (all ``lib.memory.Memory``, initialised from the image):
+Storage (``lib.memory.Memory``, initialised from the image) and registers:
 
 - ``pending``: ``slots x R`` signed payloads, the row events waiting for their step
-  (``slot = due step mod slots``, written by ``rows``, cleared when integrated);
-- ``weights``: ``R x C`` signed levels ``g_pos - g_neg``;
-- ``acc``: ``C`` column sums of the current step (32-bit);
+  (``slot = due step mod slots``, written by ``rows``, cleared when integrated), and per slot
+  an ``R``-bit register of the rows that hold one (``active``), so integrate visits only those;
+- ``weights``: ``R x C/lanes`` words of ``lanes`` signed levels ``l+ - l-``
+  (:func:`weight_bits` wide each);
+- ``acc``: ``C/lanes`` words of ``lanes`` 32-bit column sums of the current step;
 - ``params``: per column, the hardware parameters and the column's kind, model, reset, host
   flag and merge target (``column_layout``);
 - ``state``: per column ``v, i, b`` (``v_bits`` each), refractory counter ``c`` and last spike.
 
-The chip's sequencer drives the tile through three commands, each started with a one-cycle
-strobe while ``busy`` is low:
+``lanes`` (a power of two, :data:`LANES` by default) is the generator's speed/area knob: the
+crossbar accumulates that many columns per cycle, with that many multipliers of
+``input_bits x weight_bits``.
+
+The chip's sequencer drives the tile with one-cycle strobes while ``busy`` is low:
 
 ``integrate`` (with ``slot``)
-    for each row with a pending payload ``p != 0``: ``acc[c] += p * w[r][c]`` for every column,
-    one column per cycle, then clears the row: ``R + C * active_rows`` cycles.
+    for each active row of the slot, lowest first: load its payload ``p``, clear it, then
+    ``acc[c] += p * w[r][c]`` for ``lanes`` columns a cycle (a two-stage pipeline over the
+    row's words): ``(C / lanes + 4)`` cycles per active row, plus one.
 ``export``
-    sends every partial-sum column's ``acc`` on ``psum_out`` to its neuron column (tile, col)
-    and zeroes it: ``C`` cycles plus back-pressure. ``psum_in`` adds an incoming partial sum to
-    ``acc`` whenever the tile is idle.
+    sends every partial-sum column's ``acc`` on ``psum_out`` to its neuron column (tile, col):
+    ``2 C`` cycles plus back-pressure. ``psum_in`` adds an incoming partial sum to its column's
+    ``acc`` lane whenever the tile is idle (2 cycles each).
 ``update`` (with ``step``, the chip step, saturating)
-    for each neuron column, two cycles: read, then write the new state, emit its spike on
-    ``spikes`` (and, for an LI column with the host flag, its membrane on ``values``), zero
-    ``acc``. A column whose ``start`` exceeds ``step`` keeps its state. ``2 C`` cycles plus
-    back-pressure.
-
+    for each column, two cycles: read, then write the new state, emit its spike on ``spikes``
+    (and, for an LI column with the host flag, its membrane on ``values``); each ``acc`` word
+    is zeroed once its last lane is used. A column whose ``start`` exceeds ``step`` keeps its
+    state. ``2 C`` cycles plus back-pressure.
 ``clear``
     restarts the tile from the image's initial state: zeroes every pending row and column sum
     and sets each column's state to ``v = v_init``, ``i = b = c = s = 0``: ``S R + 2 C`` cycles.
@@ -136,14 +141,45 @@ class DigitalTile(wiring.Component):
         return out
 
     # -- arithmetic (docs/architecture.md) ----------------------------------------------------
-    def _sat(self, x):
-        ar = self.geometry.arithmetic
-        hi, lo = (1 << (ar.v_bits - 1)) - 1, -(1 << (ar.v_bits - 1))
-        return Mux(x > hi, hi, Mux(x < lo, lo, x))[: ar.v_bits].as_signed()
+    def _neuron(self, m: Module, acc, p, old) -> dict:
+        """The neuron update of ``docs/architecture.md`` as combinational logic.
 
-    def _mulr(self, x, a):
+        ``acc``: the column's sum; ``p``: its ``column_layout`` word; ``old``: its state. Every
+        intermediate is a named signal: each is computed once (an expression used twice would
+        be built twice, and ``sat`` uses its argument three times).
+        """
         ar = self.geometry.arithmetic
-        return (x * a + (1 << (ar.decay_bits - 1))) >> ar.decay_bits
+        v = signed(ar.v_bits)
+        hi, lo = (1 << (ar.v_bits - 1)) - 1, -(1 << (ar.v_bits - 1))
+
+        def sig(name, value, shape=v):
+            s = Signal(shape, name=name)
+            m.d.comb += s.eq(value)
+            return s
+
+        def sat(name, x):
+            x = sig(f"{name}_wide", x, x.shape())
+            return sig(name, Mux(x > hi, hi, Mux(x < lo, lo, x)))
+
+        def mulr(name, x, a):  # x * a / 2^decay_bits, rounded half up
+            return sig(name, (x * a + (1 << (ar.decay_bits - 1))) >> ar.decay_bits, signed(ar.v_bits + 2))
+
+        spiking = sig("spiking", p.model != MODEL_CODES["li"], 1)
+        cuba = sig("cuba", p.model == MODEL_CODES["cuba_lif"], 1)
+        drive0 = sat("drive0", (acc << ar.frac_bits) + p.bias)
+        i_new = sat("i_new", mulr("i_decay", old.i, p.alpha_syn) + drive0)
+        drive = sig("drive", Mux(cuba, i_new, drive0))
+        v0 = sig("v0", Mux(old.s & ~p.subtract, p.v_reset, old.v))
+        v1 = sat("v1", mulr("v_decay", v0, p.alpha) + p.leak)
+        v1_sub = sat("v1_sub", v1 - p.threshold)
+        v2 = sig("v2", Mux(old.s & p.subtract, v1_sub, v1))
+        blocked = sig("blocked", old.c != 0, 1)
+        v2_in = sat("v2_in", v2 + drive)
+        v3 = sig("v3", Mux(blocked, v2, v2_in))
+        b1 = sat("b1", mulr("b_decay", old.b, p.alpha_adapt) + Mux(old.s, p.adapt, 0))
+        fire = sig("fire", (v3 > p.threshold + b1) & ~blocked & spiking, 1)
+        c = sig("c_next", Mux(fire, p.refractory, Mux(blocked, old.c - 1, old.c)), ar.refractory_bits)
+        return {"v": v3, "i": Mux(cuba, i_new, 0), "b": b1, "c": c, "s": fire, "spiking": spiking}
 
     def elaborate(self, platform):
         m = Module()
@@ -202,6 +238,9 @@ class DigitalTile(wiring.Component):
 
         lane = col[:(P - 1).bit_length()] if P > 1 else Const(0)  # the column's lane in its word
         col_word = col // P
+        lane_sum = Signal(signed(ACC_BITS))  # the column's sum, from the acc word read for it
+        m.d.comb += lane_sum.eq(acc_rd.data[lane])
+        new = self._neuron(m, lane_sum, par_rd.data, st_rd.data)
 
         with m.FSM(name="phase") as fsm:
             with m.State("IDLE"):
@@ -291,7 +330,7 @@ class DigitalTile(wiring.Component):
                 is_partial = par_rd.data.kind == COL_PARTIAL
                 m.d.comb += [self.psum_out.payload.tile.eq(par_rd.data.merge_tile),
                              self.psum_out.payload.col.eq(par_rd.data.merge_col),
-                             self.psum_out.payload.value.eq(acc_rd.data[lane]),
+                             self.psum_out.payload.value.eq(lane_sum),
                              self.psum_out.valid.eq(is_partial)]
                 with m.If(~is_partial | self.psum_out.ready):
                     m.d.sync += col.eq(col + 1)
@@ -307,37 +346,20 @@ class DigitalTile(wiring.Component):
                 m.next = "UPDATE_WRITE"
             with m.State("UPDATE_WRITE"):
                 m.d.comb += self.busy.eq(1)
-                p, s_old = par_rd.data, st_rd.data
-                sat, mulr = self._sat, self._mulr
-                spiking = (p.model != MODEL_CODES["li"])
-                cuba = p.model == MODEL_CODES["cuba_lif"]
-                drive0 = sat((acc_rd.data[lane] << ar.frac_bits) + p.bias)
-                i_new = sat(mulr(s_old.i, p.alpha_syn) + drive0)
-                drive = Mux(cuba, i_new, drive0)
-                s_prev = s_old.s
-                v0 = Mux(s_prev & ~p.subtract, p.v_reset, s_old.v)
-                v1 = sat(mulr(v0, p.alpha) + p.leak)
-                v2 = Mux(s_prev & p.subtract, sat(v1 - p.threshold), v1)
-                blocked = s_old.c != 0
-                c1 = Mux(blocked, s_old.c - 1, s_old.c)
-                v3 = Mux(blocked, v2, sat(v2 + drive))
-                b1 = sat(mulr(s_old.b, p.alpha_adapt) + Mux(s_prev, p.adapt, 0))
-                fire = (v3 > p.threshold + b1) & ~blocked & spiking
-                c2 = Mux(fire, p.refractory, c1)
+                p = par_rd.data
                 alive = (p.kind == COL_NEURON) & (step >= p.start)
-                emit_spike = alive & fire  # every spike goes to the router; it handles host copies
-                emit_value = alive & ~spiking & p.host
+                emit_spike = alive & new["s"]  # every spike goes to the router; it handles host copies
+                emit_value = alive & ~new["spiking"] & p.host
                 m.d.comb += [
                     self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(col), self.spikes.valid.eq(emit_spike),
                     self.values.payload.tile.eq(t), self.values.payload.col.eq(col),
-                    self.values.payload.value.eq(v3), self.values.valid.eq(emit_value),
+                    self.values.payload.value.eq(new["v"]), self.values.valid.eq(emit_value),
                 ]
                 done = (~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)
                 with m.If(done):
                     with m.If(alive):
-                        m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1),
-                                     st_wr.data.v.eq(v3), st_wr.data.i.eq(Mux(cuba, i_new, 0)), st_wr.data.b.eq(b1),
-                                     st_wr.data.c.eq(c2), st_wr.data.s.eq(fire)]
+                        m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1)]
+                        m.d.comb += [getattr(st_wr.data, k).eq(new[k]) for k in ("v", "i", "b", "c", "s")]
                     with m.If((lane == P - 1) | (col == C - 1)):  # the word's sums are used up: zero it
                         m.d.comb += [acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
                     m.d.sync += col.eq(col + 1)

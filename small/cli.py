@@ -315,6 +315,95 @@ def cmd_faults_random(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load_build(folder: str):
+    from compiler.image import load_image
+
+    return load_image(folder)
+
+
+def _chip(image, lanes: int):
+    """The generated chip of a build's image, or a one-line reason why there is none."""
+    from compiler.errors import SmallError
+    from hdl.chip import Chip
+
+    if image.target != "digital":
+        raise SmallError(f"the image targets {image.target!r}: its tiles are analog, so there is no digital twin to "
+                         "generate; compile with --target digital for an all-digital chip")
+    try:
+        return Chip(image, lanes=lanes)
+    except ValueError as exc:
+        raise SmallError(str(exc)) from None
+
+
+def cmd_hdl(args: argparse.Namespace) -> int:
+    import json
+
+    from compiler.fileio import atomic_directory
+    from hdl.chip import step_cycles
+    from hdl.export import write_hdl
+
+    image = _load_build(args.build)
+    chip = _chip(image, args.lanes)
+    out = Path(args.build) / "hdl"
+    with atomic_directory(out, marker="small_chip.v") as tmp:
+        summary = write_hdl(chip, None, tmp)
+        summary.update(tiles=image.n_tiles, rows=image.rows, cols=image.cols, lanes=chip.tiles[0].lanes,
+                       delay_slots=image.delay_slots, cycles_per_step_idle=step_cycles(image, 0, lanes=args.lanes),
+                       cycles_per_active_row=chip.tiles[0].words + 4)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    mems = summary["memories"]
+    widest = {}
+    for mem in mems:
+        kind = mem["name"].rsplit(".", 1)[-1]
+        widest.setdefault(kind, []).append(mem)
+    print(f"generated the chip of {args.build!r}: {image.n_tiles} digital tiles of {image.rows}x{image.cols}, "
+          f"{chip.tiles[0].lanes} lanes, router with {int(image.arrays['route_ptr'][-1])} entries, "
+          f"input map with {int(image.arrays['input_ptr'][-1])} ({summary['seconds']:.1f} s)")
+    print(f"  memories       {len(mems)}, {summary['memory_bits'] / 8192:.1f} KiB: "
+          + ", ".join(f"{k} {len(v)} x {v[0]['depth']}x{v[0]['width']}" for k, v in sorted(widest.items())))
+    print("  host ports     " + ", ".join(f"{p['name']} {p['direction']} {p['width']}" for p in summary["ports"]
+                                         if p["name"] not in ("clk", "rst")))
+    print(f"  step latency   {summary['cycles_per_step_idle']} cycles with no activity, "
+          f"+{summary['cycles_per_active_row']} per active row of the busiest tile, +1 per routed event")
+    print(f"wrote {out}/small_chip.v, small_chip.il, summary.json")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from compiler.errors import SmallError
+
+    image = _load_build(args.build)
+    if not (args.bitstream or args.netlist):
+        raise SmallError("say what to export: --bitstream BOARD and/or --netlist")
+    chip = _chip(image, args.lanes)
+    out = Path(args.build) / "hdl"
+    if args.netlist:
+        from hdl.export import write_netlist
+
+        info = write_netlist(chip, out)
+        cells = info["cells"]
+        print(f"netlist: {sum(cells.values())} cells (" + ", ".join(f"{k} {v}" for k, v in sorted(cells.items()))
+              + f") in {info['seconds']:.0f} s; wrote {out}/small_chip_netlist.v, small_chip_netlist.json")
+    if args.bitstream:
+        from hdl.board import BoardTop
+        from hdl.export import build_bitstream
+
+        report = build_bitstream(BoardTop(image, lanes=args.lanes), out, board=args.bitstream)
+        print(_fpga_summary(report, out))
+    return EXIT_OK
+
+
+def _fpga_summary(report: dict, out: Path) -> str:
+    lines = [f"bitstream for {report['board']} ({report['device']}) in {report['seconds']:.0f} s"]
+    for name, use in report["resources"].items():
+        lines.append(f"  {name:<14} {use['used']} of {use['available']} ({use['used'] / max(1, use['available']) * 100:.0f} %)")
+    for clock, mhz in report["fmax_mhz"].items():
+        flag = "meets" if mhz >= report["required_mhz"] else "MISSES"
+        lines.append(f"  fmax {clock:<9} {mhz:.1f} MHz ({flag} {report['required_mhz']:.0f} MHz)")
+    lines.append(f"wrote {out}/small_chip.bin, small_chip_fpga.json")
+    return "\n".join(lines)
+
+
 # -- entry point ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="small", description="SMALL: map spiking networks onto memristive crossbar chips.")
@@ -364,6 +453,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("-o", "--output", required=True, metavar="CHIP.json")
     q.set_defaults(func=cmd_faults_random)
+
+    p = sub.add_parser("hdl", help="generate the chip's RTL (Verilog and RTLIL) for a compiled digital image")
+    p.add_argument("build", help="a `small compile --target digital` build folder; writes BUILD/hdl/")
+    p.add_argument("--lanes", type=int, default=8, help="crossbar columns each tile accumulates per cycle (power of 2)")
+    p.set_defaults(func=cmd_hdl)
+
+    p = sub.add_parser("export", help="synthesise the generated chip: FPGA bitstream and/or gate-level netlist")
+    p.add_argument("build", help="a `small compile --target digital` build folder; writes BUILD/hdl/")
+    p.add_argument("--bitstream", choices=["icebreaker", "ulx3s"], help="build a bitstream for this board")
+    p.add_argument("--netlist", action="store_true", help="write yosys's iCE40 gate-level netlist (Verilog and JSON)")
+    p.add_argument("--lanes", type=int, default=8, help="crossbar columns each tile accumulates per cycle (power of 2)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
