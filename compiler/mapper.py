@@ -489,6 +489,9 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     }
     if fault_report:
         report["faults"] = fault_report
+    from hdl.events import Geometry, describe  # the event bit layouts, defined once by the HDL
+
+    report["events"] = describe(Geometry.of(image))
     return CompileResult(image, report)
 
 

@@ -1,4 +1,5 @@
-"""Amaranth generators for SMALL chips (spike router, digital-twin tiles, host bridge).
+"""Amaranth generators for SMALL chips: event layouts, tiles, router, chip, host bridge, export.
 
-Empty until the HDL stage lands; it will import Amaranth, which the rest of SMALL never does.
+``hdl.events`` is pure data (``amaranth.lib.data`` layouts) and is what the compiler imports
+for its report; the generators elaborate only when a chip is built or simulated.
 """

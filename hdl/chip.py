@@ -23,13 +23,13 @@ The events of a step leave in no particular order; the step they belong to is th
 ``P`` (``docs/architecture.md``, "Latency"): a host that wants ``T`` network steps sends
 ``T + max L`` steps.
 
-One step, in clock cycles (``A`` active rows of the busiest tile, ``P`` tiles with partial-sum
-columns, ``E`` routed row events of the step's spikes):
+One step, in clock cycles (``A`` active rows of the busiest tile, ``E`` routed row events of the
+step's spikes):
 
 1. input events go through the input map into the tiles' pending rows (one per cycle);
 2. **integrate**, all tiles in parallel: ``(C / lanes + 4) A + 1`` cycles (``DigitalTile``);
-3. **export**, tile by tile over the ``P`` tiles with partial-sum columns: ``2 C + 2`` plus one
-   per partial sum;
+3. **export**, all tiles with partial-sum columns at once: ``2 C + 2`` cycles, plus stalls
+   when several send to one tile (it adds one partial sum every 2 cycles);
 4. **update**, all tiles in parallel: ``2 C`` cycles plus stalls; spikes go through the router
    (one row event per cycle) into the pending rows of the steps they are due, while the tiles
    update;
@@ -52,34 +52,37 @@ from .router import Router
 from .tile import LANES, STEP_BITS, DigitalTile
 
 
-def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, partial_sums: int = 0,
-                row_events: int = 0) -> int:
+def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, row_events: int = 0) -> int:
     """Clock cycles of one chip step without back-pressure (see the module docstring).
 
-    ``active_rows``: active rows of the busiest tile; ``partial_sums``: partial sums exported;
-    ``row_events``: row events the router delivers after the last tile has updated (usually 0).
+    ``active_rows``: active rows of the busiest tile; ``row_events``: row events the router
+    delivers after the last tile has updated (usually 0). Stalls of partial sums converging on
+    one tile are not counted.
     """
     C = image.cols
     words = -(-C // min(lanes, 1 << (C - 1).bit_length()))
-    partial_tiles = int((image.arrays["col_kind"] == COL_PARTIAL).any(axis=1).sum())
+    export = 2 * C + 2 if (image.arrays["col_kind"] == COL_PARTIAL).any() else 0
     sequencer = 8  # strobes and the state changes between phases
-    return 1 + (words + 4) * active_rows + partial_tiles * (2 * C + 2) + partial_sums + 2 * C + row_events + sequencer
+    return 1 + (words + 4) * active_rows + export + 2 * C + row_events + sequencer
 
 
 class Chip(wiring.Component):
     """The chip for a digital HardwareImage (see the module docstring for the host protocol)."""
 
     def __init__(self, image: HardwareImage, *, lanes: int = LANES):
-        if image.target != "digital":
+        try:
+            if image.target != "digital":
+                raise ValueError(f"Chip needs a digital image (the digital twin), not a {image.target!r} one: "
+                                 "compile with --target digital")
+            self.tiles = [DigitalTile(image, t, lanes=lanes) for t in range(image.n_tiles)]
+        except ValueError:
             self._MustUse__silence = True  # a refused Chip is not an "unused elaboratable"
-            raise ValueError(f"Chip needs a digital image (the digital twin), not a {image.target!r} one: "
-                             "compile with --target digital")
+            raise
         self.image = image
         self.geometry = g = Geometry.of(image)
-        self.tiles = [DigitalTile(image, t, lanes=lanes) for t in range(image.n_tiles)]
         self.router = Router(image)
         self.input_map = Router(image, source="inputs")
-        # tiles that hold partial-sum columns export them, one tile after another
+        # tiles that hold partial-sum columns export them (all at once)
         self.partial_tiles = [t for t in range(image.n_tiles) if (image.arrays["col_kind"][t] == COL_PARTIAL).any()]
         super().__init__({
             "commands": In(stream.Signature(command_layout(g))),
@@ -131,14 +134,17 @@ class Chip(wiring.Component):
             taken = taken | tile.spikes.valid
         m.d.comb += router.spikes.valid.eq(taken)
 
-        # -- partial sums: from the exporting tile to the tile of the neuron column ----------
-        psum_ready = Array(tile.psum_in.ready for tile in tiles)
-        for s in self.partial_tiles:
-            src = tiles[s].psum_out
-            m.d.comb += src.ready.eq(psum_ready[src.payload.tile])
-            for t, tile in enumerate(tiles):
-                with m.If(src.valid & (src.payload.tile == t)):
-                    m.d.comb += [tile.psum_in.valid.eq(1), tile.psum_in.payload.eq(src.payload)]
+        # -- partial sums: every exporting tile to the tiles of its neuron columns, each
+        # destination taking one source at a time (fixed priority)
+        for t, tile in enumerate(tiles):
+            taken = Const(0)
+            for s in self.partial_tiles:
+                src = tiles[s].psum_out
+                offer = src.valid & (src.payload.tile == t)
+                with m.If(offer & ~taken):
+                    m.d.comb += [tile.psum_in.valid.eq(1), tile.psum_in.payload.eq(src.payload),
+                                 src.ready.eq(tile.psum_in.ready)]
+                taken = taken | offer
 
         # -- host outputs: spike copies, then LI values, then the end-of-step marker ---------
         out = self.outputs
@@ -198,15 +204,14 @@ class Chip(wiring.Component):
                     m.next = "INTEGRATE"
             with m.State("INTEGRATE"):
                 with m.If(~any_busy):
-                    m.next = f"EXPORT_{self.partial_tiles[0]}" if self.partial_tiles else "UPDATE"
-            for i, s in enumerate(self.partial_tiles):
-                after = f"EXPORT_{self.partial_tiles[i + 1]}" if i + 1 < len(self.partial_tiles) else "UPDATE"
-                with m.State(f"EXPORT_{s}"):
-                    strobe("export", s)
-                    m.next = f"EXPORTING_{s}"
-                with m.State(f"EXPORTING_{s}"):
-                    with m.If(~any_busy):
-                        m.next = after
+                    m.next = "EXPORT" if self.partial_tiles else "UPDATE"
+            with m.State("EXPORT"):
+                for t in self.partial_tiles:
+                    strobe("export", t)
+                m.next = "EXPORTING"
+            with m.State("EXPORTING"):
+                with m.If(~any_busy):
+                    m.next = "UPDATE"
             with m.State("UPDATE"):
                 strobe("update")
                 m.next = "UPDATING"

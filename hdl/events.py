@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import signed
+from amaranth.hdl import Shape, signed
 from amaranth.lib import data
 
 from compiler.image import Arithmetic, HardwareImage
@@ -111,3 +111,17 @@ def command_layout(g: Geometry) -> data.StructLayout:
 def output_layout(g: Geometry) -> data.StructLayout:
     """A host output event (chip output): ``kind``; ``tile``, ``col`` of the neuron; ``value`` for LI values."""
     return data.StructLayout({"kind": 2, "tile": g.tile_bits, "col": g.col_bits, "value": signed(g.arithmetic.v_bits)})
+
+
+def describe(g: Geometry) -> dict[str, dict]:
+    """Every event's fields as ``{event: {"bits": n, "fields": {name: [offset, width, signed]}}}``.
+
+    The compiler's report and the documentation read the bit layouts from here.
+    """
+    layouts = {"spike": spike_layout(g), "row": row_layout(g), "input": input_layout(g),
+               "input_row": input_row_layout(g), "command": command_layout(g), "output": output_layout(g)}
+    out = {}
+    for name, layout in layouts.items():
+        fields = {key: [f.offset, f.width, Shape.cast(f.shape).signed] for key, f in layout}
+        out[name] = {"bits": layout.size, "fields": fields}
+    return out

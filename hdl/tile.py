@@ -27,8 +27,9 @@ The chip's sequencer drives the tile with one-cycle strobes while ``busy`` is lo
     row's words): ``(C / lanes + 4)`` cycles per active row, plus one.
 ``export``
     sends every partial-sum column's ``acc`` on ``psum_out`` to its neuron column (tile, col):
-    ``2 C`` cycles plus back-pressure. ``psum_in`` adds an incoming partial sum to its column's
-    ``acc`` lane whenever the tile is idle (2 cycles each).
+    ``2 C`` cycles plus back-pressure. ``psum_in`` takes an incoming partial sum whenever the
+    tile is idle or exporting and adds it to its column's ``acc`` lane: one every 2 cycles,
+    so all tiles can export at once.
 ``update`` (with ``step``, the chip step, saturating)
     for each column, two cycles: read, then write the new state, emit its spike on ``spikes``
     (and, for an LI column with the host flag, its membrane on ``values``); each ``acc`` word
@@ -95,15 +96,16 @@ class DigitalTile(wiring.Component):
     """Tile ``tile`` of a digital HardwareImage (see the module docstring for the protocol)."""
 
     def __init__(self, image: HardwareImage, tile: int, *, lanes: int = LANES):
-        if image.target != "digital":
-            raise ValueError(f"a DigitalTile needs a digital image, not a {image.target!r} one")
-        if not 0 <= tile < image.n_tiles:
-            raise ValueError(f"tile must be in [0, {image.n_tiles}), not {tile!r}")
         start_max = int(image.arrays["param/start"].max(initial=0))
-        if start_max >= 1 << STEP_BITS:
-            raise ValueError(f"a column starts at step {start_max}; tiles count steps in {STEP_BITS} bits")
-        if lanes < 1 or lanes & (lanes - 1):
-            raise ValueError(f"lanes must be a power of two >= 1, not {lanes!r}")
+        for wrong, message in [
+            (image.target != "digital", f"a DigitalTile needs a digital image, not a {image.target!r} one"),
+            (not 0 <= tile < image.n_tiles, f"tile must be in [0, {image.n_tiles}), not {tile!r}"),
+            (start_max >= 1 << STEP_BITS, f"a column starts at step {start_max}; tiles count steps in {STEP_BITS} bits"),
+            (lanes < 1 or lanes & (lanes - 1), f"lanes must be a power of two >= 1, not {lanes!r}"),
+        ]:
+            if wrong:
+                self._MustUse__silence = True  # a refused tile is not an "unused elaboratable"
+                raise ValueError(message)
         self.image, self.tile = image, tile
         self.geometry = g = Geometry.of(image)
         self.lanes = min(lanes, 1 << (g.cols - 1).bit_length())
@@ -202,6 +204,7 @@ class DigitalTile(wiring.Component):
         pend_rd, pend_wr = pending.read_port(), pending.write_port()
         w_rd = weights.read_port()
         acc_rd, acc_wr = acc.read_port(), acc.write_port(granularity=1)
+        psum_rd = acc.read_port()  # partial sums arriving while the tile exports its own
         par_rd = params.read_port()
         st_rd, st_wr = state.read_port(), state.write_port()
 
@@ -257,18 +260,6 @@ class DigitalTile(wiring.Component):
                 with m.Elif(self.update):
                     m.d.sync += [col.eq(0), step.eq(self.step)]
                     m.next = "UPDATE_READ"
-                with m.Elif(self.psum_in.valid):
-                    m.d.comb += acc_rd.addr.eq(self.psum_in.payload.col // P)
-                    m.next = "PSUM_ADD"
-
-            with m.State("PSUM_ADD"):  # add an incoming partial sum to its neuron column's lane
-                pc = self.psum_in.payload.col
-                m.d.comb += [self.busy.eq(1), self.psum_in.ready.eq(1), acc_wr.addr.eq(pc // P)]
-                for j in range(P):
-                    m.d.comb += acc_wr.data[j].eq(acc_rd.data[j] + self.psum_in.payload.value)
-                    with m.If(pc % P == j):
-                        m.d.comb += acc_wr.en[j].eq(1)
-                m.next = "IDLE"
 
             # -- clear: back to the image's initial state (pending rows, sums, neuron state) ------
             with m.State("CLEAR_ROWS"):
@@ -369,6 +360,21 @@ class DigitalTile(wiring.Component):
                         m.next = "UPDATE_READ"
                 with m.Else():  # hold the read addresses while the outputs are stalled
                     m.d.comb += [acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+        # -- incoming partial sums: accepted while idle or exporting (acc_wr is free then), one
+        # every two cycles: take it and read its word, then add it to its lane.
+        psum_open = fsm.ongoing("IDLE") | fsm.ongoing("EXPORT_READ") | fsm.ongoing("EXPORT_SEND")
+        psum = Signal(psum_layout(g))
+        psum_loaded = Signal()
+        m.d.comb += self.psum_in.ready.eq(psum_open & ~psum_loaded)
+        with m.If(self.psum_in.valid & self.psum_in.ready):
+            m.d.comb += psum_rd.addr.eq(self.psum_in.payload.col // P)
+            m.d.sync += [psum.eq(self.psum_in.payload), psum_loaded.eq(1)]
+        with m.If(psum_loaded):
+            m.d.sync += psum_loaded.eq(0)
+            m.d.comb += acc_wr.addr.eq(psum.col // P)
+            for j in range(P):
+                m.d.comb += [acc_wr.data[j].eq(psum_rd.data[j] + psum.value), acc_wr.en[j].eq(psum.col % P == j)]
+            m.d.comb += self.busy.eq(1)
         m.d.comb += rows_open.eq(~fsm.ongoing("CLEAR_ROWS") & ~fsm.ongoing("ROW_PICK") & ~fsm.ongoing("ROW_LOAD")
                                  & ~fsm.ongoing("MAC"))
         return m

@@ -115,3 +115,13 @@ def test_recurrent_alif_example(tmp_path, n):
     x = np.load("examples/alif_memory/test_set.npz")["x"][:, :n]
     xs, _, _ = DigitalSimulator(image).prepare_inputs(x)
     assert compare(image, x, run_chip(image, xs)) > 100 * n
+
+
+def test_tile_arguments_are_checked():
+    from hdl.tile import DigitalTile
+
+    image = compiled(0, 16, 16)
+    with pytest.raises(ValueError, match="lanes must be a power of two"):
+        DigitalTile(image, 0, lanes=3)
+    with pytest.raises(ValueError, match="tile must be in"):
+        DigitalTile(image, image.n_tiles)
