@@ -86,10 +86,24 @@ def column_layout(g: Geometry) -> data.StructLayout:
     })
 
 
-def state_layout(g: Geometry) -> data.StructLayout:
+def state_layout(g: Geometry, fields=("v", "i", "b", "c", "s")) -> data.StructLayout:
+    """A neuron column's state; a tile stores only the fields its neurons can change."""
     ar = g.arithmetic
     v = signed(ar.v_bits)
-    return data.StructLayout({"v": v, "i": v, "b": v, "c": ar.refractory_bits, "s": 1})
+    shapes = {"v": v, "i": v, "b": v, "c": ar.refractory_bits, "s": 1}
+    return data.StructLayout({name: shapes[name] for name in fields})
+
+
+class _Fields:
+    """Read a record's fields from a memory word, or a constant for the fields it does not store."""
+
+    def __init__(self, word, constants: dict):
+        self._word, self._constants = word, constants
+
+    def __getattr__(self, name):
+        if name in self._constants:
+            return self._constants[name]
+        return getattr(self._word, name)
 
 
 class DigitalTile(wiring.Component):
@@ -126,23 +140,57 @@ class DigitalTile(wiring.Component):
         })
 
     # -- initial contents ---------------------------------------------------------------------
+    NEURON_FIELDS = ("model", "subtract", "host", "start", "refractory", "alpha", "alpha_syn", "alpha_adapt",
+                     "leak", "v_init", "threshold", "v_reset", "adapt", "bias")
+
     def _columns(self) -> list[dict]:
+        """Each column's ``column_layout`` fields; fields a column does not use copy a column's that does."""
         a, t, C = self.image.arrays, self.tile, self.image.cols
-        out = []
-        for c in range(C):
-            kind = int(a["col_kind"][t, c])
-            merge = int(a["merge_to"][t, c])
-            entry = {"kind": kind, "model": int(a["col_model"][t, c]), "subtract": int(a["col_reset"][t, c]),
-                     "host": int(a["host_out"][t, c]), "start": int(a["param/start"][t, c]),
-                     "refractory": int(a["param/refractory"][t, c]),
-                     "merge_tile": merge // C if kind == COL_PARTIAL else 0,
-                     "merge_col": merge % C if kind == COL_PARTIAL else 0}
-            for name in ("alpha", "alpha_syn", "alpha_adapt", "leak", "v_init", "threshold", "v_reset", "adapt", "bias"):
-                entry[name] = int(a[f"param/{name}"][t, c])
-            out.append(entry)
+        kind = a["col_kind"][t]
+        merge = a["merge_to"][t]
+        values = {"kind": kind.astype(np.int64), "model": a["col_model"][t], "subtract": a["col_reset"][t],
+                  "host": a["host_out"][t], "merge_tile": merge // C, "merge_col": merge % C}
+        for name in ("start", "refractory", "alpha", "alpha_syn", "alpha_adapt", "leak", "v_init", "threshold",
+                     "v_reset", "adapt", "bias"):
+            values[name] = a[f"param/{name}"][t]
+        used = {name: kind == COL_NEURON for name in self.NEURON_FIELDS}
+        used |= {"merge_tile": kind == COL_PARTIAL, "merge_col": kind == COL_PARTIAL, "kind": np.ones(C, bool)}
+        out = [{} for _ in range(C)]
+        for name, column in values.items():
+            column = np.asarray(column).astype(np.int64)
+            filler = int(column[used[name]][0]) if used[name].any() else 0
+            for c in range(C):
+                out[c][name] = int(column[c]) if used[name][c] else filler
         return out
 
-    # -- arithmetic (docs/architecture.md) ----------------------------------------------------
+    def _parameters(self) -> tuple[memory.Memory, dict]:
+        """The ``params`` memory of the fields that differ between columns, and the constants.
+
+        A field equal in every column that uses it is a constant, not a memory bit: a tile of
+        one population stores only kinds and merge targets.
+        """
+        g = self.geometry
+        layout = column_layout(g)
+        columns = self._columns()
+        constants = {name: columns[0][name] for name, _ in layout if len({col[name] for col in columns}) == 1}
+        stored = data.StructLayout({name: f.shape for name, f in layout if name not in constants} or {"unused": 1})
+        init = [{name: col[name] for name, _ in stored if name != "unused"} for col in columns]
+        params = memory.Memory(shape=stored, depth=g.cols, init=init)
+        return params, {name: Const(value, layout[name].shape) for name, value in constants.items()}
+
+    def _state_fields(self) -> tuple[str, ...]:
+        """State fields the tile's neurons can change: ``i`` with CubaLIF, ``b`` with adaptation, ``c`` with refractory."""
+        a, t = self.image.arrays, self.tile
+        neuron = a["col_kind"][t] == COL_NEURON
+        fields = ["v"]
+        if (a["col_model"][t][neuron] == MODEL_CODES["cuba_lif"]).any():
+            fields.append("i")
+        if (a["param/adapt"][t][neuron] != 0).any():
+            fields.append("b")
+        if (a["param/refractory"][t][neuron] != 0).any():
+            fields.append("c")
+        return tuple(fields) + ("s",)
+
     def _neuron(self, m: Module, acc, p, old) -> dict:
         """The neuron update of ``docs/architecture.md`` as combinational logic.
 
@@ -197,9 +245,11 @@ class DigitalTile(wiring.Component):
         m.submodules.weights = weights = memory.Memory(shape=lane_w, depth=R * W,
                                                        init=[list(word) for word in w.reshape(R * W, P).tolist()])
         m.submodules.acc = acc = memory.Memory(shape=lane_acc, depth=W, init=[])
-        m.submodules.params = params = memory.Memory(shape=column_layout(g), depth=C, init=self._columns())
-        state_init = [{"v": int(image.arrays["param/v_init"][t, c]), "i": 0, "b": 0, "c": 0, "s": 0} for c in range(C)]
-        m.submodules.state = state = memory.Memory(shape=state_layout(g), depth=C, init=state_init)
+        m.submodules.params, constants = self._parameters()
+        params = m.submodules.params
+        kept = self._state_fields()
+        state_init = [{"v": int(image.arrays["param/v_init"][t, c])} for c in range(C)]
+        m.submodules.state = state = memory.Memory(shape=state_layout(g, kept), depth=C, init=state_init)
 
         pend_rd, pend_wr = pending.read_port(), pending.write_port()
         w_rd = weights.read_port()
@@ -207,6 +257,8 @@ class DigitalTile(wiring.Component):
         psum_rd = acc.read_port()  # partial sums arriving while the tile exports its own
         par_rd = params.read_port()
         st_rd, st_wr = state.read_port(), state.write_port()
+        p = _Fields(par_rd.data, constants)
+        old = _Fields(st_rd.data, {name: Const(0, state_layout(g)[name].shape) for name in "ibc" if name not in kept})
 
         row = Signal(range(R))
         col = Signal(range(C + 1))
@@ -243,7 +295,7 @@ class DigitalTile(wiring.Component):
         col_word = col // P
         lane_sum = Signal(signed(ACC_BITS))  # the column's sum, from the acc word read for it
         m.d.comb += lane_sum.eq(acc_rd.data[lane])
-        new = self._neuron(m, lane_sum, par_rd.data, st_rd.data)
+        new = self._neuron(m, lane_sum, p, old)
 
         with m.FSM(name="phase") as fsm:
             with m.State("IDLE"):
@@ -273,7 +325,7 @@ class DigitalTile(wiring.Component):
                 m.next = "CLEAR_WRITE"
             with m.State("CLEAR_WRITE"):
                 m.d.comb += [self.busy.eq(1), acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1),
-                             st_wr.addr.eq(col), st_wr.en.eq(1), st_wr.data.v.eq(par_rd.data.v_init)]
+                             st_wr.addr.eq(col), st_wr.en.eq(1), st_wr.data.v.eq(p.v_init)]
                 m.d.sync += col.eq(col + 1)
                 with m.If(col == C - 1):
                     m.next = "IDLE"
@@ -318,9 +370,9 @@ class DigitalTile(wiring.Component):
                 m.next = "EXPORT_SEND"
             with m.State("EXPORT_SEND"):
                 m.d.comb += self.busy.eq(1)
-                is_partial = par_rd.data.kind == COL_PARTIAL
-                m.d.comb += [self.psum_out.payload.tile.eq(par_rd.data.merge_tile),
-                             self.psum_out.payload.col.eq(par_rd.data.merge_col),
+                is_partial = p.kind == COL_PARTIAL
+                m.d.comb += [self.psum_out.payload.tile.eq(p.merge_tile),
+                             self.psum_out.payload.col.eq(p.merge_col),
                              self.psum_out.payload.value.eq(lane_sum),
                              self.psum_out.valid.eq(is_partial)]
                 with m.If(~is_partial | self.psum_out.ready):
@@ -337,7 +389,6 @@ class DigitalTile(wiring.Component):
                 m.next = "UPDATE_WRITE"
             with m.State("UPDATE_WRITE"):
                 m.d.comb += self.busy.eq(1)
-                p = par_rd.data
                 alive = (p.kind == COL_NEURON) & (step >= p.start)
                 emit_spike = alive & new["s"]  # every spike goes to the router; it handles host copies
                 emit_value = alive & ~new["spiking"] & p.host
@@ -350,7 +401,7 @@ class DigitalTile(wiring.Component):
                 with m.If(done):
                     with m.If(alive):
                         m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1)]
-                        m.d.comb += [getattr(st_wr.data, k).eq(new[k]) for k in ("v", "i", "b", "c", "s")]
+                        m.d.comb += [getattr(st_wr.data, k).eq(new[k]) for k in kept]
                     with m.If((lane == P - 1) | (col == C - 1)):  # the word's sums are used up: zero it
                         m.d.comb += [acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
                     m.d.sync += col.eq(col + 1)
