@@ -312,3 +312,39 @@ def test_bad_arguments_are_refused_with_a_reason():
     bad["host_out"] = bad["host_out"].astype(np.int8)
     with pytest.raises(ValueError, match="host_out must be a bool array"):
         Router(g, **bad)
+
+
+def test_input_map_sends_each_input_to_its_rows_with_its_payload():
+    """Router(image, source="inputs"): the input_* tables, payload carried, under back-pressure."""
+    image = small_image(1)
+    a = image.arrays
+    n_in = a["input_ptr"].size - 1
+    rng = np.random.default_rng(11)
+    events = [(int(rng.integers(0, n_in + 2)), int(rng.integers(-128, 128))) for _ in range(80)]  # some out of range
+    want = [(int(a["input_tile"][k]), int(a["input_row"][k]), int(a["input_delay"][k]), p)
+            for e, p in events if e < n_in for k in range(a["input_ptr"][e], a["input_ptr"][e + 1])]
+    router = Router(image, source="inputs")
+    got = []
+
+    async def producer(ctx):
+        for e, p in events:
+            ctx.set(router.inputs.payload, {"input": e, "payload": p})
+            ctx.set(router.inputs.valid, 1)
+            await ctx.tick().until(router.inputs.ready)
+        ctx.set(router.inputs.valid, 0)
+
+    async def consumer(ctx):
+        for _ in range(40 * len(events)):
+            ready = int(rng.random() < 0.6)
+            ctx.set(router.rows.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(router.rows.valid, router.rows.payload)
+            if valid and ready:
+                got.append((payload.tile, payload.row, payload.delay, payload.payload))
+
+    sim = Simulator(router)
+    sim.add_clock(1e-6)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert len(want) > 50 and got == want
+    assert not hasattr(router, "host")
