@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from amaranth.build import ResourceError
 from amaranth.hdl import Elaboratable, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 
 from compiler.image import HardwareImage
 
 from .chip import Chip
 from .events import Geometry
 from .host_bridge import HostBridge
+from .tile import LANES
 
 DEFAULT_BAUD = 115200
 ACTIVITY_S = 0.05  # how long the activity LED stays lit after an event
@@ -35,18 +36,24 @@ ACTIVITY_S = 0.05  # how long the activity LED stays lit after an event
 class BoardTop(Elaboratable):
     """Chip + HostBridge + the board's UART pins and LEDs (see the module docstring).
 
-    ``BoardTop(image, baud=115200, fifo_depth=None)``: ``fifo_depth`` is the bridge's command
-    FIFO (by default ``n_inputs + 2``). ``chip`` and ``bridge`` are built at elaboration, when
-    the platform's clock frequency is known; a baud rate the clock cannot make raises
+    ``BoardTop(image, baud=115200, fifo_depth=None, lanes=LANES)``: ``fifo_depth`` is the
+    bridge's command FIFO (by default ``n_inputs + 2``), ``lanes`` the tiles' MAC lanes
+    (:class:`~hdl.chip.Chip`). ``chip`` and ``bridge`` are built at elaboration (the
+    bridge needs the platform's clock frequency); a baud rate the clock cannot make raises
     ``ValueError`` then.
     """
 
-    def __init__(self, image: HardwareImage, *, baud: int = DEFAULT_BAUD, fifo_depth: int | None = None):
+    def __init__(self, image: HardwareImage, *, baud: int = DEFAULT_BAUD, fifo_depth: int | None = None,
+                 lanes: int = LANES):
+        if image.target != "digital":
+            raise ValueError(f"BoardTop needs a digital image (the digital twin), not a {image.target!r} one: "
+                             "compile with --target digital")
         self.image = image
         self.baud = baud
         self.fifo_depth = fifo_depth
+        self.lanes = lanes
         self.geometry = Geometry.of(image)
-        self.chip = Chip(image)  # refuses a non-digital image now rather than at build time
+        self.chip: Chip | None = None
         self.bridge: HostBridge | None = None
 
     def elaborate(self, platform):
@@ -55,14 +62,16 @@ class BoardTop(Elaboratable):
                              "export hdl.chip.Chip for a bare chip")
         m = Module()
         clk_freq = int(platform.default_clk_frequency)
-        m.submodules.chip = chip = self.chip
+        m.submodules.chip = chip = self.chip = Chip(self.image, lanes=self.lanes)
         m.submodules.bridge = bridge = self.bridge = HostBridge(self.geometry, clk_freq=clk_freq, baud=self.baud,
                                                                  fifo_depth=self.fifo_depth)
         wiring.connect(m, bridge.commands, chip.commands)
         wiring.connect(m, chip.outputs, bridge.outputs)
 
-        uart = platform.request("uart", 0)
-        m.d.comb += [bridge.rx.eq(uart.rx.i), uart.tx.o.eq(bridge.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [bridge.rx.eq(rx.i), tx.o.eq(bridge.tx)]
 
         # activity: a counter reloaded by every event that crosses the host ports
         hold = max(1, int(clk_freq * ACTIVITY_S))
@@ -75,8 +84,9 @@ class BoardTop(Elaboratable):
 
         for index, value in ((0, bridge.overflow | bridge.framing_error), (1, activity != 0)):
             try:
-                led = platform.request("led", index)
+                led = platform.request("led", index, dir="-")
             except ResourceError:
                 continue  # a board with fewer LEDs
-            m.d.comb += led.o.eq(value)
+            m.submodules[f"led{index}_buffer"] = buffer = io.Buffer("o", led)
+            m.d.comb += buffer.o.eq(value)
         return m
