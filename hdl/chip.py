@@ -30,7 +30,8 @@ step's spikes):
 2. **integrate**, all tiles in parallel: ``(C / lanes + 4) A + 1`` cycles (``DigitalTile``);
 3. **export**, all tiles with partial-sum columns at once: ``2 C + 2`` cycles, plus stalls
    when several send to one tile (it adds one partial sum every 2 cycles);
-4. **update**, all tiles in parallel: ``2 C`` cycles plus stalls; spikes go through the router
+4. **update**, all tiles in parallel: ``8 C`` cycles (a 6-stage neuron pipeline per column) plus
+   stalls; spikes go through the router
    (one row event per cycle) into the pending rows of the steps they are due, while the tiles
    update;
 5. ``OUT_STEP``.
@@ -49,7 +50,7 @@ from compiler.image import COL_PARTIAL, HardwareImage
 from .events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Geometry, command_layout, \
     output_layout
 from .router import Router
-from .tile import LANES, STEP_BITS, DigitalTile
+from .tile import LANES, STEP_BITS, UPDATE_STAGES, DigitalTile
 
 
 def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, row_events: int = 0) -> int:
@@ -62,8 +63,8 @@ def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, r
     C = image.cols
     words = -(-C // min(lanes, 1 << (C - 1).bit_length()))
     export = 2 * C + 2 if (image.arrays["col_kind"] == COL_PARTIAL).any() else 0
-    sequencer = 8  # strobes and the state changes between phases
-    return 1 + (words + 4) * active_rows + export + 2 * C + row_events + sequencer
+    sequencer = 6  # strobes, the state changes between phases, the scan that finds no active row
+    return (words + 4) * active_rows + export + (UPDATE_STAGES + 2) * C + row_events + sequencer
 
 
 class Chip(wiring.Component):

@@ -31,10 +31,11 @@ The chip's sequencer drives the tile with one-cycle strobes while ``busy`` is lo
     tile is idle or exporting and adds it to its column's ``acc`` lane: one every 2 cycles,
     so all tiles can export at once.
 ``update`` (with ``step``, the chip step, saturating)
-    for each column, two cycles: read, then write the new state, emit its spike on ``spikes``
-    (and, for an LI column with the host flag, its membrane on ``values``); each ``acc`` word
-    is zeroed once its last lane is used. A column whose ``start`` exceeds ``step`` keeps its
-    state. ``2 C`` cycles plus back-pressure.
+    for each column: read, run the neuron pipeline (:data:`UPDATE_STAGES` register stages,
+    so the tile meets 24 MHz on an iCE40), then write the new state and emit its spike on
+    ``spikes`` (and, for an LI column with the host flag, its membrane on ``values``); each
+    ``acc`` word is zeroed once its last lane is used. A column whose ``start`` exceeds
+    ``step`` keeps its state. ``(UPDATE_STAGES + 2) C`` cycles plus back-pressure.
 ``clear``
     restarts the tile from the image's initial state: zeroes every pending row and column sum
     and sets each column's state to ``v = v_init``, ``i = b = c = s = 0``: ``S R + 2 C`` cycles.
@@ -47,7 +48,7 @@ The chip's sequencer drives the tile with one-cycle strobes while ``busy`` is lo
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -57,6 +58,7 @@ from .events import Geometry, bits_for, spike_layout, value_layout
 
 ACC_BITS = 32  # column sums: R * 127 * 255 over up to 16 merged tiles fits with room to spare
 STEP_BITS = 8  # chip step as the tile sees it (saturating): enough for any latency up to 255
+UPDATE_STAGES = 6  # pipeline registers in the neuron update (a column takes UPDATE_STAGES + 2 cycles)
 LANES = 8  # columns a tile's crossbar accumulates per cycle (a generator parameter: area vs speed)
 
 
@@ -192,11 +194,15 @@ class DigitalTile(wiring.Component):
         return tuple(fields) + ("s",)
 
     def _neuron(self, m: Module, acc, p, old) -> dict:
-        """The neuron update of ``docs/architecture.md`` as combinational logic.
+        """The neuron update of ``docs/architecture.md`` as a pipeline of :data:`UPDATE_STAGES` registers.
 
-        ``acc``: the column's sum; ``p``: its ``column_layout`` word; ``old``: its state. Every
-        intermediate is a named signal: each is computed once (an expression used twice would
-        be built twice, and ``sat`` uses its argument three times).
+        ``acc``: the column's sum; ``p``: its ``column_layout`` word; ``old``: its state; all
+        three must hold for the ``UPDATE_STAGES`` cycles after they are read (the FSM keeps the
+        read addresses). The stage registers load every cycle, so the results are valid
+        ``UPDATE_STAGES`` cycles later. Stages: (1) drive and the pre-decay membrane, (2) the
+        three decay multiplications, (3) the sums with leak, drive and adaptation, (4) the
+        subtract reset and the firing level, (5) the input, (6) the comparison. Every
+        intermediate is a named signal, computed once.
         """
         ar = self.geometry.arithmetic
         v = signed(ar.v_bits)
@@ -207,29 +213,48 @@ class DigitalTile(wiring.Component):
             m.d.comb += s.eq(value)
             return s
 
-        def sat(name, x):
-            x = sig(f"{name}_wide", x, x.shape())
-            return sig(name, Mux(x > hi, hi, Mux(x < lo, lo, x)))
+        def reg(name, value, shape=v):
+            s = Signal(shape, name=name)
+            m.d.sync += s.eq(value)
+            return s
 
-        def mulr(name, x, a):  # x * a / 2^decay_bits, rounded half up
-            return sig(name, (x * a + (1 << (ar.decay_bits - 1))) >> ar.decay_bits, signed(ar.v_bits + 2))
+        def clamp(x):
+            return Mux(x > hi, hi, Mux(x < lo, lo, x))
+
+        def sat(name, x, stage=sig):
+            return stage(name, clamp(sig(f"{name}_wide", x, x.shape())))
+
+        def mulr(name, x, a):  # x * a / 2^decay_bits, rounded half up (stage 2)
+            return reg(name, (x * a + (1 << (ar.decay_bits - 1))) >> ar.decay_bits, signed(ar.v_bits + 2))
 
         spiking = sig("spiking", p.model != MODEL_CODES["li"], 1)
         cuba = sig("cuba", p.model == MODEL_CODES["cuba_lif"], 1)
-        drive0 = sat("drive0", (acc << ar.frac_bits) + p.bias)
-        i_new = sat("i_new", mulr("i_decay", old.i, p.alpha_syn) + drive0)
-        drive = sig("drive", Mux(cuba, i_new, drive0))
-        v0 = sig("v0", Mux(old.s & ~p.subtract, p.v_reset, old.v))
-        v1 = sat("v1", mulr("v_decay", v0, p.alpha) + p.leak)
-        v1_sub = sat("v1_sub", v1 - p.threshold)
-        v2 = sig("v2", Mux(old.s & p.subtract, v1_sub, v1))
         blocked = sig("blocked", old.c != 0, 1)
-        v2_in = sat("v2_in", v2 + drive)
-        v3 = sig("v3", Mux(blocked, v2, v2_in))
-        b1 = sat("b1", mulr("b_decay", old.b, p.alpha_adapt) + Mux(old.s, p.adapt, 0))
-        fire = sig("fire", (v3 > p.threshold + b1) & ~blocked & spiking, 1)
+        # stage 1
+        drive0 = sat("drive0", (acc << ar.frac_bits) + p.bias, reg)
+        v0 = reg("v0", Mux(old.s & ~p.subtract, p.v_reset, old.v))
+        # stage 2
+        i_decay, v_decay, b_decay = mulr("i_decay", old.i, p.alpha_syn), mulr("v_decay", v0, p.alpha), \
+            mulr("b_decay", old.b, p.alpha_adapt)
+        drive0_2 = reg("drive0_2", drive0)
+        # stage 3
+        i_new = sat("i_new", i_decay + drive0_2, reg)
+        v1 = sat("v1", v_decay + p.leak, reg)
+        b1 = sat("b1", b_decay + Mux(old.s, p.adapt, 0), reg)
+        drive0_3 = reg("drive0_3", drive0_2)
+        # stage 4
+        v2 = reg("v2", Mux(old.s & p.subtract, clamp(sig("v1_sub_wide", v1 - p.threshold, signed(ar.v_bits + 1))), v1))
+        drive = reg("drive", Mux(cuba, i_new, drive0_3))
+        firing = reg("firing_level", p.threshold + b1, signed(ar.v_bits + 1))
+        i_4, b_4 = reg("i_new_4", Mux(cuba, i_new, 0)), reg("b1_4", b1)
+        # stage 5
+        v3 = reg("v3", Mux(blocked, v2, clamp(sig("v2_in_wide", v2 + drive, signed(ar.v_bits + 1)))))
+        firing_5, i_5, b_5 = reg("firing_level_5", firing, signed(ar.v_bits + 1)), reg("i_new_5", i_4), reg("b1_5", b_4)
+        # stage 6
+        fire = reg("fire", (v3 > firing_5) & ~blocked & spiking, 1)
+        v3_6, i_6, b_6 = reg("v3_6", v3), reg("i_new_6", i_5), reg("b1_6", b_5)
         c = sig("c_next", Mux(fire, p.refractory, Mux(blocked, old.c - 1, old.c)), ar.refractory_bits)
-        return {"v": v3, "i": Mux(cuba, i_new, 0), "b": b1, "c": c, "s": fire, "spiking": spiking}
+        return {"v": v3_6, "i": i_6, "b": b_6, "c": c, "s": fire, "spiking": spiking}
 
     def elaborate(self, platform):
         m = Module()
@@ -267,16 +292,18 @@ class DigitalTile(wiring.Component):
         slot = Signal(g.slot_bits)
         step = Signal(STEP_BITS)
         clear_addr = Signal(range(S * R + 1))
+        stage = Signal(range(UPDATE_STAGES))
         m.d.comb += [pend_wr.en.eq(0), acc_wr.en.eq(0), st_wr.en.eq(0)]
 
         # -- which rows of each slot hold an event: integrate visits only those ---------------
         active = [Signal(R, name=f"active{s}") for s in range(S)]
         current = Signal(R)  # the rows of the slot being integrated
         m.d.comb += current.eq(Array(active)[slot])
-        first = Signal(range(R))  # lowest active row of that slot
-        for r in reversed(range(R)):
-            with m.If(current[r]):
-                m.d.comb += first.eq(r)
+        first = Signal(range(R))  # lowest active row of that slot: isolate the lowest set bit
+        lowest = Signal(R)  # (one carry chain), then encode it (an OR per address bit)
+        m.d.comb += lowest.eq(current & (-current)[:R])
+        for b in range(len(first)):
+            m.d.comb += first[b].eq(Cat(*(lowest[r] for r in range(R) if r >> b & 1)).any())
 
         # Row events for later steps are written whenever the pending memory is not in use
         # (everywhere except integrate and clear), so the router can deliver the spikes of an
@@ -386,7 +413,13 @@ class DigitalTile(wiring.Component):
             # -- update neurons ------------------------------------------------------------------
             with m.State("UPDATE_READ"):
                 m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
-                m.next = "UPDATE_WRITE"
+                m.d.sync += stage.eq(0)
+                m.next = "UPDATE_PIPE"
+            with m.State("UPDATE_PIPE"):  # the read data holds while the neuron pipeline fills
+                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+                m.d.sync += stage.eq(stage + 1)
+                with m.If(stage == UPDATE_STAGES - 1):
+                    m.next = "UPDATE_WRITE"
             with m.State("UPDATE_WRITE"):
                 m.d.comb += self.busy.eq(1)
                 alive = (p.kind == COL_NEURON) & (step >= p.start)

@@ -125,3 +125,13 @@ def test_tile_arguments_are_checked():
         DigitalTile(image, 0, lanes=3)
     with pytest.raises(ValueError, match="tile must be in"):
         DigitalTile(image, image.n_tiles)
+
+
+def test_step_cycles_formula_is_exact_for_an_idle_step():
+    from hdl.chip import step_cycles
+
+    image = compiled(2, 64, 64)
+    assert not (image.arrays["col_kind"] == 2).any()
+    x = np.zeros((3, 1, 12), dtype=np.int64)
+    run = run_chip(image, x)[0]
+    assert run.step_cycles[0] == step_cycles(image, 0)
