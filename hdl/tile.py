@@ -272,18 +272,22 @@ class DigitalTile(wiring.Component):
         m.submodules.acc = acc = memory.Memory(shape=lane_acc, depth=W, init=[])
         m.submodules.params, constants = self._parameters()
         params = m.submodules.params
-        kept = self._state_fields()
-        state_init = [{"v": int(image.arrays["param/v_init"][t, c])} for c in range(C)]
-        m.submodules.state = state = memory.Memory(shape=state_layout(g, kept), depth=C, init=state_init)
+        # A tile of partial-sum columns only has no neurons: no state, no neuron datapath.
+        neurons = bool((image.arrays["col_kind"][t] == COL_NEURON).any())
+        if neurons:
+            kept = self._state_fields()
+            state_init = [{"v": int(image.arrays["param/v_init"][t, c])} for c in range(C)]
+            m.submodules.state = state = memory.Memory(shape=state_layout(g, kept), depth=C, init=state_init)
 
         pend_rd, pend_wr = pending.read_port(), pending.write_port()
         w_rd = weights.read_port()
         acc_rd, acc_wr = acc.read_port(), acc.write_port(granularity=1)
         psum_rd = acc.read_port()  # partial sums arriving while the tile exports its own
         par_rd = params.read_port()
-        st_rd, st_wr = state.read_port(), state.write_port()
         p = _Fields(par_rd.data, constants)
-        old = _Fields(st_rd.data, {name: Const(0, state_layout(g)[name].shape) for name in "ibc" if name not in kept})
+        if neurons:
+            st_rd, st_wr = state.read_port(), state.write_port()
+            old = _Fields(st_rd.data, {name: Const(0, state_layout(g)[name].shape) for name in "ibc" if name not in kept})
 
         row = Signal(range(R))
         col = Signal(range(C + 1))
@@ -293,7 +297,6 @@ class DigitalTile(wiring.Component):
         step = Signal(STEP_BITS)
         clear_addr = Signal(range(S * R + 1))
         stage = Signal(range(UPDATE_STAGES))
-        m.d.comb += [pend_wr.en.eq(0), acc_wr.en.eq(0), st_wr.en.eq(0)]
 
         # -- which rows of each slot hold an event: integrate visits only those ---------------
         active = [Signal(R, name=f"active{s}") for s in range(S)]
@@ -322,7 +325,8 @@ class DigitalTile(wiring.Component):
         col_word = col // P
         lane_sum = Signal(signed(ACC_BITS))  # the column's sum, from the acc word read for it
         m.d.comb += lane_sum.eq(acc_rd.data[lane])
-        new = self._neuron(m, lane_sum, p, old)
+        if neurons:
+            new = self._neuron(m, lane_sum, p, old)
 
         with m.FSM(name="phase") as fsm:
             with m.State("IDLE"):
@@ -351,8 +355,9 @@ class DigitalTile(wiring.Component):
                 m.d.comb += [self.busy.eq(1), par_rd.addr.eq(col)]
                 m.next = "CLEAR_WRITE"
             with m.State("CLEAR_WRITE"):
-                m.d.comb += [self.busy.eq(1), acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1),
-                             st_wr.addr.eq(col), st_wr.en.eq(1), st_wr.data.v.eq(p.v_init)]
+                m.d.comb += [self.busy.eq(1), acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
+                if neurons:
+                    m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1), st_wr.data.v.eq(p.v_init)]
                 m.d.sync += col.eq(col + 1)
                 with m.If(col == C - 1):
                     m.next = "IDLE"
@@ -411,39 +416,46 @@ class DigitalTile(wiring.Component):
                     m.d.comb += [acc_rd.addr.eq(col_word), par_rd.addr.eq(col)]
 
             # -- update neurons ------------------------------------------------------------------
-            with m.State("UPDATE_READ"):
-                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
-                m.d.sync += stage.eq(0)
-                m.next = "UPDATE_PIPE"
-            with m.State("UPDATE_PIPE"):  # the read data holds while the neuron pipeline fills
-                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
-                m.d.sync += stage.eq(stage + 1)
-                with m.If(stage == UPDATE_STAGES - 1):
-                    m.next = "UPDATE_WRITE"
-            with m.State("UPDATE_WRITE"):
-                m.d.comb += self.busy.eq(1)
-                alive = (p.kind == COL_NEURON) & (step >= p.start)
-                emit_spike = alive & new["s"]  # every spike goes to the router; it handles host copies
-                emit_value = alive & ~new["spiking"] & p.host
-                m.d.comb += [
-                    self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(col), self.spikes.valid.eq(emit_spike),
-                    self.values.payload.tile.eq(t), self.values.payload.col.eq(col),
-                    self.values.payload.value.eq(new["v"]), self.values.valid.eq(emit_value),
-                ]
-                done = (~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)
-                with m.If(done):
-                    with m.If(alive):
-                        m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1)]
-                        m.d.comb += [getattr(st_wr.data, k).eq(new[k]) for k in kept]
-                    with m.If((lane == P - 1) | (col == C - 1)):  # the word's sums are used up: zero it
-                        m.d.comb += [acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
-                    m.d.sync += col.eq(col + 1)
-                    with m.If(col == C - 1):
+            if not neurons:  # update only zeroes the column sums, a word a cycle
+                with m.State("UPDATE_READ"):
+                    m.d.comb += [self.busy.eq(1), acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
+                    m.d.sync += col.eq(col + P)
+                    with m.If(col + P >= C):
                         m.next = "IDLE"
-                    with m.Else():
-                        m.next = "UPDATE_READ"
-                with m.Else():  # hold the read addresses while the outputs are stalled
-                    m.d.comb += [acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+            else:
+                with m.State("UPDATE_READ"):
+                    m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+                    m.d.sync += stage.eq(0)
+                    m.next = "UPDATE_PIPE"
+                with m.State("UPDATE_PIPE"):  # the read data holds while the neuron pipeline fills
+                    m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+                    m.d.sync += stage.eq(stage + 1)
+                    with m.If(stage == UPDATE_STAGES - 1):
+                        m.next = "UPDATE_WRITE"
+                with m.State("UPDATE_WRITE"):
+                    m.d.comb += self.busy.eq(1)
+                    alive = (p.kind == COL_NEURON) & (step >= p.start)
+                    emit_spike = alive & new["s"]  # every spike goes to the router; it handles host copies
+                    emit_value = alive & ~new["spiking"] & p.host
+                    m.d.comb += [
+                        self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(col), self.spikes.valid.eq(emit_spike),
+                        self.values.payload.tile.eq(t), self.values.payload.col.eq(col),
+                        self.values.payload.value.eq(new["v"]), self.values.valid.eq(emit_value),
+                    ]
+                    done = (~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)
+                    with m.If(done):
+                        with m.If(alive):
+                            m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1)]
+                            m.d.comb += [getattr(st_wr.data, k).eq(new[k]) for k in kept]
+                        with m.If((lane == P - 1) | (col == C - 1)):  # the word's sums are used up: zero it
+                            m.d.comb += [acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
+                        m.d.sync += col.eq(col + 1)
+                        with m.If(col == C - 1):
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "UPDATE_READ"
+                    with m.Else():  # hold the read addresses while the outputs are stalled
+                        m.d.comb += [acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
         # -- incoming partial sums: accepted while idle or exporting (acc_wr is free then), one
         # every two cycles: take it and read its word, then add it to its lane.
         psum_open = fsm.ongoing("IDLE") | fsm.ongoing("EXPORT_READ") | fsm.ongoing("EXPORT_SEND")
