@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data
 
@@ -31,12 +33,19 @@ class Geometry:
     delay_slots: int
     n_inputs: int
     arithmetic: Arithmetic = Arithmetic()
+    acc_bits: int = 32
+    """Width of a column sum (signed): enough for every row of a neuron's tiles at full scale."""
 
     @classmethod
     def of(cls, image: HardwareImage) -> "Geometry":
+        ar = image.arithmetic if image.target == "digital" else Arithmetic()
+        # |sum| <= (tiles merged into one neuron) * R * max|payload| * (L - 1)
+        merge = image.arrays["merge_to"][image.arrays["col_kind"] == 2]
+        group = 1 + (int(np.bincount(merge).max()) if merge.size else 0)
+        bound = group * image.rows * (1 << (ar.input_bits - 1)) * (image.levels - 1)
         return cls(tiles=image.n_tiles, rows=image.rows, cols=image.cols, delay_slots=image.delay_slots,
-                   n_inputs=sum(int(i["size"]) for i in image.meta["inputs"]),
-                   arithmetic=image.arithmetic if image.target == "digital" else Arithmetic())
+                   n_inputs=sum(int(i["size"]) for i in image.meta["inputs"]), arithmetic=ar,
+                   acc_bits=bound.bit_length() + 1)
 
     @property
     def tile_bits(self) -> int:

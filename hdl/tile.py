@@ -10,7 +10,8 @@ Storage (``lib.memory.Memory``, initialised from the image) and registers:
   an ``R``-bit register of the rows that hold one (``active``), so integrate visits only those;
 - ``weights``: ``R x C/lanes`` words of ``lanes`` signed levels ``l+ - l-``
   (:func:`weight_bits` wide each);
-- ``acc``: ``C/lanes`` words of ``lanes`` 32-bit column sums of the current step;
+- ``acc``: ``C/lanes`` words of ``lanes`` column sums of the current step (``Geometry.acc_bits``
+  wide: enough for every row of the neuron's tiles at full payload and weight);
 - ``params``: per column, the hardware parameters and the column's kind, model, reset, host
   flag and merge target (``column_layout``);
 - ``state``: per column ``v, i, b`` (``v_bits`` each), refractory counter ``c`` and last spike.
@@ -56,7 +57,7 @@ from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES, HardwareImage
 
 from .events import Geometry, bits_for, spike_layout, value_layout
 
-ACC_BITS = 32  # column sums: R * 127 * 255 over up to 16 merged tiles fits with room to spare
+PARAM_SETS = 8  # up to this many neuron parameter combinations per tile come from a table in logic
 STEP_BITS = 8  # chip step as the tile sees it (saturating): enough for any latency up to 255
 UPDATE_STAGES = 6  # pipeline registers in the neuron update (a column takes UPDATE_STAGES + 2 cycles)
 LANES = 8  # columns a tile's crossbar accumulates per cycle (a generator parameter: area vs speed)
@@ -74,7 +75,7 @@ def pending_layout(g: Geometry) -> data.StructLayout:
 
 def psum_layout(g: Geometry) -> data.StructLayout:
     """A partial sum on its way to its neuron column."""
-    return data.StructLayout({"tile": g.tile_bits, "col": g.col_bits, "value": signed(ACC_BITS)})
+    return data.StructLayout({"tile": g.tile_bits, "col": g.col_bits, "value": signed(g.acc_bits)})
 
 
 def column_layout(g: Geometry) -> data.StructLayout:
@@ -165,20 +166,39 @@ class DigitalTile(wiring.Component):
                 out[c][name] = int(column[c]) if used[name][c] else filler
         return out
 
-    def _parameters(self) -> tuple[memory.Memory, dict]:
-        """The ``params`` memory of the fields that differ between columns, and the constants.
+    def _parameters(self, m: Module) -> tuple[memory.Memory, memory.ReadPort, dict]:
+        """The ``params`` memory, and the fields that do not come straight from it.
 
-        A field equal in every column that uses it is a constant, not a memory bit: a tile of
-        one population stores only kinds and merge targets.
+        A field equal in every column that uses it is a constant, not a memory bit. The neuron
+        fields that differ are stored per column when there are many distinct combinations
+        (one threshold per neuron); when the tile's neurons have at most :data:`PARAM_SETS`
+        combinations (a few populations), the memory holds the combination's index and the
+        values come from a small table in logic.
         """
         g = self.geometry
         layout = column_layout(g)
         columns = self._columns()
         constants = {name: columns[0][name] for name, _ in layout if len({col[name] for col in columns}) == 1}
-        stored = data.StructLayout({name: f.shape for name, f in layout if name not in constants} or {"unused": 1})
-        init = [{name: col[name] for name, _ in stored if name != "unused"} for col in columns]
-        params = memory.Memory(shape=stored, depth=g.cols, init=init)
-        return params, {name: Const(value, layout[name].shape) for name, value in constants.items()}
+        fields = {name: Const(value, layout[name].shape) for name, value in constants.items()}
+        varying = [name for name, _ in layout if name not in constants]
+        shared = [name for name in varying if name in self.NEURON_FIELDS]
+        sets = sorted({tuple(col[name] for name in shared) for col in columns})
+        stored = {name: layout[name].shape for name in varying}
+        if shared and len(sets) <= PARAM_SETS:
+            for name in shared:
+                del stored[name]
+            stored["set"] = bits_for(len(sets))
+            for col in columns:
+                col["set"] = sets.index(tuple(col[name] for name in shared))
+        shape = data.StructLayout(stored or {"unused": 1})
+        init = [{name: col[name] for name in stored} for col in columns]
+        params = memory.Memory(shape=shape, depth=g.cols, init=init)
+        par_rd = params.read_port()
+        if "set" in stored:  # one signal per shared field, a mux over the table's rows
+            for k, name in enumerate(shared):
+                fields[name] = Signal(layout[name].shape, name=f"param_{name}")
+                m.d.comb += fields[name].eq(Array(Const(row[k], layout[name].shape) for row in sets)[par_rd.data.set])
+        return params, par_rd, fields
 
     def _state_fields(self) -> tuple[str, ...]:
         """State fields the tile's neurons can change: ``i`` with CubaLIF, ``b`` with adaptation, ``c`` with refractory."""
@@ -264,14 +284,13 @@ class DigitalTile(wiring.Component):
         w = np.zeros((R, W * P), dtype=np.int64)
         w[:, :C] = image.weights()[t]
         lane_w = data.ArrayLayout(signed(weight_bits(image.levels)), P)
-        lane_acc = data.ArrayLayout(signed(ACC_BITS), P)
+        lane_acc = data.ArrayLayout(signed(g.acc_bits), P)
 
         m.submodules.pending = pending = memory.Memory(shape=signed(ar.input_bits), depth=S * R, init=[])
         m.submodules.weights = weights = memory.Memory(shape=lane_w, depth=R * W,
                                                        init=[list(word) for word in w.reshape(R * W, P).tolist()])
         m.submodules.acc = acc = memory.Memory(shape=lane_acc, depth=W, init=[])
-        m.submodules.params, constants = self._parameters()
-        params = m.submodules.params
+        m.submodules.params, par_rd, constants = self._parameters(m)
         # A tile of partial-sum columns only has no neurons: no state, no neuron datapath.
         neurons = bool((image.arrays["col_kind"][t] == COL_NEURON).any())
         if neurons:
@@ -283,7 +302,6 @@ class DigitalTile(wiring.Component):
         w_rd = weights.read_port()
         acc_rd, acc_wr = acc.read_port(), acc.write_port(granularity=1)
         psum_rd = acc.read_port()  # partial sums arriving while the tile exports its own
-        par_rd = params.read_port()
         p = _Fields(par_rd.data, constants)
         if neurons:
             st_rd, st_wr = state.read_port(), state.write_port()
@@ -323,7 +341,7 @@ class DigitalTile(wiring.Component):
 
         lane = col[:(P - 1).bit_length()] if P > 1 else Const(0)  # the column's lane in its word
         col_word = col // P
-        lane_sum = Signal(signed(ACC_BITS))  # the column's sum, from the acc word read for it
+        lane_sum = Signal(signed(g.acc_bits))  # the column's sum, from the acc word read for it
         m.d.comb += lane_sum.eq(acc_rd.data[lane])
         if neurons:
             new = self._neuron(m, lane_sum, p, old)
