@@ -7,6 +7,7 @@ Run from the repository root with the project's environment::
     .venv/bin/python bench/hdl.py --tiles 1 4 --no-fpga # without place and route
     .venv/bin/python bench/hdl.py --blocks              # also each block synthesised alone
     .venv/bin/python bench/hdl.py --tiles 1 --board hx8k  # the iCE40 HX8K instead of the UP5K
+    .venv/bin/python bench/hdl.py --lanes 8               # tiles with 8 MAC lanes (default 1)
 
 The networks
 ------------
@@ -137,29 +138,29 @@ def router_throughput(image, cycles: int, seed: int) -> dict:
             "router_entries": int(image.arrays["route_ptr"][-1]), "router_fanout_mean": float(counts[pool].mean())}
 
 
-def step_latency(image, steps: int, input_p: float, seed: int) -> dict:
-    from hdl.chip import step_cycles
+def step_latency(image, steps: int, input_p: float, seed: int, lanes: int) -> dict:
+    from hdl.chip import Chip, step_cycles
     from hdl.simulate import run_chip
 
     x = (np.random.default_rng(seed + 1).random((steps, 1, HALF)) < input_p).astype(np.float64)
     t0 = time.perf_counter()
-    run = run_chip(image, x)[0]
+    run = run_chip(image, x, chip=Chip(image, lanes=lanes))[0]
     sim_s = time.perf_counter() - t0
     cyc = np.asarray(run.step_cycles)
     return {"step_cycles": cyc.tolist(), "step_min": int(cyc.min()), "step_mean": float(cyc.mean()),
-            "step_max": int(cyc.max()), "formula_idle": step_cycles(image, 0),
-            "formula_full": step_cycles(image, image.rows), "chip_sim_s": sim_s,
+            "step_max": int(cyc.max()), "formula_idle": step_cycles(image, 0, lanes=lanes),
+            "formula_full": step_cycles(image, image.rows, lanes=lanes), "chip_sim_s": sim_s,
             "chip_spikes": int(run.spikes.sum())}
 
 
-def fpga(image, out: Path, board: str) -> dict:
+def fpga(image, out: Path, board: str, lanes: int) -> dict:
     from compiler.errors import SmallError
     from hdl.board import BoardTop
     from hdl.export import DesignTooLargeError, build_bitstream
 
     t0 = time.perf_counter()
     try:
-        r = build_bitstream(BoardTop(image), out, board=board)
+        r = build_bitstream(BoardTop(image, lanes=lanes), out, board=board)
     except DesignTooLargeError as exc:
         return {"fits": False, "overflow": str(exc), "fpga_s": time.perf_counter() - t0,
                 "overflow_cells": exc.overflow, "dsp_overflow": exc.dsp_overflow}
@@ -196,7 +197,7 @@ def run_one(tiles: int, args, work: Path) -> dict:
     t0 = time.perf_counter()
     image = compile_chain(tiles, args.seed)
     out = {"tiles": tiles, "compile_s": time.perf_counter() - t0}
-    s = write_hdl(Chip(image), None, work / f"hdl{tiles}")
+    s = write_hdl(Chip(image, lanes=args.lanes), None, work / f"hdl{tiles}")
     out.update({"rtlil_s": s["rtlil_seconds"], "verilog_s": s["verilog_seconds"],
                 "verilog_kb": s["files"]["small_chip.v"]["bytes"] / 1000,
                 "rtlil_kb": s["files"]["small_chip.il"]["bytes"] / 1000, "memory_kbit": s["memory_bits"] / 1000})
@@ -204,10 +205,10 @@ def run_one(tiles: int, args, work: Path) -> dict:
     out.update(router_throughput(image, args.router_cycles, args.seed))
     print(f"  {tiles} tiles: router {out['router_rows_per_cycle']:.3f} row events per cycle", flush=True)
     if args.steps:
-        out.update(step_latency(image, args.steps, args.input_p, args.seed))
+        out.update(step_latency(image, args.steps, args.input_p, args.seed, args.lanes))
         print(f"  {tiles} tiles: step cycles {out['step_cycles']} ({out['chip_sim_s']:.0f} s simulated)", flush=True)
     if not args.no_fpga and tiles in args.fpga_tiles:
-        out.update(fpga(image, work / f"fpga{tiles}", args.board))
+        out.update(fpga(image, work / f"fpga{tiles}", args.board, args.lanes))
         print(f"  {tiles} tiles: {args.board} {'fits' if out.get('fits') else out.get('overflow', out.get('error'))} "
               f"({out['fpga_s']:.0f} s)", flush=True)
     if args.blocks and tiles == min(args.tiles):
@@ -267,6 +268,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="network steps simulated for the step latency (0: skip)")
     ap.add_argument("--input-p", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lanes", type=int, default=1, help="tile MAC lanes (1: the smallest tiles, for the UP5K)")
     ap.add_argument("--json", help="also write all results to this file")
     ap.add_argument("--keep", help="keep the generated files in this folder (default: a temporary one)")
     args = ap.parse_args()
