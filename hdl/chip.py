@@ -28,7 +28,8 @@ step's spikes):
 
 1. input events go through the input map into the tiles' pending rows (one per cycle);
 2. **integrate**, all tiles in parallel: ``(C / lanes + 4) A + 1`` cycles (``DigitalTile``);
-3. **export**, all tiles with partial-sum columns at once: ``2 C + 2`` cycles, plus stalls
+3. **export**, all tiles with partial-sum columns at once: ``2 C + 2`` cycles plus one per
+   partial-sum column of the tile with the most, plus stalls
    when several send to one tile (it adds one partial sum every 2 cycles);
 4. **update**, all tiles in parallel: ``8 C`` cycles (a 6-stage neuron pipeline per column) plus
    stalls; spikes go through the router
@@ -62,7 +63,8 @@ def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, r
     """
     C = image.cols
     words = -(-C // min(lanes, 1 << (C - 1).bit_length()))
-    export = 2 * C + 2 if (image.arrays["col_kind"] == COL_PARTIAL).any() else 0
+    partial = (image.arrays["col_kind"] == COL_PARTIAL).sum(axis=1).max(initial=0)
+    export = 2 * C + int(partial) + 2 if partial else 0
     sequencer = 6  # strobes, the state changes between phases, the scan that finds no active row
     return (words + 4) * active_rows + export + (UPDATE_STAGES + 2) * C + row_events + sequencer
 

@@ -28,7 +28,7 @@ The chip's sequencer drives the tile with one-cycle strobes while ``busy`` is lo
     row's words): ``(C / lanes + 4)`` cycles per active row, plus one.
 ``export``
     sends every partial-sum column's ``acc`` on ``psum_out`` to its neuron column (tile, col):
-    ``2 C`` cycles plus back-pressure. ``psum_in`` takes an incoming partial sum whenever the
+    2 cycles per column, 3 per partial-sum column, plus back-pressure. ``psum_in`` takes an incoming partial sum whenever the
     tile is idle or exporting and adds it to its column's ``acc`` lane: one every 2 cycles,
     so all tiles can export at once.
 ``update`` (with ``step``, the chip step, saturating)
@@ -49,7 +49,7 @@ The chip's sequencer drives the tile with one-cycle strobes while ``busy`` is lo
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -190,6 +190,13 @@ class DigitalTile(wiring.Component):
             stored["set"] = bits_for(len(sets))
             for col in columns:
                 col["set"] = sets.index(tuple(col[name] for name in shared))
+        for name in stored:  # each stored field only as wide as its values need
+            if name != "set":
+                values = [col[name] for col in columns]
+                if Shape.cast(stored[name]).signed:
+                    stored[name] = signed(1 + max((v if v >= 0 else ~v).bit_length() for v in values))
+                else:
+                    stored[name] = unsigned(max(1, max(values).bit_length()))
         shape = data.StructLayout(stored or {"unused": 1})
         init = [{name: col[name] for name in stored} for col in columns]
         params = memory.Memory(shape=shape, depth=g.cols, init=init)
@@ -301,7 +308,6 @@ class DigitalTile(wiring.Component):
         pend_rd, pend_wr = pending.read_port(), pending.write_port()
         w_rd = weights.read_port()
         acc_rd, acc_wr = acc.read_port(), acc.write_port(granularity=1)
-        psum_rd = acc.read_port()  # partial sums arriving while the tile exports its own
         p = _Fields(par_rd.data, constants)
         if neurons:
             st_rd, st_wr = state.read_port(), state.write_port()
@@ -315,6 +321,11 @@ class DigitalTile(wiring.Component):
         step = Signal(STEP_BITS)
         clear_addr = Signal(range(S * R + 1))
         stage = Signal(range(UPDATE_STAGES))
+        out = Signal(psum_layout(g))  # the partial sum being exported
+        psum = Signal(psum_layout(g))  # the partial sum being added
+        psum_loaded = Signal()
+        psum_taken = Signal()
+        m.d.comb += psum_taken.eq(self.psum_in.valid & self.psum_in.ready)
 
         # -- which rows of each slot hold an event: integrate visits only those ---------------
         active = [Signal(R, name=f"active{s}") for s in range(S)]
@@ -415,23 +426,29 @@ class DigitalTile(wiring.Component):
                     m.next = "ROW_PICK"
 
             # -- export partial sums -------------------------------------------------------------
+            # The export value is latched, so acc's one read port is free for incoming partial
+            # sums in every export state but the read (where an incoming one goes first).
             with m.State("EXPORT_READ"):
                 m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col)]
-                m.next = "EXPORT_SEND"
-            with m.State("EXPORT_SEND"):
+                with m.If(~psum_taken):
+                    m.next = "EXPORT_LATCH"
+            with m.State("EXPORT_LATCH"):
                 m.d.comb += self.busy.eq(1)
-                is_partial = p.kind == COL_PARTIAL
-                m.d.comb += [self.psum_out.payload.tile.eq(p.merge_tile),
-                             self.psum_out.payload.col.eq(p.merge_col),
-                             self.psum_out.payload.value.eq(lane_sum),
-                             self.psum_out.valid.eq(is_partial)]
-                with m.If(~is_partial | self.psum_out.ready):
+                m.d.sync += [out.tile.eq(p.merge_tile), out.col.eq(p.merge_col), out.value.eq(lane_sum)]
+                with m.If(p.kind == COL_PARTIAL):
+                    m.next = "EXPORT_SEND"
+                with m.Else():
                     m.d.sync += col.eq(col + 1)
                     m.next = "EXPORT_READ"
                     with m.If(col == C - 1):
                         m.next = "IDLE"
-                with m.Else():  # hold the read addresses while waiting, so their data stays valid
-                    m.d.comb += [acc_rd.addr.eq(col_word), par_rd.addr.eq(col)]
+            with m.State("EXPORT_SEND"):
+                m.d.comb += [self.busy.eq(1), self.psum_out.payload.eq(out), self.psum_out.valid.eq(1)]
+                with m.If(self.psum_out.ready):
+                    m.d.sync += col.eq(col + 1)
+                    m.next = "EXPORT_READ"
+                    with m.If(col == C - 1):
+                        m.next = "IDLE"
 
             # -- update neurons ------------------------------------------------------------------
             if not neurons:  # update only zeroes the column sums, a word a cycle
@@ -475,19 +492,18 @@ class DigitalTile(wiring.Component):
                     with m.Else():  # hold the read addresses while the outputs are stalled
                         m.d.comb += [acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
         # -- incoming partial sums: accepted while idle or exporting (acc_wr is free then), one
-        # every two cycles: take it and read its word, then add it to its lane.
-        psum_open = fsm.ongoing("IDLE") | fsm.ongoing("EXPORT_READ") | fsm.ongoing("EXPORT_SEND")
-        psum = Signal(psum_layout(g))
-        psum_loaded = Signal()
+        # every two cycles: take it and read its word (acc's read port), then add it to its lane.
+        psum_open = fsm.ongoing("IDLE") | fsm.ongoing("EXPORT_READ") | fsm.ongoing("EXPORT_LATCH") \
+            | fsm.ongoing("EXPORT_SEND")
         m.d.comb += self.psum_in.ready.eq(psum_open & ~psum_loaded)
-        with m.If(self.psum_in.valid & self.psum_in.ready):
-            m.d.comb += psum_rd.addr.eq(self.psum_in.payload.col // P)
+        with m.If(psum_taken):
+            m.d.comb += acc_rd.addr.eq(self.psum_in.payload.col // P)  # after the FSM's: it wins
             m.d.sync += [psum.eq(self.psum_in.payload), psum_loaded.eq(1)]
         with m.If(psum_loaded):
             m.d.sync += psum_loaded.eq(0)
             m.d.comb += acc_wr.addr.eq(psum.col // P)
             for j in range(P):
-                m.d.comb += [acc_wr.data[j].eq(psum_rd.data[j] + psum.value), acc_wr.en[j].eq(psum.col % P == j)]
+                m.d.comb += [acc_wr.data[j].eq(acc_rd.data[j] + psum.value), acc_wr.en[j].eq(psum.col % P == j)]
             m.d.comb += self.busy.eq(1)
         m.d.comb += rows_open.eq(~fsm.ongoing("CLEAR_ROWS") & ~fsm.ongoing("ROW_PICK") & ~fsm.ongoing("ROW_LOAD")
                                  & ~fsm.ongoing("MAC"))
