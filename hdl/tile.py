@@ -5,9 +5,9 @@ It implements ``docs/architecture.md`` ("One timestep", "Integer neuron arithmet
 
 Storage (``lib.memory.Memory``, initialised from the image) and registers:
 
-- ``pending``: ``slots x R`` signed payloads, the row events waiting for their step
-  (``slot = due step mod slots``, written by ``rows``, cleared when integrated), and per slot
-  an ``R``-bit register of the rows that hold one (``active``), so integrate visits only those;
+- ``pending``: per slot (``slot = due step mod slots``) a list of up to ``R`` row events
+  ``(row, payload)`` waiting for their step, appended by ``rows``, and a count per slot;
+  integrate reads the slot's list, so it visits only the active rows;
 - ``weights``: ``R x C/lanes`` words of ``lanes`` signed levels ``l+ - l-``
   (:func:`weight_bits` wide each);
 - ``acc``: ``C/lanes`` words of ``lanes`` column sums of the current step (``Geometry.acc_bits``
@@ -23,7 +23,7 @@ crossbar accumulates that many columns per cycle, with that many multipliers of
 The chip's sequencer drives the tile with one-cycle strobes while ``busy`` is low:
 
 ``integrate`` (with ``slot``)
-    for each active row of the slot, lowest first: load its payload ``p``, clear it, then
+    for each row event of the slot, in arrival order: load its row and payload ``p``, then
     ``acc[c] += p * w[r][c]`` for ``lanes`` columns a cycle (a two-stage pipeline over the
     row's words): ``(C / lanes + 4)`` cycles per active row, plus one.
 ``export``
@@ -38,18 +38,18 @@ The chip's sequencer drives the tile with one-cycle strobes while ``busy`` is lo
     ``acc`` word is zeroed once its last lane is used. A column whose ``start`` exceeds
     ``step`` keeps its state. ``(UPDATE_STAGES + 2) C`` cycles plus back-pressure.
 ``clear``
-    restarts the tile from the image's initial state: zeroes every pending row and column sum
-    and sets each column's state to ``v = v_init``, ``i = b = c = s = 0``: ``S R + 2 C`` cycles.
+    restarts the tile from the image's initial state: empties every slot, zeroes the column
+    sums and sets each column's state to ``v = v_init``, ``i = b = c = s = 0``: ``2 C`` cycles.
     (The domain reset restarts only the control logic; memories keep their contents.)
 
-``rows`` accepts events whenever the tile is neither integrating nor clearing, during
-``update`` too, so spikes routed in an update are delivered while the tiles update.
+``rows`` accepts events whenever the tile is not integrating, during ``update`` too, so the
+spikes routed in an update are delivered while the tiles update.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -293,7 +293,8 @@ class DigitalTile(wiring.Component):
         lane_w = data.ArrayLayout(signed(weight_bits(image.levels)), P)
         lane_acc = data.ArrayLayout(signed(g.acc_bits), P)
 
-        m.submodules.pending = pending = memory.Memory(shape=signed(ar.input_bits), depth=S * R, init=[])
+        entry = data.StructLayout({"row": g.row_bits, "payload": signed(ar.input_bits)})
+        m.submodules.pending = pending = memory.Memory(shape=entry, depth=S * R, init=[])
         m.submodules.weights = weights = memory.Memory(shape=lane_w, depth=R * W,
                                                        init=[list(word) for word in w.reshape(R * W, P).tolist()])
         m.submodules.acc = acc = memory.Memory(shape=lane_acc, depth=W, init=[])
@@ -319,7 +320,6 @@ class DigitalTile(wiring.Component):
         payload = Signal(signed(ar.input_bits))
         slot = Signal(g.slot_bits)
         step = Signal(STEP_BITS)
-        clear_addr = Signal(range(S * R + 1))
         stage = Signal(range(UPDATE_STAGES))
         out = Signal(psum_layout(g))  # the partial sum being exported
         psum = Signal(psum_layout(g))  # the partial sum being added
@@ -328,27 +328,26 @@ class DigitalTile(wiring.Component):
         m.d.comb += psum_taken.eq(self.psum_in.valid & self.psum_in.ready)
 
         # -- which rows of each slot hold an event: integrate visits only those ---------------
-        active = [Signal(R, name=f"active{s}") for s in range(S)]
-        current = Signal(R)  # the rows of the slot being integrated
-        m.d.comb += current.eq(Array(active)[slot])
-        first = Signal(range(R))  # lowest active row of that slot: isolate the lowest set bit
-        lowest = Signal(R)  # (one carry chain), then encode it (an OR per address bit)
-        m.d.comb += lowest.eq(current & (-current)[:R])
-        for b in range(len(first)):
-            m.d.comb += first[b].eq(Cat(*(lowest[r] for r in range(R) if r >> b & 1)).any())
+        # Each slot is a list of the row events due in it: entry k of slot s at s * R + k, and
+        # how many it holds; integrate reads the slot's list, so it visits only active rows.
+        count = [Signal(range(R + 1), name=f"events{s_}") for s_ in range(S)]
+        pick = Signal(range(R + 1))  # the next entry integrate reads
 
         # Row events for later steps are written whenever the pending memory is not in use
-        # (everywhere except integrate and clear), so the router can deliver the spikes of an
-        # update while the tiles are still updating.
+        # (everywhere except integrate), so the router can deliver the spikes of an update while
+        # the tiles are still updating. A slot holds at most R events (each row is fed once a
+        # step); a host that sends one input twice in a step adds it twice.
         rows_open = Signal()
         ev = self.rows.payload
         with m.If(rows_open):
-            m.d.comb += [self.rows.ready.eq(1), pend_wr.addr.eq(ev.slot * R + ev.row), pend_wr.data.eq(ev.payload),
-                         pend_wr.en.eq(self.rows.valid)]
-            with m.If(self.rows.valid):
-                for s_ in range(S):
-                    with m.If(ev.slot == s_):
-                        m.d.sync += active[s_].bit_select(ev.row, 1).eq(1)
+            m.d.comb += self.rows.ready.eq(1)
+            for s_ in range(S):
+                with m.If(self.rows.valid & (ev.slot == s_) & (count[s_] < R)):
+                    m.d.comb += [pend_wr.addr.eq(s_ * R + count[s_]), pend_wr.en.eq(1),
+                                 pend_wr.data.row.eq(ev.row), pend_wr.data.payload.eq(ev.payload)]
+                    m.d.sync += count[s_].eq(count[s_] + 1)
+        current = Signal(range(R + 1))  # events in the slot being integrated
+        m.d.comb += current.eq(Array(count)[slot])
 
         lane = col[:(P - 1).bit_length()] if P > 1 else Const(0)  # the column's lane in its word
         col_word = col // P
@@ -361,10 +360,10 @@ class DigitalTile(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.busy.eq(self.integrate | self.export | self.update | self.clear)
                 with m.If(self.clear):
-                    m.d.sync += clear_addr.eq(0)
-                    m.next = "CLEAR_ROWS"
+                    m.d.sync += [col.eq(0)] + [c.eq(0) for c in count]
+                    m.next = "CLEAR_READ"
                 with m.Elif(self.integrate):
-                    m.d.sync += slot.eq(self.slot)
+                    m.d.sync += [slot.eq(self.slot), pick.eq(0)]
                     m.next = "ROW_PICK"
                 with m.Elif(self.export):
                     m.d.sync += col.eq(0)
@@ -374,12 +373,6 @@ class DigitalTile(wiring.Component):
                     m.next = "UPDATE_READ"
 
             # -- clear: back to the image's initial state (pending rows, sums, neuron state) ------
-            with m.State("CLEAR_ROWS"):
-                m.d.comb += [self.busy.eq(1), pend_wr.addr.eq(clear_addr), pend_wr.data.eq(0), pend_wr.en.eq(1)]
-                m.d.sync += clear_addr.eq(clear_addr + 1)
-                with m.If(clear_addr == S * R - 1):
-                    m.d.sync += [col.eq(0)] + [a.eq(0) for a in active]
-                    m.next = "CLEAR_READ"
             with m.State("CLEAR_READ"):
                 m.d.comb += [self.busy.eq(1), par_rd.addr.eq(col)]
                 m.next = "CLEAR_WRITE"
@@ -396,18 +389,18 @@ class DigitalTile(wiring.Component):
             # -- integrate: for each active row of the slot, acc += payload * w, P lanes a cycle --
             with m.State("ROW_PICK"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(current.any()):
-                    m.d.comb += pend_rd.addr.eq(slot * R + first)
-                    m.d.sync += [row.eq(first), word.eq(0)]
+                with m.If(pick < current):
+                    m.d.comb += pend_rd.addr.eq(slot * R + pick)
+                    m.d.sync += [pick.eq(pick + 1), word.eq(0)]
+                    m.next = "ROW_LOAD"
+                with m.Else():  # the slot's list is used up
                     for s_ in range(S):
                         with m.If(slot == s_):
-                            m.d.sync += active[s_].bit_select(first, 1).eq(0)
-                    m.next = "ROW_LOAD"
-                with m.Else():
+                            m.d.sync += count[s_].eq(0)
                     m.next = "IDLE"
             with m.State("ROW_LOAD"):
-                m.d.comb += [self.busy.eq(1), pend_wr.addr.eq(slot * R + row), pend_wr.data.eq(0), pend_wr.en.eq(1)]
-                m.d.sync += payload.eq(pend_rd.data)
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [row.eq(pend_rd.data.row), payload.eq(pend_rd.data.payload)]
                 m.next = "MAC"
             with m.State("MAC"):
                 # a two-stage pipeline: read word k of the row and of acc; write acc[k] next cycle
@@ -505,6 +498,5 @@ class DigitalTile(wiring.Component):
             for j in range(P):
                 m.d.comb += [acc_wr.data[j].eq(acc_rd.data[j] + psum.value), acc_wr.en[j].eq(psum.col % P == j)]
             m.d.comb += self.busy.eq(1)
-        m.d.comb += rows_open.eq(~fsm.ongoing("CLEAR_ROWS") & ~fsm.ongoing("ROW_PICK") & ~fsm.ongoing("ROW_LOAD")
-                                 & ~fsm.ongoing("MAC"))
+        m.d.comb += rows_open.eq(~fsm.ongoing("ROW_PICK") & ~fsm.ongoing("ROW_LOAD") & ~fsm.ongoing("MAC"))
         return m
