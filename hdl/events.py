@@ -18,6 +18,21 @@ from amaranth.lib import data
 from compiler.image import Arithmetic, HardwareImage
 
 
+def _sum_bound(image: HardwareImage, ar: Arithmetic) -> int:
+    """The largest column sum a neuron can see: sum over its rows (all tiles of its group) of
+    ``|l+ - l-|`` times the row's largest payload (``2^(input_bits-1)`` from a host input, 1 from a
+    neuron)."""
+    a, T, R, C = image.arrays, image.n_tiles, image.rows, image.cols
+    payload = np.ones((T, R), dtype=np.int64)
+    payload[a["input_tile"], a["input_row"]] = 1 << (ar.input_bits - 1)
+    column = np.einsum("trc,tr->tc", np.abs(image.weights().astype(np.int64)), payload).reshape(-1)
+    kind = a["col_kind"].reshape(-1)
+    home = np.where(kind == 2, a["merge_to"].reshape(-1), np.arange(T * C))
+    total = np.zeros(T * C, dtype=np.int64)
+    np.add.at(total, home, column)
+    return int(total.max(initial=0))
+
+
 def bits_for(n: int) -> int:
     """Width of an unsigned index over ``n`` values (at least 1 bit)."""
     return max(1, (max(1, n) - 1).bit_length())
@@ -39,13 +54,9 @@ class Geometry:
     @classmethod
     def of(cls, image: HardwareImage) -> "Geometry":
         ar = image.arithmetic if image.target == "digital" else Arithmetic()
-        # |sum| <= (tiles merged into one neuron) * R * max|payload| * (L - 1)
-        merge = image.arrays["merge_to"][image.arrays["col_kind"] == 2]
-        group = 1 + (int(np.bincount(merge).max()) if merge.size else 0)
-        bound = group * image.rows * (1 << (ar.input_bits - 1)) * (image.levels - 1)
         return cls(tiles=image.n_tiles, rows=image.rows, cols=image.cols, delay_slots=image.delay_slots,
                    n_inputs=sum(int(i["size"]) for i in image.meta["inputs"]), arithmetic=ar,
-                   acc_bits=bound.bit_length() + 1)
+                   acc_bits=_sum_bound(image, ar).bit_length() + 1)
 
     @property
     def tile_bits(self) -> int:

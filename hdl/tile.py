@@ -8,7 +8,8 @@ Storage (``lib.memory.Memory``, initialised from the image) and registers:
 - ``pending``: per slot (``slot = due step mod slots``) a list of up to ``R`` row events
   ``(row, payload)`` waiting for their step, appended by ``rows``, and a count per slot;
   integrate reads the slot's list, so it visits only the active rows;
-- ``weights``: ``R x C/lanes`` words of ``lanes`` signed levels ``l+ - l-``
+- ``weights``: ``R' x C/lanes`` words of ``lanes`` signed levels ``l+ - l-`` (``R'``: up to the
+  last row an event can reach)
   (:func:`weight_bits` wide each);
 - ``acc``: ``C/lanes`` words of ``lanes`` column sums of the current step (``Geometry.acc_bits``
   wide: enough for every row of the neuron's tiles at full payload and weight);
@@ -288,15 +289,19 @@ class DigitalTile(wiring.Component):
         g, image, t = self.geometry, self.image, self.tile
         R, C, S, P, W = g.rows, g.cols, g.slots, self.lanes, self.words
         ar = g.arithmetic
-        w = np.zeros((R, W * P), dtype=np.int64)
-        w[:, :C] = image.weights()[t]
+        # rows that an event can reach: the weights memory holds only those
+        a = image.arrays
+        fed = np.concatenate([a["route_row"][a["route_tile"] == t], a["input_row"][a["input_tile"] == t], [0]])
+        used = int(fed.max()) + 1
+        w = np.zeros((used, W * P), dtype=np.int64)
+        w[:, :C] = image.weights()[t][:used]
         lane_w = data.ArrayLayout(signed(weight_bits(image.levels)), P)
         lane_acc = data.ArrayLayout(signed(g.acc_bits), P)
 
         entry = data.StructLayout({"row": g.row_bits, "payload": signed(ar.input_bits)})
         m.submodules.pending = pending = memory.Memory(shape=entry, depth=S * R, init=[])
-        m.submodules.weights = weights = memory.Memory(shape=lane_w, depth=R * W,
-                                                       init=[list(word) for word in w.reshape(R * W, P).tolist()])
+        m.submodules.weights = weights = memory.Memory(shape=lane_w, depth=used * W,
+                                                       init=[list(word) for word in w.reshape(used * W, P).tolist()])
         m.submodules.acc = acc = memory.Memory(shape=lane_acc, depth=W, init=[])
         m.submodules.params, par_rd, constants = self._parameters(m)
         # A tile of partial-sum columns only has no neurons: no state, no neuron datapath.
