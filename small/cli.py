@@ -375,12 +375,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     image = _load_build(args.build)
     if not (args.bitstream or args.netlist):
         raise SmallError("say what to export: --bitstream BOARD and/or --netlist")
-    chip = _chip(image, args.lanes)
     out = Path(args.build) / "hdl"
     if args.netlist:
         from hdl.export import write_netlist
 
-        info = write_netlist(chip, out)
+        info = write_netlist(_chip(image, args.lanes), out)
         cells = info["cells"]
         print(f"netlist: {sum(cells.values())} cells (" + ", ".join(f"{k} {v}" for k, v in sorted(cells.items()))
               + f") in {info['seconds']:.0f} s; wrote {out}/small_chip_netlist.v, small_chip_netlist.json")
@@ -388,6 +387,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from hdl.board import BoardTop
         from hdl.export import build_bitstream
 
+        _chip(image, args.lanes)._MustUse__silence = True  # the checks only: BoardTop builds its own
         report = build_bitstream(BoardTop(image, lanes=args.lanes), out, board=args.bitstream)
         print(_fpga_summary(report, out))
     return EXIT_OK
@@ -456,14 +456,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("hdl", help="generate the chip's RTL (Verilog and RTLIL) for a compiled digital image")
     p.add_argument("build", help="a `small compile --target digital` build folder; writes BUILD/hdl/")
-    p.add_argument("--lanes", type=int, default=8, help="crossbar columns each tile accumulates per cycle (power of 2)")
+    p.add_argument("--lanes", type=int, default=1,
+                   help="crossbar columns each tile accumulates per cycle (power of 2; default 1, the smallest tiles)")
     p.set_defaults(func=cmd_hdl)
 
     p = sub.add_parser("export", help="synthesise the generated chip: FPGA bitstream and/or gate-level netlist")
     p.add_argument("build", help="a `small compile --target digital` build folder; writes BUILD/hdl/")
-    p.add_argument("--bitstream", choices=["icebreaker", "ulx3s"], help="build a bitstream for this board")
+    p.add_argument("--bitstream", metavar="BOARD", help="build a bitstream for this board: icebreaker (iCE40 UP5K), "
+                   "hx8k (iCE40 HX8K breakout), ulx3s (ECP5, needs the optional yowasp wheels)")
     p.add_argument("--netlist", action="store_true", help="write yosys's iCE40 gate-level netlist (Verilog and JSON)")
-    p.add_argument("--lanes", type=int, default=8, help="crossbar columns each tile accumulates per cycle (power of 2)")
+    p.add_argument("--lanes", type=int, default=1,
+                   help="crossbar columns each tile accumulates per cycle (power of 2; default 1, the smallest tiles)")
     p.set_defaults(func=cmd_export)
     return parser
 

@@ -100,11 +100,14 @@ def example_image(tmp_path, source, *extra):
 
 
 @pytest.mark.slow
-def test_digits_classifier_on_20_test_inputs(tmp_path):
-    image = example_image(tmp_path, "examples/digits/digits.nir")
+@pytest.mark.parametrize("levels,lanes", [pytest.param(16, 8, id="16-levels-8-lanes"),
+                                          pytest.param(8, 1, id="8-levels-1-lane", marks=pytest.mark.long)])
+def test_digits_classifier_on_20_test_inputs(tmp_path, levels, lanes):
+    """CI runs the 8-lane chip (fast to simulate); -m long the 1-lane chip `small export` builds."""
+    image = example_image(tmp_path, "examples/digits/digits.nir", "--levels", str(levels))
     x = np.load("examples/digits/test_set.npz")["x"][:, :20]
     xs, _, _ = DigitalSimulator(image).prepare_inputs(x)
-    assert compare(image, x, run_chip(image, xs)) > 1000
+    assert compare(image, x, run_chip(image, xs, chip=Chip(image, lanes=lanes))) > 1000
 
 
 @pytest.mark.slow
