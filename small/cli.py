@@ -321,18 +321,35 @@ def _load_build(folder: str):
     return load_image(folder)
 
 
+def _check_digital(image) -> None:
+    from compiler.errors import SmallError
+
+    if image.target != "digital":
+        raise SmallError(f"the image targets {image.target!r}: its tiles are analog, so there is no digital twin to "
+                         "generate; compile with --target digital for an all-digital chip")
+
+
 def _chip(image, lanes: int):
     """The generated chip of a build's image, or a one-line reason why there is none."""
     from compiler.errors import SmallError
     from hdl.chip import Chip
 
-    if image.target != "digital":
-        raise SmallError(f"the image targets {image.target!r}: its tiles are analog, so there is no digital twin to "
-                         "generate; compile with --target digital for an all-digital chip")
+    _check_digital(image)
     try:
         return Chip(image, lanes=lanes)
     except ValueError as exc:
         raise SmallError(str(exc)) from None
+
+
+def _lanes(text: str) -> int:
+    """``--lanes``: a power of two."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1 or n & (n - 1):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a power of two (1, 2, 4, 8, ...)")
+    return n
 
 
 def cmd_hdl(args: argparse.Namespace) -> int:
@@ -357,7 +374,7 @@ def cmd_hdl(args: argparse.Namespace) -> int:
         kind = mem["name"].rsplit(".", 1)[-1]
         widest.setdefault(kind, []).append(mem)
     print(f"generated the chip of {args.build!r}: {image.n_tiles} digital tiles of {image.rows}x{image.cols}, "
-          f"{chip.tiles[0].lanes} lanes, router with {int(image.arrays['route_ptr'][-1])} entries, "
+          f"{chip.tiles[0].lanes} lane{'s' if chip.tiles[0].lanes > 1 else ''} a tile, router with {int(image.arrays['route_ptr'][-1])} entries, "
           f"input map with {int(image.arrays['input_ptr'][-1])} ({summary['seconds']:.1f} s)")
     print(f"  memories       {len(mems)}, {summary['memory_bits'] / 8192:.1f} KiB: "
           + ", ".join(f"{k} {len(v)} x {v[0]['depth']}x{v[0]['width']}" for k, v in sorted(widest.items())))
@@ -387,7 +404,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from hdl.board import BoardTop
         from hdl.export import build_bitstream
 
-        _chip(image, args.lanes)._MustUse__silence = True  # the checks only: BoardTop builds its own
+        _check_digital(image)
         report = build_bitstream(BoardTop(image, lanes=args.lanes), out, board=args.bitstream)
         print(_fpga_summary(report, out))
     return EXIT_OK
@@ -456,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("hdl", help="generate the chip's RTL (Verilog and RTLIL) for a compiled digital image")
     p.add_argument("build", help="a `small compile --target digital` build folder; writes BUILD/hdl/")
-    p.add_argument("--lanes", type=int, default=1,
+    p.add_argument("--lanes", type=_lanes, default=1,
                    help="crossbar columns each tile accumulates per cycle (power of 2; default 1, the smallest tiles)")
     p.set_defaults(func=cmd_hdl)
 
@@ -465,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bitstream", metavar="BOARD", help="build a bitstream for this board: icebreaker (iCE40 UP5K), "
                    "hx8k (iCE40 HX8K breakout), ulx3s (ECP5, needs the optional yowasp wheels)")
     p.add_argument("--netlist", action="store_true", help="write yosys's iCE40 gate-level netlist (Verilog and JSON)")
-    p.add_argument("--lanes", type=int, default=1,
+    p.add_argument("--lanes", type=_lanes, default=1,
                    help="crossbar columns each tile accumulates per cycle (power of 2; default 1, the smallest tiles)")
     p.set_defaults(func=cmd_export)
     return parser
