@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 .PHONY: help install apt venv demo test bench clean
 
 help:
-	@echo "make demo   install what is missing, then run SMALL on the bundled examples"
+	@echo "make demo   install what is missing, then run SMALL on the bundled examples (and build the digits chip)"
 	@echo "make test   install what is missing, then run the whole test suite"
 	@echo "make bench  run the benchmarks (figures go to bench/RESULTS.md by hand)"
 	@echo "make clean  remove .venv and build outputs"
@@ -43,6 +43,9 @@ $(VENV)/.installed: pyproject.toml requirements.lock | apt
 demo: install
 	$(VENV)/bin/small flow examples/digits/digits.nir
 	$(VENV)/bin/small flow examples/alif_memory/network.small --scale column
+	$(VENV)/bin/small compile examples/digits/digits.nir --target digital --levels 8 -o build/digits-chip
+	$(VENV)/bin/small hdl build/digits-chip
+	$(VENV)/bin/small export build/digits-chip --bitstream icebreaker
 
 test: install
 	$(PY) -m pytest
@@ -51,6 +54,7 @@ bench: install
 	$(PY) bench/reference_sim.py
 	$(PY) bench/equivalence.py
 	$(PY) bench/compile.py
+	$(PY) bench/hdl.py
 
 clean:
 	rm -rf $(VENV) build sim_build .pytest_cache *.egg-info

@@ -8,6 +8,7 @@ Run from the repository root with the project's environment::
     .venv/bin/python bench/hdl.py --blocks              # also each block synthesised alone
     .venv/bin/python bench/hdl.py --tiles 1 --board hx8k  # the iCE40 HX8K instead of the UP5K
     .venv/bin/python bench/hdl.py --lanes 8               # tiles with 8 MAC lanes (default 1)
+    .venv/bin/python bench/hdl.py --levels 8              # 4-bit weights (default 16 levels: 5-bit)
 
 The networks
 ------------
@@ -91,10 +92,10 @@ def chain_network(tiles: int, seed: int = 0, p: float = 0.25):
                    {"spikes": f"l{tiles - 1}"}).validate()
 
 
-def compile_chain(tiles: int, seed: int):
+def compile_chain(tiles: int, seed: int, levels: int = 16):
     from compiler.mapper import CompileOptions, compile_network
 
-    image = compile_network(chain_network(tiles, seed), CompileOptions(target="digital", rows=N, cols=N, levels=16,
+    image = compile_network(chain_network(tiles, seed), CompileOptions(target="digital", rows=N, cols=N, levels=levels,
                                                                        seed=seed)).image
     if image.n_tiles != tiles:
         raise RuntimeError(f"chain_network({tiles}) compiled onto {image.n_tiles} tiles")
@@ -195,7 +196,7 @@ def run_one(tiles: int, args, work: Path) -> dict:
     from hdl.export import write_hdl
 
     t0 = time.perf_counter()
-    image = compile_chain(tiles, args.seed)
+    image = compile_chain(tiles, args.seed, args.levels)
     out = {"tiles": tiles, "compile_s": time.perf_counter() - t0}
     s = write_hdl(Chip(image, lanes=args.lanes), None, work / f"hdl{tiles}")
     out.update({"rtlil_s": s["rtlil_seconds"], "verilog_s": s["verilog_seconds"],
@@ -268,6 +269,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="network steps simulated for the step latency (0: skip)")
     ap.add_argument("--input-p", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--levels", type=int, default=16, help="conductance levels (8: 4-bit weights, 16: 5-bit)")
     ap.add_argument("--lanes", type=int, default=1, help="tile MAC lanes (1: the smallest tiles, for the UP5K)")
     ap.add_argument("--json", help="also write all results to this file")
     ap.add_argument("--keep", help="keep the generated files in this folder (default: a temporary one)")
