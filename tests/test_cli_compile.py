@@ -31,6 +31,10 @@ def test_compile_prints_the_summary_and_writes_the_report(digits_build):
     assert report["tiles_used"] >= report["tiles_lower_bound"]
     assert len(report["rows_used_per_tile"]) == report["tiles_used"]
     assert abs(report["accuracy"]["reference"] - report["accuracy"]["digital"]) <= 0.01
+    # the event bit layouts of this chip, as hdl/events.py defines them (4 tiles, 64x64, 64 inputs)
+    events = report["events"]
+    assert events["spike"] == {"bits": 8, "fields": {"tile": [0, 2, False], "col": [2, 6, False]}}
+    assert events["command"]["fields"]["payload"] == [8, 8, True] and events["output"]["bits"] == 34
     meta = json.loads((out / "image.json").read_text())
     assert meta["network"]["sha256"] == __import__("hashlib").sha256(DIGITS.read_bytes()).hexdigest()
     assert meta["toolchain"].startswith("small ") and meta["seed"] == 0
