@@ -106,26 +106,29 @@ class Chip(wiring.Component):
         any_busy = Signal()
         m.d.comb += any_busy.eq(sum(tile.busy for tile in tiles) != 0)
 
-        def due(delay, hop):
+        def due(name, delay, hop):
             """Slot of an event ``hop + delay`` steps after this one (``hop + delay < S``)."""
             x = slot + hop + delay
-            return Mux(x >= S, x - S, x)[:g.slot_bits]
+            due_slot = Signal(g.slot_bits, name=name)
+            m.d.comb += due_slot.eq(Mux(x >= S, x - S, x))
+            return due_slot
 
         # -- rows into the tiles: the router's spikes first, then the input map ---------------
         rows_ready = Array(tile.rows.ready for tile in tiles)
         spike_row, input_row = router.rows.payload, inmap.rows.payload
+        spike_slot, input_slot = due("spike_slot", spike_row.delay, 1), due("input_slot", input_row.delay, 0)
         m.d.comb += [router.rows.ready.eq(rows_ready[spike_row.tile]),
                      inmap.rows.ready.eq(~router.rows.valid & rows_ready[input_row.tile])]
         for t, tile in enumerate(tiles):
             with m.If(router.rows.valid):
                 m.d.comb += [tile.rows.valid.eq(spike_row.tile == t),
                              tile.rows.payload.row.eq(spike_row.row),
-                             tile.rows.payload.slot.eq(due(spike_row.delay, 1)),
+                             tile.rows.payload.slot.eq(spike_slot),
                              tile.rows.payload.payload.eq(1)]
             with m.Else():
                 m.d.comb += [tile.rows.valid.eq(inmap.rows.valid & (input_row.tile == t)),
                              tile.rows.payload.row.eq(input_row.row),
-                             tile.rows.payload.slot.eq(due(input_row.delay, 0)),
+                             tile.rows.payload.slot.eq(input_slot),
                              tile.rows.payload.payload.eq(input_row.payload)]
 
         # -- spikes of the tiles into the router (fixed priority: lower tile first) ----------

@@ -332,8 +332,7 @@ class DigitalTile(wiring.Component):
         psum_taken = Signal()
         m.d.comb += psum_taken.eq(self.psum_in.valid & self.psum_in.ready)
 
-        # -- which rows of each slot hold an event: integrate visits only those ---------------
-        # Each slot is a list of the row events due in it: entry k of slot s at s * R + k, and
+        # -- pending row events: each slot is a list of the row events due in it: entry k of slot s at s * R + k, and
         # how many it holds; integrate reads the slot's list, so it visits only active rows.
         count = [Signal(range(R + 1), name=f"events{s_}") for s_ in range(S)]
         pick = Signal(range(R + 1))  # the next entry integrate reads
