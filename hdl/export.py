@@ -441,6 +441,10 @@ def _summarise(util: dict, report: dict | None, log: str, required_mhz: float) -
             fmax[m["clk"]] = float(m["mhz"])
             if m["target"]:
                 target[m["clk"]] = float(m["target"])
+    # nextpnr times the constant nets it promotes to a global buffer as a clock ($PACKER_GND_NET):
+    # not a clock of the design
+    fmax = {clk: v for clk, v in fmax.items() if not clk.startswith("$PACKER")}
+    target = {clk: v for clk, v in target.items() if not clk.startswith("$PACKER")}
     out["fmax_mhz"] = fmax
     out["clock_mhz"] = target
     out["meets_clock"] = all(fmax.get(c, 0.0) >= t for c, t in target.items())
