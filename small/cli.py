@@ -315,12 +315,6 @@ def cmd_faults_random(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load_build(folder: str):
-    from compiler.image import load_image
-
-    return load_image(folder)
-
-
 def _check_digital(image) -> None:
     from compiler.errors import SmallError
 
@@ -341,6 +335,11 @@ def _chip(image, lanes: int):
         raise SmallError(str(exc)) from None
 
 
+def _add_lanes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lanes", type=_lanes, default=1,
+                   help="crossbar columns each tile accumulates per cycle (power of 2; default 1, the smallest tiles)")
+
+
 def _lanes(text: str) -> int:
     """``--lanes``: a power of two."""
     try:
@@ -359,7 +358,9 @@ def cmd_hdl(args: argparse.Namespace) -> int:
     from hdl.chip import step_cycles
     from hdl.export import write_hdl
 
-    image = _load_build(args.build)
+    from compiler.image import load_image
+
+    image = load_image(args.build)
     chip = _chip(image, args.lanes)
     out = Path(args.build) / "hdl"
     with atomic_directory(out, marker="small_chip.v") as tmp:
@@ -369,15 +370,15 @@ def cmd_hdl(args: argparse.Namespace) -> int:
                        cycles_per_active_row=chip.tiles[0].words + 4)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     mems = summary["memories"]
-    widest = {}
+    by_kind = {}
     for mem in mems:
-        kind = mem["name"].rsplit(".", 1)[-1]
-        widest.setdefault(kind, []).append(mem)
+        by_kind.setdefault(mem["name"].rsplit(".", 1)[-1], []).append(mem)
     print(f"generated the chip of {args.build!r}: {image.n_tiles} digital tiles of {image.rows}x{image.cols}, "
           f"{chip.tiles[0].lanes} lane{'s' if chip.tiles[0].lanes > 1 else ''} a tile, router with {int(image.arrays['route_ptr'][-1])} entries, "
           f"input map with {int(image.arrays['input_ptr'][-1])} ({summary['seconds']:.1f} s)")
     print(f"  memories       {len(mems)}, {summary['memory_bits'] / 8192:.1f} KiB: "
-          + ", ".join(f"{k} {len(v)} x {v[0]['depth']}x{v[0]['width']}" for k, v in sorted(widest.items())))
+          + ", ".join(f"{k} {len(v)} x {max(m['depth'] for m in v)}x{max(m['width'] for m in v)}"
+                      for k, v in sorted(by_kind.items())) + " (largest depth x width)")
     print("  host ports     " + ", ".join(f"{p['name']} {p['direction']} {p['width']}" for p in summary["ports"]
                                          if p["name"] not in ("clk", "rst")))
     print(f"  step latency   {summary['cycles_per_step_idle']} cycles with no activity, "
@@ -389,7 +390,9 @@ def cmd_hdl(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from compiler.errors import SmallError
 
-    image = _load_build(args.build)
+    from compiler.image import load_image
+
+    image = load_image(args.build)
     if not (args.bitstream or args.netlist):
         raise SmallError("say what to export: --bitstream BOARD and/or --netlist")
     out = Path(args.build) / "hdl"
@@ -473,8 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("hdl", help="generate the chip's RTL (Verilog and RTLIL) for a compiled digital image")
     p.add_argument("build", help="a `small compile --target digital` build folder; writes BUILD/hdl/")
-    p.add_argument("--lanes", type=_lanes, default=1,
-                   help="crossbar columns each tile accumulates per cycle (power of 2; default 1, the smallest tiles)")
+    _add_lanes(p)
     p.set_defaults(func=cmd_hdl)
 
     p = sub.add_parser("export", help="synthesise the generated chip: FPGA bitstream and/or gate-level netlist")
@@ -482,8 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bitstream", metavar="BOARD", help="build a bitstream for this board: icebreaker (iCE40 UP5K), "
                    "hx8k (iCE40 HX8K breakout), ulx3s (ECP5, needs the optional yowasp wheels)")
     p.add_argument("--netlist", action="store_true", help="write yosys's iCE40 gate-level netlist (Verilog and JSON)")
-    p.add_argument("--lanes", type=_lanes, default=1,
-                   help="crossbar columns each tile accumulates per cycle (power of 2; default 1, the smallest tiles)")
+    _add_lanes(p)
     p.set_defaults(func=cmd_export)
     return parser
 
