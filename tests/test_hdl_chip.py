@@ -120,16 +120,6 @@ def test_recurrent_alif_example(tmp_path, n):
     assert compare(image, x, run_chip(image, xs)) > 100 * n
 
 
-def test_tile_arguments_are_checked():
-    from hdl.tile import DigitalTile
-
-    image = compiled(0, 16, 16)
-    with pytest.raises(ValueError, match="lanes must be a power of two"):
-        DigitalTile(image, 0, lanes=3)
-    with pytest.raises(ValueError, match="tile must be in"):
-        DigitalTile(image, image.n_tiles)
-
-
 def test_step_cycles_formula_is_exact_for_an_idle_step():
     from hdl.chip import step_cycles
 
