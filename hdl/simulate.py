@@ -3,8 +3,8 @@
 :func:`run_chip` sends each step's input events and ``OP_STEP`` over the ``commands`` port,
 collects the ``outputs`` events of every step, and (for the tests) also watches every spike that
 enters the router, so the whole chip can be compared with ``sim/digital.py``, not only what
-reaches the host. It is the reference driver for the tests and ``bench/hdl.py``; the cocotb
-testbenches drive the generated Verilog the same way.
+reaches the host. It is the driver of the tests and of ``bench/hdl.py``; the protocol it speaks
+is the one in ``hdl/chip.py`` and ``docs/host-protocol.md``.
 """
 
 from __future__ import annotations
