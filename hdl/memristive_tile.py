@@ -123,13 +123,13 @@ the geometry, each column's kind, model, host flag and ``start``.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from compiler.image import COL_NEURON, MODEL_CODES, HardwareImage
 
-from .events import Geometry, spike_layout, value_layout
-from .tile import STEP_BITS, pending_layout, psum_layout
+from .events import Geometry
+from .tile import STEP_BITS, command_members
 
 
 class MemristiveTileController(wiring.Component):
@@ -149,19 +149,7 @@ class MemristiveTileController(wiring.Component):
         ar = g.arithmetic
         R, C = g.rows, g.cols
         super().__init__({
-            # -- command interface (as DigitalTile) --
-            "rows": In(stream.Signature(pending_layout(g))),
-            "psum_in": In(stream.Signature(psum_layout(g))),
-            "psum_out": Out(stream.Signature(psum_layout(g))),
-            "spikes": Out(stream.Signature(spike_layout(g))),
-            "values": Out(stream.Signature(value_layout(g))),
-            "integrate": In(1),
-            "export": In(1),
-            "update": In(1),
-            "clear": In(1),
-            "slot": In(g.slot_bits),
-            "step": In(STEP_BITS),
-            "busy": Out(1),
+            **command_members(g),  # the command interface, as DigitalTile's
             # -- analog ports --
             "row_drive": Out(data.ArrayLayout(signed(ar.input_bits), R)),
             "pulse": Out(1),

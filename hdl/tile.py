@@ -98,6 +98,24 @@ def state_layout(g: Geometry, fields=("v", "i", "b", "c", "s")) -> data.StructLa
     return data.StructLayout({name: shapes[name] for name in fields})
 
 
+def command_members(g: Geometry) -> dict:
+    """The ports through which the chip drives a tile (``DigitalTile``, ``MemristiveTileController``)."""
+    return {
+        "rows": In(stream.Signature(pending_layout(g))),
+        "psum_in": In(stream.Signature(psum_layout(g))),
+        "psum_out": Out(stream.Signature(psum_layout(g))),
+        "spikes": Out(stream.Signature(spike_layout(g))),
+        "values": Out(stream.Signature(value_layout(g))),
+        "integrate": In(1),
+        "export": In(1),
+        "update": In(1),
+        "clear": In(1),
+        "slot": In(g.slot_bits),
+        "step": In(STEP_BITS),
+        "busy": Out(1),
+    }
+
+
 class _Fields:
     """Read a record's fields from a memory word, or a constant for the fields it does not store."""
 
@@ -128,20 +146,7 @@ class DigitalTile(wiring.Component):
         self.geometry = g = Geometry.of(image)
         self.lanes = min(lanes, 1 << (g.cols - 1).bit_length())
         self.words = -(-g.cols // self.lanes)
-        super().__init__({
-            "rows": In(stream.Signature(pending_layout(g))),
-            "psum_in": In(stream.Signature(psum_layout(g))),
-            "psum_out": Out(stream.Signature(psum_layout(g))),
-            "spikes": Out(stream.Signature(spike_layout(g))),
-            "values": Out(stream.Signature(value_layout(g))),
-            "integrate": In(1),
-            "export": In(1),
-            "update": In(1),
-            "clear": In(1),
-            "slot": In(g.slot_bits),
-            "step": In(STEP_BITS),
-            "busy": Out(1),
-        })
+        super().__init__(command_members(g))
 
     # -- initial contents ---------------------------------------------------------------------
     NEURON_FIELDS = ("model", "subtract", "host", "start", "refractory", "alpha", "alpha_syn", "alpha_adapt",
