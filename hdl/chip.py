@@ -42,14 +42,14 @@ step's spikes):
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from compiler.image import COL_PARTIAL, HardwareImage
 
 from .events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Geometry, command_layout, \
-    output_layout
+    output_layout, spike_layout
 from .router import Router
 from .tile import LANES, STEP_BITS, UPDATE_STAGES, DigitalTile
 
@@ -104,7 +104,7 @@ class Chip(wiring.Component):
         slot = Signal(g.slot_bits)  # chip step mod S: the pending rows integrated this step
         step = Signal(STEP_BITS)  # chip step, saturating (columns hold their state while step < start)
         any_busy = Signal()
-        m.d.comb += any_busy.eq(sum(tile.busy for tile in tiles) != 0)
+        m.d.comb += any_busy.eq(Cat(*(tile.busy for tile in tiles)).any())
 
         def due(name, delay, hop):
             """Slot of an event ``hop + delay`` steps after this one (``hop + delay < S``)."""
@@ -131,14 +131,19 @@ class Chip(wiring.Component):
                              tile.rows.payload.slot.eq(input_slot),
                              tile.rows.payload.payload.eq(input_row.payload)]
 
-        # -- spikes of the tiles into the router (fixed priority: lower tile first) ----------
+        # -- spikes of the tiles into the router (fixed priority: lower tile first), through a
+        # 2-entry FIFO: its registered ready keeps the router's lookup out of the tiles' paths
+        spike_shape = spike_layout(g)
+        m.submodules.spike_fifo = spike_fifo = fifo.SyncFIFOBuffered(width=spike_shape.size, depth=2)
         taken = Const(0)
         for tile in tiles:
-            m.d.comb += tile.spikes.ready.eq(router.spikes.ready & ~taken)
+            m.d.comb += tile.spikes.ready.eq(spike_fifo.w_rdy & ~taken)
             with m.If(tile.spikes.valid & ~taken):
-                m.d.comb += router.spikes.payload.eq(tile.spikes.payload)
+                m.d.comb += spike_fifo.w_data.eq(tile.spikes.payload)
             taken = taken | tile.spikes.valid
-        m.d.comb += router.spikes.valid.eq(taken)
+        m.d.comb += [spike_fifo.w_en.eq(taken),
+                     router.spikes.valid.eq(spike_fifo.r_rdy), router.spikes.payload.eq(spike_fifo.r_data),
+                     spike_fifo.r_en.eq(router.spikes.ready)]
 
         # -- partial sums: every exporting tile to the tiles of its neuron columns, each
         # destination taking one source at a time (fixed priority)
@@ -222,7 +227,7 @@ class Chip(wiring.Component):
                 strobe("update")
                 m.next = "UPDATING"
             with m.State("UPDATING"):
-                with m.If(~any_busy & ~router.busy):
+                with m.If(~any_busy & (spike_fifo.level == 0) & ~router.busy):
                     m.next = "STEP_DONE"
             with m.State("STEP_DONE"):
                 m.d.comb += step_done.eq(1)
