@@ -23,18 +23,16 @@ The events of a step leave in no particular order; the step they belong to is th
 ``P`` (``docs/architecture.md``, "Latency"): a host that wants ``T`` network steps sends
 ``T + max L`` steps.
 
-One step, in clock cycles (``A`` active rows of the busiest tile, ``E`` routed row events of the
-step's spikes):
+One step, in clock cycles (``A`` active rows of the busiest tile):
 
 1. input events go through the input map into the tiles' pending rows (one per cycle);
 2. **integrate**, all tiles in parallel: ``(C / lanes + 4) A + 1`` cycles (``DigitalTile``);
 3. **export**, all tiles with partial-sum columns at once: ``2 C + 2`` cycles plus one per
-   partial-sum column of the tile with the most, plus stalls
-   when several send to one tile (it adds one partial sum every 2 cycles);
-4. **update**, all tiles in parallel: ``8 C`` cycles (a 6-stage neuron pipeline per column) plus
-   stalls; spikes go through the router
-   (one row event per cycle) into the pending rows of the steps they are due, while the tiles
-   update;
+   partial-sum column of the tile with the most, plus stalls when several send to one tile (it
+   adds one partial sum every 2 cycles);
+4. **update**, all tiles in parallel: ``8 C`` cycles (a 6-stage neuron pipeline per column)
+   plus stalls; spikes go through a 2-entry FIFO and the router (one row event per cycle) into
+   the pending rows of the steps they are due, while the tiles update;
 5. ``OUT_STEP``.
 
 :func:`step_cycles` gives the count for a given activity; the benchmark measures it.
