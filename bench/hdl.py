@@ -105,9 +105,8 @@ def compile_chain(tiles: int, seed: int, levels: int = 16):
 # -------------------------------------------------------------------------------------------
 def router_throughput(image, cycles: int, seed: int) -> dict:
     """Row events and spikes per cycle of the image's Router under a saturating load."""
-    from amaranth.sim import Simulator
-
     from hdl.router import Router
+    from hdl.simulate import saturate_router
 
     router = Router(image)
     C = image.cols
@@ -115,27 +114,8 @@ def router_throughput(image, cycles: int, seed: int) -> dict:
     pool = np.flatnonzero(counts > 0)
     rng = np.random.default_rng(seed)
     spikes = [(int(s) // C, int(s) % C) for s in rng.choice(pool, cycles + 1)]
-    got = {"rows": 0, "spikes": 0}
-
-    async def bench(ctx):
-        ctx.set(router.rows.ready, 1)
-        ctx.set(router.host.ready, 1)
-        ctx.set(router.spikes.valid, 1)
-        i = 0
-        ctx.set(router.spikes.payload, {"tile": spikes[0][0], "col": spikes[0][1]})
-        for _ in range(cycles):
-            _, _, taken, valid = await ctx.tick().sample(router.spikes.ready, router.rows.valid)
-            got["rows"] += int(valid)
-            if taken:
-                i += 1
-                ctx.set(router.spikes.payload, {"tile": spikes[i][0], "col": spikes[i][1]})
-        got["spikes"] = i
-
-    sim = Simulator(router)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return {"router_rows_per_cycle": got["rows"] / cycles, "router_spikes_per_cycle": got["spikes"] / cycles,
+    rows, taken = saturate_router(router, spikes, cycles)
+    return {"router_rows_per_cycle": len(rows) / cycles, "router_spikes_per_cycle": taken / cycles,
             "router_entries": int(image.arrays["route_ptr"][-1]), "router_fanout_mean": float(counts[pool].mean())}
 
 

@@ -3,7 +3,8 @@
 :func:`run_chip` sends each step's input events and ``OP_STEP`` over the ``commands`` port,
 collects the ``outputs`` events of every step, and (for the tests) also watches every spike that
 enters the router, so the whole chip can be compared with ``sim/digital.py``, not only what
-reaches the host. It is the driver of the tests and of ``bench/hdl.py``; the protocol it speaks
+reaches the host. It is the driver of the tests and of ``bench/hdl.py`` (with
+:func:`saturate_router`, the router under full load); the protocol it speaks
 is the one in ``hdl/chip.py`` and ``docs/host-protocol.md``.
 """
 
@@ -124,3 +125,32 @@ def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, 
     else:
         sim.run()
     return runs
+
+
+def saturate_router(router, spikes: list[tuple[int, int]], cycles: int) -> tuple[list[tuple[int, int, int]], int]:
+    """Drive a :class:`~hdl.router.Router` at full load for ``cycles`` clock edges: a spike
+    always valid (the next of ``spikes``, which must hold more than can be taken), both outputs
+    always ready. Returns the row events ``(tile, row, delay)`` taken and the number of spikes taken."""
+    rows, taken_spikes = [], [0]
+
+    async def bench(ctx):
+        ctx.set(router.rows.ready, 1)
+        ctx.set(router.host.ready, 1)
+        ctx.set(router.spikes.valid, 1)
+        i = 0
+        ctx.set(router.spikes.payload, {"tile": spikes[0][0], "col": spikes[0][1]})
+        for _ in range(cycles):
+            _, _, taken, valid, payload = await ctx.tick().sample(router.spikes.ready, router.rows.valid,
+                                                                 router.rows.payload)
+            if valid:
+                rows.append((payload.tile, payload.row, payload.delay))
+            if taken:
+                i += 1
+                taken_spikes[0] = i
+                ctx.set(router.spikes.payload, {"tile": spikes[i][0], "col": spikes[i][1]})
+
+    sim = Simulator(router)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return rows, taken_spikes[0]

@@ -15,6 +15,7 @@ from amaranth.sim import Simulator
 from compiler.mapper import CompileOptions, compile_network
 from hdl.events import Geometry
 from hdl.router import Router
+from hdl.simulate import saturate_router
 from test_compile import random_network
 
 pytestmark = pytest.mark.rtl
@@ -139,34 +140,6 @@ def test_random_back_pressure_loses_duplicates_and_reorders_nothing(seed, p_vali
     check(image, Router(image), spikes, seed=seed, p_valid=p_valid, p_rows=p_rows, p_host=p_host)
 
 
-def saturate(router, spikes, cycles):
-    """Spikes always valid, outputs always ready: the row events taken in ``cycles`` edges and
-    the number of spikes taken."""
-    rows, taken_spikes = [], [0]
-
-    async def bench(ctx):
-        ctx.set(router.rows.ready, 1)
-        ctx.set(router.host.ready, 1)
-        ctx.set(router.spikes.valid, 1)
-        i = 0
-        ctx.set(router.spikes.payload, {"tile": spikes[0][0], "col": spikes[0][1]})
-        for _ in range(cycles):
-            _, _, taken, valid, payload = await ctx.tick().sample(router.spikes.ready, router.rows.valid,
-                                                                 router.rows.payload)
-            if valid:
-                rows.append((payload.tile, payload.row, payload.delay))
-            if taken:
-                i += 1
-                taken_spikes[0] = i
-                ctx.set(router.spikes.payload, {"tile": spikes[i][0], "col": spikes[i][1]})
-
-    sim = Simulator(router)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-    return rows, taken_spikes[0]
-
-
 @pytest.mark.parametrize("fanout", ["multi", "single"])
 def test_one_row_event_per_cycle_under_saturating_load(fanout):
     image = small_image(0)
@@ -176,7 +149,7 @@ def test_one_row_event_per_cycle_under_saturating_load(fanout):
     rng = np.random.default_rng(7)
     cycles = 1500
     spikes = [(int(s) // C, int(s) % C) for s in rng.choice(pool, cycles + 1)]  # more than can be taken
-    rows, _ = saturate(Router(image), spikes, cycles)
+    rows, _ = saturate_router(Router(image), spikes, cycles)
     rate = len(rows) / cycles
     print(f"{fanout}-destination spikes: {len(rows)} row events in {cycles} cycles = {rate:.4f} per cycle")
     assert len(rows) == cycles - Router.LATENCY
@@ -192,7 +165,7 @@ def test_a_source_without_routes_costs_at_most_one_cycle():
     rng = np.random.default_rng(3)
     cycles = 600
     spikes = [(int(s) // C, int(s) % C) for s in rng.choice(np.arange(counts.size), cycles + 1)]
-    rows, taken = saturate(Router(image), spikes, cycles)
+    rows, taken = saturate_router(Router(image), spikes, cycles)
     want, _ = expected(image, spikes)
     assert rows == want[:len(rows)]
     zeros = sum(counts[t * C + c] == 0 for t, c in spikes[:taken])
