@@ -3,7 +3,7 @@
 ``BoardTop(image, baud=115200)`` is the top-level design that :func:`hdl.export.build_bitstream`
 builds for a board (an ``amaranth-boards`` platform, the iCEBreaker by default):
 
-- :class:`~hdl.chip.Chip` of the image, its host ports wired to a
+- :class:`BridgedChip`: the :class:`~hdl.chip.Chip` of the image, its host ports wired to a
   :class:`~hdl.host_bridge.HostBridge` (frames of ``docs/host-protocol.md``);
 - the bridge's ``rx``/``tx`` on the platform's ``uart`` resource (on the iCEBreaker the FTDI
   chip's second channel: rx pin 6, tx pin 9), at ``baud`` from the platform's default clock
@@ -21,6 +21,7 @@ from __future__ import annotations
 from amaranth.build import ResourceError
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io, wiring
+from amaranth.lib.wiring import In, Out
 
 from compiler.image import HardwareImage
 
@@ -31,6 +32,35 @@ from .tile import LANES
 
 DEFAULT_BAUD = 115200
 ACTIVITY_S = 0.05  # how long the activity LED stays lit after an event
+
+
+class BridgedChip(wiring.Component):
+    """A chip behind its UART bridge: the two serial pins are its host ports.
+
+    ``BridgedChip(image, clk_freq=, baud=, fifo_depth=None, lanes=LANES)``: ports ``rx`` (in),
+    ``tx`` (out), and the bridge's sticky ``overflow`` and ``framing_error``. This is the design
+    :class:`BoardTop` puts on a board's pins, and the one ``small verify --uart`` simulates
+    (where a fast ``baud`` keeps the serial frames short).
+    """
+
+    def __init__(self, image: HardwareImage, *, clk_freq: int, baud: int, fifo_depth: int | None = None,
+                 lanes: int = LANES):
+        if image.target != "digital":
+            raise ValueError(f"BridgedChip needs a digital image, not a {image.target!r} one: a memristive chip's "
+                             "analog ports would be left unconnected")
+        self.chip = Chip(image, lanes=lanes)
+        self.bridge = HostBridge(Geometry.of(image), clk_freq=clk_freq, baud=baud, fifo_depth=fifo_depth)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "overflow": Out(1), "framing_error": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.chip = chip = self.chip
+        m.submodules.bridge = bridge = self.bridge
+        wiring.connect(m, bridge.commands, chip.commands)
+        wiring.connect(m, chip.outputs, bridge.outputs)
+        m.d.comb += [bridge.rx.eq(self.rx), self.tx.eq(bridge.tx), self.overflow.eq(bridge.overflow),
+                     self.framing_error.eq(bridge.framing_error)]
+        return m
 
 
 class BoardTop(Elaboratable):
@@ -62,16 +92,14 @@ class BoardTop(Elaboratable):
                              "export hdl.chip.Chip for a bare chip")
         m = Module()
         clk_freq = int(platform.default_clk_frequency)
-        m.submodules.chip = chip = self.chip = Chip(self.image, lanes=self.lanes)
-        m.submodules.bridge = bridge = self.bridge = HostBridge(self.geometry, clk_freq=clk_freq, baud=self.baud,
-                                                                 fifo_depth=self.fifo_depth)
-        wiring.connect(m, bridge.commands, chip.commands)
-        wiring.connect(m, chip.outputs, bridge.outputs)
+        m.submodules.core = core = BridgedChip(self.image, clk_freq=clk_freq, baud=self.baud,
+                                               fifo_depth=self.fifo_depth, lanes=self.lanes)
+        chip, bridge = self.chip, self.bridge = core.chip, core.bridge
 
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)
         m.submodules.tx_buffer = tx = io.Buffer("o", uart.tx)
-        m.d.comb += [bridge.rx.eq(rx.i), tx.o.eq(bridge.tx)]
+        m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
 
         # activity: a counter reloaded by every event that crosses the host ports
         hold = max(1, int(clk_freq * ACTIVITY_S))
@@ -82,7 +110,7 @@ class BoardTop(Elaboratable):
         with m.Elif(activity != 0):
             m.d.sync += activity.eq(activity - 1)
 
-        for index, value in ((0, bridge.overflow | bridge.framing_error), (1, activity != 0)):
+        for index, value in ((0, core.overflow | core.framing_error), (1, activity != 0)):
             try:
                 led = platform.request("led", index, dir="-")
             except ResourceError:

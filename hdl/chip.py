@@ -6,6 +6,17 @@ the image's input tables), the spike router, and a sequencer that runs one times
 ``OP_STEP`` command. ``sim/digital.py`` is its reference: the tests run it in Amaranth's
 simulator and compare every spike of every step.
 
+For a memristive image each tile is a :class:`~hdl.memristive_tile.MemristiveTileController`
+(``pulse_cycles`` long read pulses) and the analog arrays and neurons stay outside the RTL: the
+chip exposes every tile's analog ports at its top level, one sub-interface ``tile<t>`` per tile
+(Verilog ports ``tile0__row_drive``, ``tile0__pulse``, ..., ``tile0__fired``; directions and
+contract as in ``hdl/memristive_tile.py``), for an analog model to drive
+(``hdl/verify/analog.py`` under cocotb). The sequencer strobes ``integrate`` on all tiles in
+the same cycle (so the tiles pulse together and partial-sum currents merge in the analog
+domain) and skips the export phase (there are no partial-sum events); the host protocol is the
+same, with ``sim/memristive.py`` (ideal devices) as the reference. Step timing below is the
+digital chip's; a memristive step is in ``hdl/memristive_tile.py``.
+
 Host ports (layouts in ``hdl/events.py``):
 
 ``commands`` (in, :func:`~hdl.events.command_layout`)
@@ -48,6 +59,7 @@ from compiler.image import COL_PARTIAL, HardwareImage
 
 from .events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Geometry, command_layout, \
     output_layout, spike_layout
+from .memristive_tile import MemristiveTileController
 from .router import Router
 from .tile import LANES, STEP_BITS, UPDATE_STAGES, DigitalTile
 
@@ -67,28 +79,48 @@ def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, r
     return (words + 4) * active_rows + export + (UPDATE_STAGES + 2) * C + row_events + sequencer
 
 
-class Chip(wiring.Component):
-    """The chip for a digital HardwareImage (see the module docstring for the host protocol)."""
+ANALOG_PORTS = ("row_drive", "pulse", "evaluate", "hold", "settled", "fired", "adc_req", "adc_col", "adc_ack",
+                "adc_value", "neuron_clear")
+"""The analog ports of a MemristiveTileController that a memristive chip exposes per tile."""
 
-    def __init__(self, image: HardwareImage, *, lanes: int = LANES):
+
+class Chip(wiring.Component):
+    """The chip for a digital or memristive HardwareImage (see the module docstring).
+
+    ``lanes`` applies to a digital image's tiles, ``pulse_cycles`` to a memristive image's.
+    """
+
+    def __init__(self, image: HardwareImage, *, lanes: int = LANES, pulse_cycles: int = 4):
         try:
-            if image.target != "digital":
-                raise ValueError(f"Chip needs a digital image (the digital twin), not a {image.target!r} one: "
-                                 "compile with --target digital")
-            self.tiles = [DigitalTile(image, t, lanes=lanes) for t in range(image.n_tiles)]
+            if image.target == "digital":
+                self.tiles = [DigitalTile(image, t, lanes=lanes) for t in range(image.n_tiles)]
+            elif image.target == "memristive":
+                self.tiles = [MemristiveTileController(image, t, pulse_cycles=pulse_cycles)
+                              for t in range(image.n_tiles)]
+            else:
+                raise ValueError(f"Chip needs a digital or memristive image, not a {image.target!r} one: "
+                                 "compile with --target digital or --target memristive")
         except ValueError:
             self._MustUse__silence = True  # a refused Chip is not an "unused elaboratable"
             raise
         self.image = image
+        self.analog = image.target == "memristive"
         self.geometry = g = Geometry.of(image)
         self.router = Router(image)
         self.input_map = Router(image, source="inputs")
-        # tiles that hold partial-sum columns export them (all at once)
-        self.partial_tiles = [t for t in range(image.n_tiles) if (image.arrays["col_kind"][t] == COL_PARTIAL).any()]
-        super().__init__({
+        # tiles that hold partial-sum columns export them (all at once); analog tiles merge
+        # partial sums as currents during the pulse: nothing to export
+        self.partial_tiles = [] if self.analog else \
+            [t for t in range(image.n_tiles) if (image.arrays["col_kind"][t] == COL_PARTIAL).any()]
+        members = {
             "commands": In(stream.Signature(command_layout(g))),
             "outputs": Out(stream.Signature(output_layout(g))),
-        })
+        }
+        if self.analog:  # each tile's analog ports, with the controller's directions
+            for t, tile in enumerate(self.tiles):
+                members[f"tile{t}"] = Out(wiring.Signature({name: tile.signature.members[name]
+                                                            for name in ANALOG_PORTS}))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -96,6 +128,13 @@ class Chip(wiring.Component):
         S = g.slots
         for t, tile in enumerate(tiles):
             m.submodules[f"tile{t}"] = tile
+            if self.analog:
+                port = getattr(self, f"tile{t}")
+                for name in ANALOG_PORTS:
+                    if tile.signature.members[name].flow == Out:
+                        m.d.comb += getattr(port, name).eq(getattr(tile, name))
+                    else:
+                        m.d.comb += getattr(tile, name).eq(getattr(port, name))
         m.submodules.router = router = self.router
         m.submodules.input_map = inmap = self.input_map
 

@@ -1,6 +1,7 @@
 """Run a generated :class:`~hdl.chip.Chip` in Amaranth's simulator, as a host would drive it.
 
-:func:`run_chip` sends each step's input events and ``OP_STEP`` over the ``commands`` port,
+:func:`run_chip` sends each step's input events (from :class:`~hdl.verify.model.ReferenceModel`)
+and ``OP_STEP`` over the ``commands`` port,
 collects the ``outputs`` events of every step, and (for the tests) also watches every spike that
 enters the router, so the whole chip can be compared with ``sim/digital.py``, not only what
 reaches the host. It is the driver of the tests and of ``bench/hdl.py`` (with
@@ -16,10 +17,10 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from compiler.image import HardwareImage
-from sim.digital import DigitalSimulator
 
 from .chip import Chip
-from .events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE
+from .events import OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE
+from .verify.model import ReferenceModel
 
 
 @dataclass
@@ -36,19 +37,6 @@ class ChipRun:
     """Clock cycles from ``OP_STEP`` accepted to ``OUT_STEP`` taken, per step."""
 
 
-def host_commands(image: HardwareImage, x: np.ndarray) -> list[list[dict]]:
-    """Per chip step, the ``OP_INPUT`` commands for one sample ``x`` of shape ``[T, n_in]``.
-
-    Payloads are encoded as the digital twin encodes them; ``max L`` extra steps without input
-    follow, so every output of the last network step is produced.
-    """
-    ref = DigitalSimulator(image)
-    payload = ref._encode_inputs(np.asarray(x)[:, None, :])[:, 0]
-    extra = max([int(o["latency"]) for o in image.meta["outputs"]] + [0])
-    steps = [[{"op": OP_INPUT, "input": int(e), "payload": int(p[e])} for e in np.flatnonzero(p)] for p in payload]
-    return steps + [[] for _ in range(extra)]
-
-
 def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, reset_at: int | None = None,
              vcd: str | None = None) -> list[ChipRun]:
     """Run samples ``xs`` (``[T, batch, n_in]``, scaled as by ``ChipSimulator.prepare_inputs``).
@@ -59,10 +47,10 @@ def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, 
     """
     chip = chip or Chip(image)
     C = image.cols
-    ref = DigitalSimulator(image)
-    index = {int(a): k for k, a in enumerate(ref.addr)}
+    model = ReferenceModel(image)
+    index = {int(a): k for k, a in enumerate(model.sim.addr)}
     xs = np.asarray(xs)
-    samples = [host_commands(image, xs[:, b]) for b in range(xs.shape[1])]
+    samples = [model.commands(xs[:, b]) for b in range(xs.shape[1])]
     runs = [ChipRun(spikes=np.zeros((len(steps), len(index)), dtype=bool)) for steps in samples]
     now = {"run": None, "step": 0, "cycle": 0}  # what the probe attributes spikes to
 
@@ -125,6 +113,33 @@ def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, 
     else:
         sim.run()
     return runs
+
+
+def compare_with_twin(image: HardwareImage, x: np.ndarray, runs: list[ChipRun]) -> int:
+    """Assert that ``runs`` (of :func:`run_chip` on ``x`` ``[T, batch, n_in]``) equal the digital
+    twin: every neuron's spikes, host spikes and LI values at every step. Returns the spike count."""
+    from sim.digital import DigitalSimulator
+
+    ref = DigitalSimulator(image)
+    result = ref.run(x, record_spikes=True)
+    chip = result.spikes["chip"]
+    host = image.arrays["host_out"].reshape(-1)[ref.addr]
+    frac = image.arithmetic.frac_bits
+    for b, run in enumerate(runs):
+        for t in range(chip.shape[0]):
+            np.testing.assert_array_equal(run.spikes[t], chip[t, b], err_msg=f"sample {b}, chip step {t}: spikes")
+            assert run.host_spikes[t] == set(ref.addr[chip[t, b] & host].tolist()), f"sample {b}, step {t}: host"
+        for o in image.meta["outputs"]:
+            if o["kind"] != "value":
+                continue
+            pop, lat = o["population"], int(o["latency"])
+            addrs = image.arrays[f"pop/{pop}/tile"].astype(int) * image.cols + image.arrays[f"pop/{pop}/col"]
+            scale = image.arrays[f"output/{o['name']}/value_scale"]
+            for tt in range(result.outputs[o["name"]].shape[0]):
+                got = np.array([run.host_values[tt + lat][int(a)] for a in addrs], dtype=np.float64)
+                np.testing.assert_array_equal((got / float(1 << frac) * scale).astype(np.float32),
+                                              result.outputs[o["name"]][tt, b], err_msg=f"{o['name']} step {tt}")
+    return int(chip.sum())
 
 
 def saturate_router(router, spikes: list[tuple[int, int]], cycles: int) -> tuple[list[tuple[int, int, int]], int]:

@@ -171,7 +171,9 @@ class ChipSimulator:
         """Run from reset; outputs in network time, ``[T, batch, n]`` per output.
 
         With ``record_spikes``, ``result.spikes["chip"]`` holds every neuron column's spikes in
-        chip time, ``[T + latency, batch, K]`` (neuron index k = position in :attr:`addr`).
+        chip time, ``[T + latency, batch, K]`` (neuron index k = position in :attr:`addr`), and
+        ``result.membrane["chip"]`` every column's membrane ``v`` after the step, as the chip
+        holds it (state units for the digital twin).
         ``self.spike_counts`` always holds each neuron's spikes over the run, summed over batch.
         """
         x, n_steps, batch = self.prepare_inputs(inputs)
@@ -189,6 +191,7 @@ class ChipSimulator:
                                          + self.image.arrays[f"pop/{o['population']}/col"]] for o in meta["outputs"]}
         outputs = {o["name"]: np.zeros((n_steps, batch, out_idx[o["name"]].size), dtype=np.float32) for o in meta["outputs"]}
         chip = np.zeros((total, batch, self.addr.size), dtype=bool) if record_spikes else None
+        chip_v = np.zeros((total, batch, self.addr.size), dtype=self.value_dtype) if record_spikes else None
         self.spike_counts = np.zeros(self.addr.size, dtype=np.int64)
         for t in range(total):
             in_hist[t % self.depth] = payload[t] if t < n_steps else 0
@@ -201,7 +204,7 @@ class ChipSimulator:
             spikes = self._step_neurons(state, current, t)
             s_hist[t % self.depth] = spikes
             if chip is not None:
-                chip[t] = spikes
+                chip[t], chip_v[t] = spikes, state["v"]
             if t < n_steps:
                 self.spike_counts += spikes.sum(axis=0)
             for o in meta["outputs"]:
@@ -215,5 +218,5 @@ class ChipSimulator:
                         outputs[o["name"]][tt] = spikes[:, idx]
         result = SimulationResult(outputs=outputs)
         if chip is not None:
-            result.spikes["chip"] = chip
+            result.spikes["chip"], result.membrane["chip"] = chip, chip_v
         return result

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USER = 0, 1, 2
+BOARDS = ("icebreaker", "hx8k", "ulx3s")  # hdl.export.BOARDS, without importing Amaranth for --help
+EXAMPLE_INPUTS = "example_inputs.npy"  # the test set's first samples, written by compile for verify
+VERIFY_SAMPLES = 50
 FRAMEWORKS = ("nir", "snntorch", "norse")
 
 
@@ -31,6 +34,25 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def _add_verify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--simulator", choices=("icarus", "verilator"), default="verilator",
+                   help="HDL simulator of the verification (default verilator; both are installed by `make install`)")
+    p.add_argument("--inputs", metavar="X.npy", help="inputs to verify with, [T, batch, *input_shape] (default: the "
+                   f"build's {EXAMPLE_INPUTS}, the test set's first {VERIFY_SAMPLES} samples)")
+    p.add_argument("--samples", type=_positive_int, default=VERIFY_SAMPLES, metavar="N",
+                   help=f"verify at most N samples of the inputs (default {VERIFY_SAMPLES})")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return value
 
 
@@ -172,22 +194,31 @@ def _model_and_test_set(args: argparse.Namespace):
 
 
 def cmd_flow(args: argparse.Namespace) -> int:
+    """import -> reference -> compile (with the twin's accuracy) -> hdl -> verify -> export."""
     import json
     import time
 
     from sim.evaluate import accuracy
 
     model = Path(args.model)
+    stages = 6 if args.target == "digital" and args.board != "none" else 5
     t0 = time.perf_counter()
+
+    def stage(k: int, name: str, text: str) -> None:
+        print(f"[{k}/{stages}] {name:<10} {text}".rstrip(), flush=True)
+
+    def indent(text: str) -> str:
+        return "      " + text.replace("\n", "\n      ")
+
     net, test, framework = _model_and_test_set(args)
     how = f"framework {framework or 'nir'}" if model.suffix == ".nir" else "SMALL network file"
-    print(f"[1/3] import     {model} ({how}, dt {net.dt:g} s)")
-    print("      " + net.summary().replace("\n", "\n      "))
+    stage(1, "import", f"{model} ({how}, dt {net.dt:g} s)")
+    print(indent(net.summary()))
     if test is None:
-        print(f"[2/3] reference  skipped: no labelled test set beside {model}")
+        stage(2, "reference", f"skipped: no labelled test set beside {model}")
     else:
         acc = accuracy(net, test)
-        print(f"[2/3] reference  accuracy {acc * 100:.2f} % on {len(test.labels)} test samples "
+        stage(2, "reference", f"accuracy {acc * 100:.2f} % on {len(test.labels)} test samples "
               f"({test.x.shape[0]} steps each, readout {test.readout}) in {time.perf_counter() - t0:.1f} s")
         # A bundled example records what its training framework measured on the same inputs.
         for name, who in (("snntorch_result.json", "snnTorch"), ("torch_result.json", "the torch training model")):
@@ -196,10 +227,24 @@ def cmd_flow(args: argparse.Namespace) -> int:
                 ref = json.loads(expected.read_text())
                 print(f"      {who} measured {ref['accuracy'] * 100:.2f} % on the same inputs")
     output = args.output or str(Path("build") / net.name)
-    t1 = time.perf_counter()
+    t = time.perf_counter()
     summary = _compile_and_write(net, model, test, args, output)
-    print(f"[3/3] compile    {time.perf_counter() - t1:.1f} s")
-    print("      " + summary.replace("\n", "\n      "))
+    stage(3, "compile", f"{time.perf_counter() - t:.1f} s")
+    print(indent(summary))
+    stage(4, "hdl", "")
+    print(indent(generate_hdl(output, args.lanes)))
+    if test is None and args.inputs is None:
+        stage(5, "verify", "skipped: no test set to take inputs from (give --inputs X.npy)")
+        return EXIT_OK
+    stage(5, "verify", f"{args.simulator}, cocotb, up to {args.samples} inputs ...")
+    result = run_verify(output, simulator=args.simulator, inputs=args.inputs, samples=args.samples)
+    print(indent(_verify_report(result, output)))
+    if not result.passed:
+        return EXIT_MISMATCH
+    if stages == 6:
+        stage(6, "export", f"bitstream for {args.board} ...")
+        print(indent(export(output, board=args.board, netlist=False, lanes=args.lanes)))
+    print(f"flow done in {time.perf_counter() - t0:.0f} s: {output}/")
     return EXIT_OK
 
 
@@ -246,6 +291,8 @@ def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output:
     with atomic_directory(output, marker="image.json") as tmp:
         image.save(tmp)
         (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        if test is not None:  # what `small verify` runs by default
+            np.save(tmp / EXAMPLE_INPUTS, test.x[:, :VERIFY_SAMPLES])
     return _compile_summary(net, image, report, output)
 
 
@@ -299,7 +346,8 @@ def _compile_summary(net, image, report: dict, output: str) -> str:
     if acc:
         lines.append("  accuracy         " + ", ".join(f"{k} {v * 100:.2f} %" for k, v in acc.items())
                      + f" on {report['test_samples']} test samples")
-    lines.append(f"wrote {output}/image.json, image.npz, report.json")
+    lines.append(f"wrote {output}/image.json, image.npz, report.json"
+                 + (f", {EXAMPLE_INPUTS}" if report.get("test_samples") else ""))
     return "\n".join(lines)
 
 
@@ -319,8 +367,8 @@ def _check_digital(image) -> None:
     from compiler.errors import SmallError
 
     if image.target != "digital":
-        raise SmallError(f"the image targets {image.target!r}: its tiles are analog, so there is no digital twin to "
-                         "generate; compile with --target digital for an all-digital chip")
+        raise SmallError(f"the image targets {image.target!r}: its tiles are analog, so there is no FPGA design to "
+                         "build; compile with --target digital for an all-digital chip")
 
 
 def _chip(image, lanes: int):
@@ -328,7 +376,6 @@ def _chip(image, lanes: int):
     from compiler.errors import SmallError
     from hdl.chip import Chip
 
-    _check_digital(image)
     try:
         return Chip(image, lanes=lanes)
     except ValueError as exc:
@@ -351,66 +398,176 @@ def _lanes(text: str) -> int:
     return n
 
 
-def cmd_hdl(args: argparse.Namespace) -> int:
+def generate_hdl(build: str | Path, lanes: int) -> str:
+    """Write ``build/hdl/`` (Verilog, RTLIL, summary.json) for the build's image; the report lines."""
     import json
 
     from compiler.fileio import atomic_directory
+    from compiler.image import load_image
     from hdl.chip import step_cycles
     from hdl.export import write_hdl
 
-    from compiler.image import load_image
-
-    image = load_image(args.build)
-    chip = _chip(image, args.lanes)
-    out = Path(args.build) / "hdl"
+    image = load_image(build)
+    chip = _chip(image, lanes)
+    digital = image.target == "digital"
+    out = Path(build) / "hdl"
     with atomic_directory(out, marker="small_chip.v") as tmp:
         summary = write_hdl(chip, None, tmp)
-        summary.update(tiles=image.n_tiles, rows=image.rows, cols=image.cols, lanes=chip.tiles[0].lanes,
-                       delay_slots=image.delay_slots, cycles_per_step_idle=step_cycles(image, 0, lanes=args.lanes),
-                       cycles_per_active_row=chip.tiles[0].words + 4)
+        summary.update(image_sha256=image.meta.get("arrays_sha256"), target=image.target, tiles=image.n_tiles,
+                       rows=image.rows, cols=image.cols, delay_slots=image.delay_slots)
+        if digital:
+            summary.update(lanes=chip.tiles[0].lanes, cycles_per_step_idle=step_cycles(image, 0, lanes=lanes),
+                           cycles_per_active_row=chip.tiles[0].words + 4)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     mems = summary["memories"]
     by_kind = {}
     for mem in mems:
         by_kind.setdefault(mem["name"].rsplit(".", 1)[-1], []).append(mem)
-    print(f"generated the chip of {args.build!r}: {image.n_tiles} digital tiles of {image.rows}x{image.cols}, "
-          f"{chip.tiles[0].lanes} lane{'s' if chip.tiles[0].lanes > 1 else ''} a tile, router with {int(image.arrays['route_ptr'][-1])} entries, "
-          f"input map with {int(image.arrays['input_ptr'][-1])} ({summary['seconds']:.1f} s)")
-    print(f"  memories       {len(mems)}, {summary['memory_bits'] / 8192:.1f} KiB: "
-          + ", ".join(f"{k} {len(v)} x {max(m['depth'] for m in v)}x{max(m['width'] for m in v)}"
-                      for k, v in sorted(by_kind.items())) + " (largest depth x width)")
-    print("  host ports     " + ", ".join(f"{p['name']} {p['direction']} {p['width']}" for p in summary["ports"]
-                                         if p["name"] not in ("clk", "rst")))
-    print(f"  step latency   {summary['cycles_per_step_idle']} cycles with no activity, "
-          f"+{summary['cycles_per_active_row']} per active row of the busiest tile, +1 per routed event")
-    print(f"wrote {out}/small_chip.v, small_chip.il, summary.json")
+    tiles = (f"{chip.tiles[0].lanes} lane{'s' if chip.tiles[0].lanes > 1 else ''} a tile" if digital
+             else "analog arrays and neurons outside the RTL")
+    lines = [f"generated the chip of {str(build)!r}: {image.n_tiles} {image.target} tiles of {image.rows}x{image.cols}, "
+             f"{tiles}, router with {int(image.arrays['route_ptr'][-1])} entries, input map with "
+             f"{int(image.arrays['input_ptr'][-1])} ({summary['seconds']:.1f} s)",
+             f"  memories       {len(mems)}, {summary['memory_bits'] / 8192:.1f} KiB: "
+             + ", ".join(f"{k} {len(v)} x {max(m['depth'] for m in v)}x{max(m['width'] for m in v)}"
+                         for k, v in sorted(by_kind.items())) + " (largest depth x width)"]
+    host = [p for p in summary["ports"] if p["name"] not in ("clk", "rst") and not p["name"].startswith("tile")]
+    lines.append("  host ports     " + ", ".join(f"{p['name']} {p['direction']} {p['width']}" for p in host))
+    if digital:
+        lines.append(f"  step latency   {summary['cycles_per_step_idle']} cycles with no activity, "
+                     f"+{summary['cycles_per_active_row']} per active row of the busiest tile, +1 per routed event")
+    else:
+        lines.append(f"  analog ports   {len(summary['ports']) - len(host) - 2} (tile<t>__row_drive, __pulse, __fired, "
+                     "...: see hdl/memristive_tile.py)")
+    lines.append(f"wrote {out}/small_chip.v, small_chip.il, summary.json")
+    return "\n".join(lines)
+
+
+def cmd_hdl(args: argparse.Namespace) -> int:
+    print(generate_hdl(args.build, args.lanes))
     return EXIT_OK
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def export(build: str | Path, *, board: str | None, netlist: bool, lanes: int) -> str:
+    """Synthesise the build's chip (``small export``); the report lines."""
     from compiler.errors import SmallError
-
     from compiler.image import load_image
 
-    image = load_image(args.build)
-    if not (args.bitstream or args.netlist):
+    image = load_image(build)
+    if not (board or netlist):
         raise SmallError("say what to export: --bitstream BOARD and/or --netlist")
-    out = Path(args.build) / "hdl"
-    if args.netlist:
+    _check_digital(image)
+    out = Path(build) / "hdl"
+    lines = []
+    if netlist:
         from hdl.export import write_netlist
 
-        info = write_netlist(_chip(image, args.lanes), out)
+        info = write_netlist(_chip(image, lanes), out)
         cells = info["cells"]
-        print(f"netlist: {sum(cells.values())} cells (" + ", ".join(f"{k} {v}" for k, v in sorted(cells.items()))
-              + f") in {info['seconds']:.0f} s; wrote {out}/small_chip_netlist.v, small_chip_netlist.json")
-    if args.bitstream:
+        lines.append(f"netlist: {sum(cells.values())} cells (" + ", ".join(f"{k} {v}" for k, v in sorted(cells.items()))
+                     + f") in {info['seconds']:.0f} s; wrote {out}/small_chip_netlist.v, small_chip_netlist.json")
+    if board:
         from hdl.board import BoardTop
         from hdl.export import build_bitstream
 
-        _check_digital(image)
-        report = build_bitstream(BoardTop(image, lanes=args.lanes), out, board=args.bitstream)
-        print(_fpga_summary(report, out))
+        lines.append(_fpga_summary(build_bitstream(BoardTop(image, lanes=lanes), out, board=board), out))
+    return "\n".join(lines)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    print(export(args.build, board=args.bitstream, netlist=args.netlist, lanes=args.lanes))
     return EXIT_OK
+
+
+def _verify_inputs(image, build: Path, path: str | None, samples: int):
+    """Inputs ``[T, batch, n_in]`` in host units: ``--inputs`` or the build's example inputs."""
+    import numpy as np
+
+    from compiler.errors import SimulationError, SmallError
+
+    if path is None:
+        path = build / EXAMPLE_INPUTS
+        if not path.is_file():
+            raise SmallError(f"{str(build)!r} has no {EXAMPLE_INPUTS} (it was compiled without a test set): "
+                             "give inputs with --inputs X.npy [T, batch, n_in]")
+    elif not Path(path).is_file():
+        raise SmallError(f"input file {str(path)!r} does not exist")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SimulationError(f"cannot read {str(path)!r} as a .npy array ({exc})") from None
+    if not isinstance(x, np.ndarray):
+        raise SimulationError(f"{str(path)!r} is an .npz archive: give one .npy array [T, batch, n_in]")
+    xs, _, _ = _chip_simulator(image).prepare_inputs(x[:, :samples] if x.ndim >= 2 else x)
+    if image.target == "digital" and xs.dtype.kind == "f" and not np.all(np.isfinite(xs)):
+        raise SimulationError(f"{str(path)!r} contains NaN or Inf")
+    return xs
+
+
+def run_verify(build: str | Path, *, simulator: str, inputs: str | None = None, samples: int = VERIFY_SAMPLES,
+               waves: bool = False, uart: bool = False, backpressure: int | None = None):
+    """Verify the generated chip of ``build`` (``small verify``); returns the :class:`VerifyResult`."""
+    import json
+
+    from compiler.errors import SmallError
+    from compiler.image import load_image
+    from hdl.verify.runner import verify
+
+    build = Path(build)
+    image = load_image(build)
+    verilog = build / "hdl" / "small_chip.v"
+    summary_file = build / "hdl" / "summary.json"
+    if not verilog.is_file() or not summary_file.is_file():
+        raise SmallError(f"no generated chip in {str(build / 'hdl')!r}: run `small hdl {build}` first")
+    hdl_summary = json.loads(summary_file.read_text())
+    if hdl_summary.get("image_sha256") not in (None, image.meta.get("arrays_sha256")):
+        warnings.warn(f"{verilog} was generated from another image than {build}/image.json: "
+                      f"run `small hdl {build}` again unless that is what you want to check")
+    xs = _verify_inputs(image, build, inputs, samples)
+    work = build / "verify"
+    kw = {}
+    if uart:
+        _check_digital(image)  # the board's design
+        from hdl.board import BridgedChip
+        from hdl.export import write_hdl
+
+        clk, baud = 12_000_000, 3_000_000  # 4 clock cycles a bit: short frames in simulation
+        out = work / "uart-hdl"
+        write_hdl(BridgedChip(image, clk_freq=clk, baud=baud, lanes=int(hdl_summary.get("lanes", 1))), None, out,
+                  name="small_chip_uart")
+        verilog = out / "small_chip_uart.v"
+        kw = {"top": "small_chip_uart", "kind": "uart", "divisor": clk // baud}
+    return verify(build, verilog, xs, simulator=simulator, work_dir=work, waves=waves, backpressure=backpressure,
+                  name="uart" if uart else "chip", **kw)
+
+
+def _verify_report(result, build) -> str:
+    s = result.summary
+    c = s["compared"]
+    steps = s["chip_steps"]
+    sim = result.simulator
+    lines = [f"verify {build} on {sim}: {s['samples']} input{'s' * (s['samples'] != 1)} x {s['network_steps']} steps "
+             f"({steps} chip steps compared)",
+             f"  build        " + (f"{result.build_seconds:.1f} s" if result.built else "reused (same Verilog)"),
+             f"  simulate     {result.run_seconds:.1f} s: {s['cycles']:,} cycles, {s['mean_cycles_per_step']:,.0f} a step, "
+             f"{steps / max(result.run_seconds, 1e-9):,.0f} steps/s",
+             f"  compared     " + (f"{c['spikes']:,} neuron spikes (where they enter the router), "
+                                   if s["internal_spikes_probed"] else "")
+             + f"{c['host_spikes']:,} host spikes, {c['values']:,} LI values, {c['steps']:,} end-of-step events"]
+    if result.waves:
+        lines.append(f"  waveform     {result.waves}")
+    if result.passed:
+        lines.append(f"PASS: the RTL equals {s['reference']} on every event")
+    else:
+        lines.append(f"FAIL: first mismatch: {s['mismatch']}")
+    return "\n".join(lines)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    result = run_verify(args.build, simulator=args.simulator, inputs=args.inputs, samples=args.samples,
+                        waves=args.waves, uart=args.uart, backpressure=args.backpressure)
+    print(_verify_report(result, args.build))
+    return EXIT_OK if result.passed else EXIT_MISMATCH
 
 
 def _fpga_summary(report: dict, out: Path) -> str:
@@ -451,10 +608,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("flow", help="the main job: import, reference accuracy, compile with the twin's accuracy")
+    p = sub.add_parser("flow", help="the main job: import, reference accuracy, compile (with the twin's accuracy), "
+                       "hdl, verify, export")
     p.add_argument("model", help="model.nir or net.small (a test_set.npz beside it is used)")
     p.add_argument("-o", "--output", metavar="DIR", help="build folder (default: build/<network name>)")
     _add_compile_options(p)
+    _add_lanes(p)
+    _add_verify_options(p)
+    p.add_argument("--board", choices=(*BOARDS, "none"), default="icebreaker",
+                   help="FPGA board of the bitstream (default icebreaker; none: no bitstream)")
     p.set_defaults(func=cmd_flow)
 
     p = sub.add_parser("compile", help="map a network onto crossbar tiles and write a HardwareImage")
@@ -478,6 +640,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("build", help="a `small compile --target digital` build folder; writes BUILD/hdl/")
     _add_lanes(p)
     p.set_defaults(func=cmd_hdl)
+
+    p = sub.add_parser("verify", help="run the generated Verilog under Icarus or Verilator (cocotb) and compare it "
+                       "with the image's simulator, event for event")
+    p.add_argument("build", help="a build folder with hdl/small_chip.v (`small hdl`)")
+    _add_verify_options(p)
+    p.add_argument("--waves", action="store_true", help="write a waveform (FST under Icarus, VCD under Verilator)")
+    p.add_argument("--uart", action="store_true", help="drive the chip through its UART bridge (the board's "
+                   "design, at 4 clock cycles a bit) instead of its host ports")
+    p.add_argument("--backpressure", type=int, metavar="SEED",
+                   help="random gaps between commands and random stalls of the outputs, seeded")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("export", help="synthesise the generated chip: FPGA bitstream and/or gate-level netlist")
     p.add_argument("build", help="a `small compile --target digital` build folder; writes BUILD/hdl/")

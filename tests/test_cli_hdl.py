@@ -37,12 +37,24 @@ def test_hdl_writes_verilog_rtlil_and_a_summary(tmp_path):
     assert (hdl / "small_chip.v").read_bytes() == first
 
 
-def test_a_memristive_build_has_no_digital_twin_to_generate(tmp_path):
+def test_a_memristive_build_generates_controllers_but_no_bitstream(tmp_path):
     b = build(tmp_path / "net", target="memristive")
-    for args in (["hdl", b], ["export", b, "--bitstream", "icebreaker"]):
+    r = run("hdl", b)
+    assert r.returncode == 0, r.stderr
+    assert "memristive tiles of 16x16" in r.stdout and "analog ports" in r.stdout
+    ports = {p["name"] for p in json.loads((b / "hdl" / "summary.json").read_text())["ports"]}
+    assert {"tile0__row_drive", "tile0__fired", "tile0__settled", "commands__payload"} <= ports
+    for args in (["export", b, "--bitstream", "icebreaker"], ["export", b, "--netlist"]):
         r = run(*args)
         assert r.returncode == 2 and "--target digital" in r.stderr and "Traceback" not in r.stderr
-        assert not (b / "hdl").exists()
+    assert sorted(p.name for p in (b / "hdl").iterdir()) == ["small_chip.il", "small_chip.v", "summary.json"]
+
+
+def test_the_cli_knows_every_board():
+    from hdl.export import BOARDS
+    from small.cli import BOARDS as CLI_BOARDS
+
+    assert set(CLI_BOARDS) == set(BOARDS)
 
 
 def test_an_image_from_a_newer_schema_is_refused(tmp_path):

@@ -29,12 +29,20 @@ def test_digits_matches_snntorch_sample_for_sample():
     assert reported > 0.9
 
 
-def test_flow_prints_the_digits_accuracy():
-    result = subprocess.run([sys.executable, "-m", "small", "flow", str(EXAMPLES / "digits" / "digits.nir")],
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_flow_runs_the_digits_classifier_from_nir_to_verified_rtl(tmp_path):
+    """`make demo`'s main job, without the bitstream (tests/test_hdl_export.py builds those)."""
+    result = subprocess.run([sys.executable, "-m", "small", "flow", str(EXAMPLES / "digits" / "digits.nir"),
+                             "--levels", "8", "--board", "none", "--samples", "5", "-o", str(tmp_path / "digits")],
                             capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
     reported = json.loads((EXAMPLES / "digits" / "snntorch_result.json").read_text())["accuracy"]
-    assert f"accuracy {reported * 100:.2f} %" in result.stdout
+    out = result.stdout
+    assert f"[2/5] reference  accuracy {reported * 100:.2f} %" in out
+    assert "digital 97.22 % on 540 test samples" in out
+    assert "5 inputs x 25 steps (130 chip steps compared)" in out and "PASS" in out
+    assert (tmp_path / "digits" / "hdl" / "small_chip.v").is_file()
 
 
 def test_classify_ties_go_to_the_lowest_index():

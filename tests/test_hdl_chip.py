@@ -5,6 +5,7 @@ spike and every LI value the host receives must equal the digital twin's, at eve
 """
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from compiler.image import load_image
 from compiler.mapper import CompileOptions, compile_network
 from hdl.chip import Chip
-from hdl.simulate import run_chip
+from hdl.simulate import compare_with_twin as compare, run_chip
 from sim.digital import DigitalSimulator
 from small.cli import main
 from test_compile import random_input, random_network
@@ -25,30 +26,6 @@ def signed_input(seed, steps, batch, n_in=12):
     rng = np.random.default_rng(seed + 200)
     x = rng.integers(-4, 6, size=(steps, batch, n_in))
     return np.where(rng.random(x.shape) < 0.4, x, 0).astype(np.int64)
-
-
-def compare(image, x, runs):
-    """Assert the chip runs equal the digital twin on ``x`` ``[T, batch, n_in]``; return spike count."""
-    ref = DigitalSimulator(image)
-    result = ref.run(x, record_spikes=True)
-    chip = result.spikes["chip"]
-    host = image.arrays["host_out"].reshape(-1)[ref.addr]
-    frac = image.arithmetic.frac_bits
-    for b, run in enumerate(runs):
-        for t in range(chip.shape[0]):
-            np.testing.assert_array_equal(run.spikes[t], chip[t, b], err_msg=f"sample {b}, chip step {t}: spikes")
-            assert run.host_spikes[t] == set(ref.addr[chip[t, b] & host].tolist()), f"sample {b}, step {t}: host"
-        for o in image.meta["outputs"]:
-            if o["kind"] != "value":
-                continue
-            pop, lat = o["population"], int(o["latency"])
-            addrs = image.arrays[f"pop/{pop}/tile"].astype(int) * image.cols + image.arrays[f"pop/{pop}/col"]
-            scale = image.arrays[f"output/{o['name']}/value_scale"]
-            for tt in range(result.outputs[o["name"]].shape[0]):
-                got = np.array([run.host_values[tt + lat][int(a)] for a in addrs], dtype=np.float64)
-                np.testing.assert_array_equal((got / float(1 << frac) * scale).astype(np.float32),
-                                              result.outputs[o["name"]][tt, b], err_msg=f"{o['name']} step {tt}")
-    return int(chip.sum())
 
 
 def compiled(seed, rows, cols, levels=8):
@@ -87,11 +64,42 @@ def test_a_corrupted_chip_is_caught():
         compare(image, x, run_chip(image, x, chip=Chip(bad)))
 
 
-def test_memristive_image_is_refused():
+def test_a_memristive_chip_exposes_every_tiles_analog_ports():
+    """Controllers instead of DigitalTiles; each tile's analog ports at the top as ``tile<t>__*``."""
+    from amaranth.back import rtlil
+
+    from hdl.events import Geometry
+    from hdl.memristive_tile import MemristiveTileController
+
     net = random_network(0)
-    image = compile_network(net, CompileOptions(target="memristive", rows=16, cols=16, levels=8)).image
-    with pytest.raises(ValueError, match="digital image"):
-        Chip(image)
+    image = compile_network(net, CompileOptions(target="memristive", rows=32, cols=32, levels=8)).image
+    assert image.n_tiles > 1
+    chip = Chip(image, pulse_cycles=3)
+    assert all(isinstance(tile, MemristiveTileController) and tile.pulse_cycles == 3 for tile in chip.tiles)
+    assert chip.partial_tiles == []  # partial sums merge as currents: no export phase
+    text = rtlil.convert(chip, name="small_chip", emit_src=False)
+    top = text[text.index("module \\small_chip\n"):]
+    top = top[:top.index("\nend\n")]
+    port = r"wire width (\d+) (input|output) \d+ +(?:signed )?\\(\S+)"
+    ports = {name: (d, int(w)) for w, d, name in re.findall(port, top)}
+    g = Geometry.of(image)
+    bits, v_bits = g.arithmetic.input_bits, g.arithmetic.v_bits
+    for t in range(image.n_tiles):
+        for name, direction, width in [("row_drive", "output", bits * image.rows), ("pulse", "output", 1),
+                                       ("evaluate", "output", 1), ("hold", "output", image.cols),
+                                       ("settled", "input", 1), ("fired", "input", image.cols),
+                                       ("adc_req", "output", 1), ("adc_col", "output", g.col_bits),
+                                       ("adc_ack", "input", 1), ("adc_value", "input", v_bits),
+                                       ("neuron_clear", "output", 1)]:
+            d, w = ports[f"tile{t}__{name}"]
+            assert (d, w) == (direction, width), f"tile{t}__{name}"
+    assert {"commands__valid", "outputs__valid"} <= set(ports)
+    assert not any(name.startswith(f"tile{image.n_tiles}__") for name in ports)
+    # any other target is refused
+    other = copy.deepcopy(image)
+    other.meta["target"] = "photonic"
+    with pytest.raises(ValueError, match="digital or memristive image"):
+        Chip(other)
 
 
 def example_image(tmp_path, source, *extra):
@@ -99,21 +107,23 @@ def example_image(tmp_path, source, *extra):
     return load_image(tmp_path / "net")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("levels,lanes", [pytest.param(16, 8, id="16-levels-8-lanes"),
-                                          pytest.param(8, 1, id="8-levels-1-lane", marks=pytest.mark.long)])
+                                          pytest.param(8, 1, id="8-levels-1-lane")])
 def test_digits_classifier_on_20_test_inputs(tmp_path, levels, lanes):
-    """CI runs the 8-lane chip (fast to simulate); -m long the 1-lane chip `small export` builds."""
+    """Minutes in Amaranth's simulator: CI verifies the digits chip's Verilog under Icarus and
+    Verilator instead (tests/test_verify.py, 50 inputs)."""
     image = example_image(tmp_path, "examples/digits/digits.nir", "--levels", str(levels))
     x = np.load("examples/digits/test_set.npz")["x"][:, :20]
     xs, _, _ = DigitalSimulator(image).prepare_inputs(x)
     assert compare(image, x, run_chip(image, xs, chip=Chip(image, lanes=lanes))) > 1000
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("n", [pytest.param(2, id="2-inputs"), pytest.param(20, id="20-inputs", marks=pytest.mark.long)])
+@pytest.mark.long
+@pytest.mark.parametrize("n", [pytest.param(2, id="2-inputs"), pytest.param(20, id="20-inputs")])
 def test_recurrent_alif_example(tmp_path, n):
-    """210 steps a sample: 20 inputs take about half an hour here, so CI runs 2 (-m long runs 20)."""
+    """210 steps a sample: 20 inputs take about half an hour in Amaranth's simulator, so CI
+    verifies the example's Verilog under Icarus and Verilator instead (tests/test_verify.py)."""
     image = example_image(tmp_path, "examples/alif_memory/network.small", "--scale", "column")
     x = np.load("examples/alif_memory/test_set.npz")["x"][:, :n]
     xs, _, _ = DigitalSimulator(image).prepare_inputs(x)

