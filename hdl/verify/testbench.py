@@ -35,7 +35,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, Event, FallingEdge, ReadOnly, RisingEdge, with_timeout
+from cocotb.triggers import ClockCycles, Event, FallingEdge, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 
 from compiler.image import load_image
@@ -316,6 +316,10 @@ async def verify_chip(dut):
                     what, addr = duplicates[0]
                     scoreboard.fail(b, t, f"{what} sent twice", addr, 1, 2)
                 scoreboard.compare(b, t, expected[b][t], got, internal=probe is not None)
+        if top == "uart" and (monitor.framing_errors or dut.overflow.value or dut.framing_error.value):
+            scoreboard.mismatch = {"sample": b, "step": t, "what": "UART errors", "expected": "none",
+                                   "got": f"{monitor.framing_errors} bad stop bits from tx, bridge overflow "
+                                          f"{int(dut.overflow.value)}, framing error {int(dut.framing_error.value)}"}
         if analog is not None:
             try:
                 analog.check()
@@ -324,7 +328,7 @@ async def verify_chip(dut):
                                        "got": None}
     except Mismatch:
         pass
-    except cocotb.triggers.SimTimeoutError:
+    except SimTimeoutError:
         scoreboard.mismatch = {"sample": b, "step": t, "what": f"no OUT_STEP within {STEP_TIMEOUT_CYCLES} cycles",
                                "expected": "OUT_STEP", "got": None}
     result = {
