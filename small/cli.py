@@ -499,8 +499,9 @@ def _verify_inputs(image, build: Path, path: str | None, samples: int):
     if not isinstance(x, np.ndarray):
         raise SimulationError(f"{str(path)!r} is an .npz archive: give one .npy array [T, batch, n_in]")
     xs, _, _ = _chip_simulator(image).prepare_inputs(x[:, :samples] if x.ndim >= 2 else x)
-    if image.target == "digital" and xs.dtype.kind == "f" and not np.all(np.isfinite(xs)):
-        raise SimulationError(f"{str(path)!r} contains NaN or Inf")
+    if image.target == "memristive" and not np.all(xs == np.rint(xs)):
+        raise SimulationError(f"{str(path)!r}: a memristive chip's host events carry whole-number payloads, and these "
+                              "inputs (divided by the input scale) are not whole numbers")
     return xs
 
 

@@ -82,13 +82,6 @@ def simulator_env(simulator: str) -> dict[str, str]:
            "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
     if shutil.which("ccache"):  # Verilator's runtime is the same C++ in every build: compile it once
         env["MAKEFLAGS"] += " OBJCACHE=ccache"
-    try:
-        import systemc  # the wheel's dependency; its headers are not needed for plain Verilog
-
-        env.setdefault("SYSTEMC_INCLUDE", systemc.include_path())
-        env.setdefault("SYSTEMC_LIBDIR", systemc.lib_path())
-    except ImportError:
-        pass
     return env
 
 
