@@ -35,7 +35,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise FileFormatError(f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist")
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    # the real suffix last: writers that pick a format by file name (matplotlib) see the right one
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=parent)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -46,7 +46,7 @@ class ChipSimulator:
         # Crossbar of every tile, with partial-sum columns folded onto their neuron: [T*R, K].
         pos, neg = weights if weights is not None else (a["g_pos"], a["g_neg"])
         t_idx, r_idx, c_idx = np.nonzero(pos != neg)  # only the cells that hold a weight
-        w = pos[t_idx, r_idx, c_idx].astype(np.int64) - neg[t_idx, r_idx, c_idx]
+        w = pos[t_idx, r_idx, c_idx].astype(self.value_dtype) - neg[t_idx, r_idx, c_idx]
         cols = index[home[t_idx * C + c_idx]]
         keep = cols >= 0  # weights in unused columns never reach a neuron
         self.n_rows = T * R
@@ -82,6 +82,10 @@ class ChipSimulator:
     def _drive(self, current: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """Crossbar sum (in weight levels) plus bias, in state units."""
         raise NotImplementedError
+
+    def _crossbar(self, rows: np.ndarray) -> np.ndarray:
+        """Every neuron's input from the active rows ``[batch, T * R]`` (partial sums merged)."""
+        return np.asarray(rows @ self.w)
 
     def _sat(self, x: np.ndarray) -> np.ndarray:
         """Saturate to the state width (identity for exact arithmetic)."""
@@ -200,7 +204,7 @@ class ChipSimulator:
                 rows[:, self.irow] = in_hist[(t - self.irow_delay) % self.depth, :, self.irow_src].T
             if self.nrow.size:
                 rows[:, self.nrow] = s_hist[(t - 1 - self.nrow_delay) % self.depth, :, self.nrow_src].T
-            current = np.asarray(rows @ self.w)
+            current = self._crossbar(rows)
             spikes = self._step_neurons(state, current, t)
             s_hist[t % self.depth] = spikes
             if chip is not None:

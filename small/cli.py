@@ -506,7 +506,7 @@ def _verify_inputs(image, build: Path, path: str | None, samples: int):
 
 
 def run_verify(build: str | Path, *, simulator: str, inputs: str | None = None, samples: int = VERIFY_SAMPLES,
-               waves: bool = False, uart: bool = False, backpressure: int | None = None):
+               waves: bool = False, uart: bool = False, backpressure: int | None = None, analog: str = "ideal"):
     """Verify the generated chip of ``build`` (``small verify``); returns the :class:`VerifyResult`."""
     import json
 
@@ -538,8 +538,10 @@ def run_verify(build: str | Path, *, simulator: str, inputs: str | None = None, 
                   name="small_chip_uart")
         verilog = out / "small_chip_uart.v"
         kw = {"top": "small_chip_uart", "kind": "uart", "divisor": clk // baud}
+    if analog != "ideal" and image.target != "memristive":
+        raise SmallError(f"--analog {analog} models the analog tiles of a memristive chip; {build} is {image.target}")
     return verify(build, verilog, xs, simulator=simulator, work_dir=work, waves=waves, backpressure=backpressure,
-                  name="uart" if uart else "chip", **kw)
+                  name="uart" if uart else f"chip-{analog}" if analog != "ideal" else "chip", analog=analog, **kw)
 
 
 def _verify_report(result, build) -> str:
@@ -566,7 +568,7 @@ def _verify_report(result, build) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     result = run_verify(args.build, simulator=args.simulator, inputs=args.inputs, samples=args.samples,
-                        waves=args.waves, uart=args.uart, backpressure=args.backpressure)
+                        waves=args.waves, uart=args.uart, backpressure=args.backpressure, analog=args.analog)
     print(_verify_report(result, args.build))
     return EXIT_OK if result.passed else EXIT_MISMATCH
 
@@ -580,6 +582,131 @@ def _fpga_summary(report: dict, out: Path) -> str:
         lines.append(f"  fmax {clock:<9} {mhz:.1f} MHz ({flag} {report['required_mhz']:.0f} MHz)")
     lines.append(f"wrote {out}/small_chip.bin, small_chip_fpga.json")
     return "\n".join(lines)
+
+
+# -- analog models ------------------------------------------------------------------------------
+DEVICE_MODELS = ("linear-ion-drift", "vteam", "pcm", "tiox")  # analog_models.devices.MODELS
+
+
+def _write_figures(plot: str | None, figures: dict, plotter) -> str:
+    """Write ``plot`` (PNG) and the figures as JSON beside it; the line that says so."""
+    import json
+
+    from compiler.fileio import atomic_output
+
+    if not plot:
+        return ""
+    png = Path(plot)
+    if png.suffix.lower() != ".png":
+        from compiler.errors import SmallError
+
+        raise SmallError(f"--plot {plot!r}: give a .png file name")
+    with atomic_output(png) as tmp:
+        plotter(tmp)
+    with atomic_output(png.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+    return f"wrote {png}, {png.with_suffix('.json')}"
+
+
+def _user_errors(func):
+    """Run ``func``; a ValueError (a bad parameter or file) becomes a user error (exit 2)."""
+    from compiler.errors import SmallError
+
+    try:
+        return func()
+    except ValueError as exc:
+        raise SmallError(str(exc)) from None
+
+
+def cmd_analog_device(args: argparse.Namespace) -> int:
+    import json
+
+    from analog_models import devices
+
+    report = _user_errors(lambda: devices.characterize(args.model, seed=args.seed))
+    figures = report.figures()
+    if args.json:
+        print(json.dumps(figures, sort_keys=True))
+    else:
+        print(f"device {args.model}: " + ", ".join(f"{k} {v}" for k, v in figures.items() if not isinstance(v, (list, dict))))
+    line = _write_figures(args.plot, figures, lambda path: devices.plot(report, path))
+    if line and not args.json:
+        print(line)
+    return EXIT_OK
+
+
+def _conductances(args: argparse.Namespace):
+    """``--conductances G.npy`` (siemens, [rows, cols]) or random ones (1-100 uS, seeded)."""
+    import numpy as np
+
+    from compiler.errors import SmallError
+
+    if args.conductances is None:
+        rng = np.random.default_rng(args.seed)
+        return rng.uniform(1e-6, 100e-6, size=(args.rows, args.cols))
+    path = Path(args.conductances)
+    if not path.is_file():
+        raise SmallError(f"conductance file {str(path)!r} does not exist")
+    try:
+        G = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SmallError(f"cannot read {str(path)!r} as a .npy array ({exc})") from None
+    if not isinstance(G, np.ndarray) or G.shape != (args.rows, args.cols) or G.dtype.kind not in "biuf":
+        raise SmallError(f"{str(path)!r} must hold numbers of shape [{args.rows}, {args.cols}] (siemens, "
+                         f"--rows x --cols), not {getattr(G, 'shape', '?')}")
+    if not np.all(np.isfinite(G)) or (G < 0).any():
+        raise SmallError(f"{str(path)!r} holds negative or non-finite conductances: give siemens >= 0")
+    return G.astype(np.float64)
+
+
+def cmd_analog_crossbar(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from analog_models.crossbar import compare
+    from compiler.errors import SmallError
+
+    G = _conductances(args)
+    if args.v_rows is not None:
+        if not Path(args.v_rows).is_file():
+            raise SmallError(f"row voltage file {args.v_rows!r} does not exist")
+        v = np.load(args.v_rows, allow_pickle=False)
+        if not isinstance(v, np.ndarray) or v.shape != (args.rows,) or not np.all(np.isfinite(v)):
+            raise SmallError(f"{args.v_rows!r} must hold {args.rows} finite row voltages (volts)")
+    else:
+        v = np.full(args.rows, args.v_read)
+    result = _user_errors(lambda: compare(G, v.astype(np.float64), args.r_wire))
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    ideal, spice, model = (np.asarray(result[k]) for k in ("i_cols_ideal", "i_cols_spice", "i_cols_model"))
+    print(f"crossbar {args.rows}x{args.cols}, wire {args.r_wire:g} ohm a segment, rows at "
+          + (f"{args.v_read:g} V" if args.v_rows is None else args.v_rows))
+    print(f"  column currents  ideal G^T V {ideal.mean() * 1e6:.3f} uA mean; ngspice {spice.mean() * 1e6:.3f} uA "
+          f"({result['seconds_spice']:.2f} s); nodal model {model.mean() * 1e6:.3f} uA ({result['seconds_model'] * 1e3:.1f} ms)")
+    print(f"  IR drop          ideal vs ngspice: {result['max_rel_error_ideal_vs_spice'] * 100:.3f} % at most")
+    print(f"  nodal model      vs ngspice: {result['max_rel_error_model_vs_spice']:.2e} relative at most")
+    return EXIT_OK
+
+
+def cmd_analog_neuron(args: argparse.Namespace) -> int:
+    import json
+
+    from analog_models import neuron
+
+    report = neuron.characterize_neuron()
+    figures = report.figures()
+    if args.json:
+        print(json.dumps(figures, sort_keys=True))
+    else:
+        fit = figures.get("fit", {})
+        print(f"analog {args.model} neuron: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                      for k, v in fit.items() if not isinstance(v, (list, dict))))
+    line = _write_figures(args.plot, figures, lambda path: neuron.plot(report, path))
+    if line and not args.json:
+        print(line)
+    return EXIT_OK
 
 
 # -- entry point ---------------------------------------------------------------------------
@@ -651,6 +778,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "design, at 4 clock cycles a bit) instead of its host ports")
     p.add_argument("--backpressure", type=int, metavar="SEED",
                    help="random gaps between commands and random stalls of the outputs, seeded")
+    p.add_argument("--analog", choices=("ideal", "pcm", "tiox"), default="ideal",
+                   help="memristive builds: the devices of the analog tiles attached to the chip (default ideal; "
+                        "pcm and tiox as sim/analog.py draws them, compared with sim/analog.py)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("export", help="synthesise the generated chip: FPGA bitstream and/or gate-level netlist")
@@ -660,6 +790,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--netlist", action="store_true", help="write yosys's iCE40 gate-level netlist (Verilog and JSON)")
     _add_lanes(p)
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("analog", help="analog models in ngspice: devices, crossbars with IR drop, analog neurons")
+    asub = p.add_subparsers(dest="analog_command", metavar="WHAT", parser_class=_Parser, required=True)
+    q = asub.add_parser("device", help="simulate a memristive device: I-V loop, conductance vs pulses, levels")
+    q.add_argument("--model", choices=DEVICE_MODELS, required=True)
+    q.add_argument("--plot", metavar="IV.png", help="write the figures as a PNG, and as JSON beside it")
+    q.add_argument("--seed", type=int, default=0, help="seed of the device-level noise (pcm, tiox)")
+    q.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    q.set_defaults(func=cmd_analog_device)
+    q = asub.add_parser("crossbar", help="column currents with wire resistance: ngspice, the nodal model, ideal")
+    q.add_argument("--rows", type=_positive_int, default=64)
+    q.add_argument("--cols", type=_positive_int, default=64)
+    q.add_argument("--r-wire", type=float, default=1.0, metavar="OHM", help="resistance of each wire segment")
+    q.add_argument("--conductances", metavar="G.npy", help="siemens, [rows, cols] (default: random 1-100 uS)")
+    q.add_argument("--v-read", type=float, default=0.2, metavar="VOLT", help="voltage on every row (default 0.2)")
+    q.add_argument("--v-rows", metavar="V.npy", help="one voltage per row instead of --v-read")
+    q.add_argument("--seed", type=int, default=0, help="seed of the random conductances")
+    q.add_argument("--json", action="store_true", help="print one JSON object (currents in amperes, errors, times)")
+    q.set_defaults(func=cmd_analog_crossbar)
+    q = asub.add_parser("neuron", help="the analog LIF neuron circuit: membrane trace, f-I curve, fit to the digital LIF")
+    q.add_argument("--model", choices=("lif",), default="lif")
+    q.add_argument("--plot", metavar="NEURON.png", help="write the figures as a PNG, and as JSON beside it")
+    q.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    q.set_defaults(func=cmd_analog_neuron)
     return parser
 
 

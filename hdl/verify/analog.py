@@ -57,10 +57,10 @@ class IdealAnalog:
     the neurons ignore the controller's ``hold`` (mutations that the comparison must catch).
     """
 
-    def __init__(self, image: HardwareImage, *, drop_row=None, ignore_hold=False):
+    def __init__(self, image: HardwareImage, *, drop_row=None, ignore_hold=False, sim=None):
         from sim.memristive import IdealMemristiveSimulator
 
-        self.sim = IdealMemristiveSimulator(image)
+        self.sim = sim or IdealMemristiveSimulator(image)
         self.state = self.sim._init_state(1)
         self.R, self.C = image.rows, image.cols
         self.charge = np.zeros(self.sim.addr.size)
@@ -76,7 +76,7 @@ class IdealAnalog:
         if self.drop is not None:
             d = d.copy()
             d[self.drop] = 0
-        self.charge += np.asarray(d[None, :] @ self.sim.w)[0] / pulse_cycles
+        self.charge += self.sim._crossbar(d[None, :])[0] / pulse_cycles  # the simulator's crossbar (IR drop too)
 
     def evaluate(self, hold_words):
         """One neuron update with the charge of the step; ``hold_words[tile]`` is the tile's ``hold``.
@@ -109,8 +109,21 @@ class IdealAnalog:
         self.charge[:] = 0
 
 
+def device_model(device: str):
+    """A factory of models whose arrays hold ``device``'s conductances (``sim/analog.py``, seed 0):
+    programming noise, drift and read noise at 1 s, as :class:`sim.analog.AnalogSimulator` draws
+    them, so the chip must equal that simulator."""
+    def factory(image: HardwareImage):
+        from sim.analog import AnalogSimulator
+
+        return IdealAnalog(image, sim=AnalogSimulator(image, device=device))
+    return factory
+
+
 MODELS: dict[str, Callable[[HardwareImage], object]] = {
     "ideal": IdealAnalog,
+    "pcm": device_model("pcm"),
+    "tiox": device_model("tiox"),
 }
 """Analog models by name: a factory taking the image (``attach``'s ``kind``)."""
 

@@ -53,15 +53,21 @@ class StepEvents:
     internal: set[int] = field(default_factory=set)
 
 
-def simulator_of(image: HardwareImage):
-    """The ``sim/`` model the chip of ``image`` must equal."""
+def simulator_of(image: HardwareImage, analog: str = "ideal"):
+    """The ``sim/`` model the chip of ``image`` must equal; for a memristive image, with the
+    analog tiles of ``analog`` (``hdl/verify/analog.py``'s models: ideal devices, or a device's
+    conductances as ``sim/analog.py`` draws them)."""
     if image.target == "digital":
         from sim.digital import DigitalSimulator
 
         return DigitalSimulator(image)
-    from sim.memristive import IdealMemristiveSimulator
+    if analog == "ideal":
+        from sim.memristive import IdealMemristiveSimulator
 
-    return IdealMemristiveSimulator(image)
+        return IdealMemristiveSimulator(image)
+    from sim.analog import AnalogSimulator
+
+    return AnalogSimulator(image, device=analog)
 
 
 class ReferenceModel:
@@ -72,9 +78,9 @@ class ReferenceModel:
     outputs' latencies), so every output of the last network step is produced.
     """
 
-    def __init__(self, image: HardwareImage):
+    def __init__(self, image: HardwareImage, analog: str = "ideal"):
         self.image = image
-        self.sim = simulator_of(image)
+        self.sim = simulator_of(image, analog)
         self.geometry = Geometry.of(image)
         a = image.arrays
         addr = self.sim.addr

@@ -246,7 +246,7 @@ async def verify_chip(dut):
     """Run every input sample through the chip and compare each step with the reference."""
     config = json.loads(Path(os.environ["SMALL_VERIFY_CONFIG"]).read_text())
     image = load_image(config["image"])
-    model = ReferenceModel(image)
+    model = ReferenceModel(image, config.get("analog", "ideal"))
     g, C = model.geometry, image.cols
     cmd_codec, out_codec, spike_codec = codecs(g)
     xs = np.load(config["inputs"])
