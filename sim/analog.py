@@ -5,7 +5,8 @@
 routing), but each device holds a *conductance*, not a level:
 
 1. **finite levels**: level ``l`` of ``L`` is programmed towards ``G_min + l dG``,
-   ``dG = (G_max - G_min) / (L - 1)``, with ``G_min``, ``G_max`` the device's range;
+   ``dG = (G_max - G_min) / (L - 1)``, with ``G_min``, ``G_max`` the range the compiler mapped
+   the levels onto (``image.json`` ``device``; the device model's own range otherwise);
 2. **programming noise**: the device model's write noise (PCM: sigma(w) of the IBM model, w the
    target as a fraction of G_max; TiOx: 1 % of the target);
 3. **faults**: stuck devices recorded in the image sit at G_min or G_max whatever is programmed;
@@ -97,14 +98,17 @@ class AnalogSimulator(ChipSimulator):
         self.device = device_noise(device)
         self.t_read, self.r_wire, self.v_read = float(t_read), float(r_wire), float(v_read)
         rng = np.random.default_rng(seed)
-        L = image.levels
-        self.dG = (self.device.g_max - self.device.g_min) / (L - 1)
+        # the conductance range the compiler mapped levels onto (image.json "device"), else the device's
+        rng_us = image.meta.get("device") or {}
+        self.g_min = float(rng_us.get("g_min_uS", self.device.g_min * 1e6)) * 1e-6
+        self.g_max = float(rng_us.get("g_max_uS", self.device.g_max * 1e6)) * 1e-6
+        self.dG = (self.g_max - self.g_min) / (image.levels - 1)
         pos, neg = (self.conductances(levels, rng, noise=noise, reversed_fraction=reversed_fraction)
                     for levels in (image.arrays["g_pos"], image.arrays["g_neg"]))
         # stuck devices: at the end of the range whatever was programmed (and they do not drift)
         if "stuck_pos" in image.arrays:
             for g, stuck in ((pos, image.arrays["stuck_pos"]), (neg, image.arrays["stuck_neg"])):
-                g[stuck >= 0] = self.device.g_min + stuck[stuck >= 0] * self.dG
+                g[stuck >= 0] = self.g_min + stuck[stuck >= 0] * self.dG
         self.g_pos, self.g_neg = pos, neg
         # the weight of each cell in level units; the base class folds the partial-sum columns.
         # Exact conductances give exact levels (no rounding of (G+ - G-) / dG).
@@ -118,10 +122,10 @@ class AnalogSimulator(ChipSimulator):
                      reversed_fraction: float) -> np.ndarray:
         """Conductances (siemens) that devices at ``levels`` hold at ``t_read``."""
         d = self.device
-        target = d.g_min + levels.astype(np.float64) * self.dG
+        target = self.g_min + levels.astype(np.float64) * self.dG
         if reversed_fraction:
             flip = rng.random(target.shape) < reversed_fraction
-            target = np.where(flip, d.g_max + d.g_min - target, target)
+            target = np.where(flip, self.g_max + self.g_min - target, target)
         g = d.program(target, rng) if (noise and d.program) else target
         if d.drift:
             g = d.drift(g, self.t_read, rng)

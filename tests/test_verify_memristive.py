@@ -72,6 +72,24 @@ def test_the_chip_matches_the_ideal_memristive_simulator(design, simulator):
     assert s["chip_steps"] == 2 * (10 + max(o["latency"] for o in image.meta["outputs"]))
 
 
+@pytest.mark.spice
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("device", ["pcm", "tiox"])
+def test_device_level_analog_tiles(design, simulator, device):
+    """The same RTL with device-level arrays attached (programming noise, drift, read noise as
+    sim/analog.py draws them): equal to sim/analog.py, and different from the ideal devices."""
+    from sim.analog import AnalogSimulator
+
+    image, image_dir, verilog, work = design
+    xs = random_input(0, steps=10, batch=2).astype(np.int64)
+    result = run(image_dir, verilog, xs, simulator, work, name=f"device-{device}", analog=device)
+    assert result.passed, result.summary["mismatch"]
+    assert result.summary["reference"] == "sim/analog.py"
+    noisy = AnalogSimulator(image, device=device).run(xs, record_spikes=True).spikes["chip"]
+    ideal = IdealMemristiveSimulator(image).run(xs, record_spikes=True).spikes["chip"]
+    assert not np.array_equal(noisy, ideal), "the device model should change some spike"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_random_latencies_signed_payloads_and_a_reset_mid_sample(design, simulator):

@@ -1,0 +1,66 @@
+"""sim/analog.py: the memristive chip with device-level non-idealities."""
+
+import numpy as np
+import pytest
+
+from compiler.errors import SimulationError
+from compiler.faults import random_faults
+from compiler.mapper import CompileOptions, compile_network
+from sim.analog import AnalogSimulator
+from sim.memristive import IdealMemristiveSimulator
+from test_compile import random_input, random_network
+
+_IMAGES = {}
+
+
+def image(rows=16, cols=16, levels=8, faults=None, target="memristive"):
+    key = (rows, cols, levels, faults is not None, target)
+    if key not in _IMAGES:
+        _IMAGES[key] = compile_network(random_network(0), CompileOptions(
+            target=target, rows=rows, cols=cols, levels=levels, faults=faults)).image
+    return _IMAGES[key]
+
+
+def test_ideal_devices_without_wires_equal_the_ideal_simulator():
+    """Stuck devices and finite levels only: spike for spike the same as sim/memristive.py."""
+    faults = random_faults(16, 16, 16, 0.05, seed=1)
+    img = image(faults=faults)
+    x = random_input(0, steps=20, batch=3)
+    ref = IdealMemristiveSimulator(img).run(x, record_spikes=True)
+    got = AnalogSimulator(img, device="ideal").run(x, record_spikes=True)
+    np.testing.assert_array_equal(got.spikes["chip"], ref.spikes["chip"])
+    np.testing.assert_array_equal(got.output_array(), ref.output_array())
+
+
+def test_bad_requests_are_refused():
+    with pytest.raises(SimulationError, match="memristive"):
+        AnalogSimulator(image(target="digital"))
+    for kwargs in ({"t_read": 0}, {"r_wire": -1}, {"v_read": float("nan")}, {"reversed_fraction": 2}):
+        with pytest.raises(SimulationError):
+            AnalogSimulator(image(), device="ideal", **kwargs)
+
+
+def test_device_noise_is_seeded_and_changes_the_weights():
+    img = image()
+    a, b, c = (AnalogSimulator(img, device="pcm", seed=s) for s in (3, 3, 4))
+    np.testing.assert_array_equal(a.g_pos, b.g_pos)
+    assert not np.array_equal(a.g_pos, c.g_pos)
+    ideal = AnalogSimulator(img, device="ideal")
+    err = np.abs((a.g_pos - a.g_neg) / a.dG - img.weights())[img.weights() != 0]
+    assert 0 < err.mean() < 1.5, "programming noise of the order of a level, not more"
+    quiet = AnalogSimulator(img, device="pcm", noise=False)  # drift only, at 1 s: none yet (t0 = 20 s)
+    np.testing.assert_allclose(quiet.g_pos, ideal.g_pos, rtol=1e-12)
+
+
+def test_pcm_drift_lowers_conductances_over_time():
+    img = image()
+    g = [AnalogSimulator(img, device="pcm", noise=False, t_read=t).g_pos for t in (20.0, 3600.0, 86400.0)]
+    on = g[0] > 0
+    assert (g[1][on] < g[0][on]).all() and (g[2][on] < g[1][on]).all()
+
+
+def test_tiox_reversed_devices_mirror_their_target():
+    img = image()
+    sim = AnalogSimulator(img, device="tiox", noise=False, reversed_fraction=1.0)
+    target = sim.g_min + img.arrays["g_pos"] * sim.dG
+    np.testing.assert_allclose(sim.g_pos, sim.g_max + sim.g_min - target, rtol=1e-12)
