@@ -59,6 +59,9 @@ class CompileOptions:
     scale: str = "tile"
     """``"tile"``: one weight scale per tile group; ``"column"``: one per neuron (finer, same hardware)."""
     faults: FaultMap | None = None
+    fault_aware: bool = True
+    """With ``faults``: permute rows, columns and tiles so stuck devices hurt least (False: keep
+    the identity placement, still programming partners to compensate; for comparisons)."""
     g_min_us: float = 0.1
     g_max_us: float = 25.0
     arithmetic: Arithmetic = field(default_factory=Arithmetic)
@@ -367,7 +370,8 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
         used = row_used[:, :, None] & (col_kind > 0)[:, None, :]
         importance = used * col_scale[:, None, :] ** 2
         err_naive = placement_error(q_tiles, importance, fmap, L, placement)
-        placement = place(q_tiles, importance, fmap, L)
+        if opts.fault_aware:
+            placement = place(q_tiles, importance, fmap, L)
         err_placed = placement_error(q_tiles, importance, fmap, L, placement)
         # Everything below is in physical coordinates: tile t's row r sits at row_perm[t][r].
         tix, rp_, cp_ = np.arange(T)[:, None, None], placement.row_perm[:, :, None], placement.col_perm[:, None, :]
