@@ -64,6 +64,9 @@ class CompileOptions:
     the identity placement, still programming partners to compensate; for comparisons)."""
     g_min_us: float = 0.1
     g_max_us: float = 25.0
+    device: dict | None = None
+    """A calibration's device (``model``, ``r_wire_ohm``), recorded in ``image.json`` ``device`` for
+    ``sim/analog.py`` (``small compile --calibration``)."""
     arithmetic: Arithmetic = field(default_factory=Arithmetic)
 
     def validate(self) -> None:
@@ -468,7 +471,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     if opts.target == "digital":
         meta["arithmetic"] = opts.arithmetic.to_dict()
     else:
-        meta["device"] = {"g_min_uS": opts.g_min_us, "g_max_uS": opts.g_max_us}
+        meta["device"] = {"g_min_uS": opts.g_min_us, "g_max_uS": opts.g_max_us, **(opts.device or {})}
     image = HardwareImage(meta, arrays).validate()
 
     rows_used = row_used.sum(axis=1)

@@ -15,9 +15,11 @@ routing), but each device holds a *conductance*, not a level:
 4. **drift** ``t_read`` seconds after programming: ``G (t / t0)^-nu`` with a per-device ``nu``
    (PCM; TiOx does not drift);
 5. **read noise**: 1/f noise of each read at ``t_read`` (PCM), drawn once per run;
-6. **IR drop**: with ``r_wire > 0`` every tile's two crossbars (G+ and G-) are solved as
-   resistive networks with that wire resistance per segment (``analog_models.crossbar``'s nodal
-   model, the one validated against ngspice), rows driven at ``payload * v_read``.
+6. **IR drop**: with ``r_wire > 0`` every tile's two crossbars (G+ and G-) are resistive
+   networks with that wire resistance per segment (``analog_models.crossbar``'s nodal model,
+   the one validated against ngspice). The network is linear in the row voltages, so each
+   crossbar is solved once, for each row alone, and the simulator runs the resulting effective
+   weights: the IR drop of any pattern of active rows, at the cost of an ideal crossbar.
 
 Column currents are converted back to weight levels (``I / (V_read dG)``), so with every
 non-ideality off the simulator equals :class:`~sim.memristive.IdealMemristiveSimulator` exactly.
@@ -26,44 +28,24 @@ Everything is batched over samples, vectorised, and seeded: the same seed gives 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import scipy.sparse as sp
 
+from analog_models import devices
+from analog_models.devices import DeviceNoise
 from compiler.errors import SimulationError
-from compiler.image import COL_PARTIAL, HardwareImage
+from compiler.image import HardwareImage
 
 from .chip import ChipSimulator
 
 
-@dataclass(frozen=True)
-class DeviceNoise:
-    """How one device technology deviates from its target conductance (see the module docstring).
-
-    Built from ``analog_models.devices`` by :func:`device_noise`; ``"ideal"`` has no noise at all.
-    """
-
-    name: str
-    g_min: float
-    """Lowest programmable conductance (siemens)."""
-    g_max: float
-    """Highest programmable conductance (siemens)."""
-    program: object = None
-    """``program(g_target [S], rng) -> g`` or None (exact)."""
-    drift: object = None
-    """``drift(g [S], t [s], rng) -> g`` or None (no drift)."""
-    read: object = None
-    """``read(g [S], t [s], rng) -> g`` or None (noise-free reads)."""
-
-
 def device_noise(name: str) -> DeviceNoise:
-    """The non-idealities of device ``name`` (``ideal``, ``pcm``, ``tiox``)."""
+    """The non-idealities of device ``name`` (``ideal``: none; ``pcm``, ``tiox``: ``analog_models.devices``)."""
     if name == "ideal":
         return DeviceNoise("ideal", 0.0, 25e-6)
-    from analog_models import devices
-
-    return devices.noise_model(name)
+    try:
+        return devices.noise_model(name)
+    except ValueError as exc:
+        raise SimulationError(str(exc)) from None
 
 
 class AnalogSimulator(ChipSimulator):
@@ -73,10 +55,11 @@ class AnalogSimulator(ChipSimulator):
     ----------
     image : a memristive HardwareImage.
     device : ``"pcm"``, ``"tiox"`` or ``"ideal"`` (exact conductances: only finite levels,
-        stuck devices and IR drop remain).
-    t_read : seconds between programming and the reads (drift, read noise); at least ``t0``.
-    r_wire : ohms per wire segment of the crossbars (0: no IR drop).
-    v_read : the read voltage of a row with payload 1 (volts).
+        stuck devices and IR drop remain); default: the image's calibrated device, else PCM.
+    t_read : seconds between programming and the reads (drift, read noise; PCM drifts after
+        its ``t0`` of 20 s).
+    r_wire : ohms per wire segment of the crossbars (0: no IR drop); default: the image's
+        calibrated wire resistance, else 0.
     reversed_fraction : fraction of devices that move the wrong way when programmed.
     noise : False turns programming and read noise off (drift and faults stay).
     seed : the chip's random draw (programming, drift exponents, read noise).
@@ -84,19 +67,24 @@ class AnalogSimulator(ChipSimulator):
 
     value_dtype = np.float64
 
-    def __init__(self, image: HardwareImage, *, device: str = "pcm", t_read: float = 1.0, r_wire: float = 0.0,
-                 v_read: float = 0.2, reversed_fraction: float = 0.0, noise: bool = True, seed: int = 0):
+    def __init__(self, image: HardwareImage, *, device: str | None = None, t_read: float = 1.0,
+                 r_wire: float | None = None, reversed_fraction: float = 0.0, noise: bool = True,
+                 seed: int = 0):
         if image.target != "memristive":
             raise SimulationError(f"the image targets {image.target!r}: the analog simulator runs memristive images "
                                   "(compile with --target memristive)")
-        for name, value, lo in (("t_read", t_read, 0.0), ("r_wire", r_wire, 0.0), ("v_read", v_read, 0.0),
+        # a calibrated image (small compile --calibration) names its device and wire resistance
+        calibrated = image.meta.get("device") or {}
+        device = device or calibrated.get("model", "pcm")
+        r_wire = float(calibrated.get("r_wire_ohm", 0.0)) if r_wire is None else r_wire
+        for name, value, lo in (("t_read", t_read, 0.0), ("r_wire", r_wire, 0.0),
                                 ("reversed_fraction", reversed_fraction, 0.0)):
-            if not np.isfinite(value) or value < lo or (name in ("t_read", "v_read") and value == 0):
+            if not np.isfinite(value) or value < lo or (name == "t_read" and value == 0):
                 raise SimulationError(f"{name} must be a positive finite number, not {value!r}")
         if reversed_fraction > 1:
             raise SimulationError(f"reversed_fraction must be in [0, 1], not {reversed_fraction!r}")
         self.device = device_noise(device)
-        self.t_read, self.r_wire, self.v_read = float(t_read), float(r_wire), float(v_read)
+        self.t_read, self.r_wire = float(t_read), float(r_wire)
         rng = np.random.default_rng(seed)
         # the conductance range the compiler mapped levels onto (image.json "device"), else the device's
         rng_us = image.meta.get("device") or {}
@@ -112,10 +100,13 @@ class AnalogSimulator(ChipSimulator):
         self.g_pos, self.g_neg = pos, neg
         # the weight of each cell in level units; the base class folds the partial-sum columns.
         # Exact conductances give exact levels (no rounding of (G+ - G-) / dG).
-        exact = self.device.name == "ideal" and not reversed_fraction
-        super().__init__(image, weights=image.effective_levels() if exact else ((pos - neg) / self.dG, np.zeros_like(pos)))
         if self.r_wire > 0:
-            self._setup_ir_drop(image)
+            weights = (self.ir_drop_weights(), np.zeros_like(pos))
+        elif self.device.name == "ideal" and not reversed_fraction:
+            weights = image.effective_levels()
+        else:
+            weights = ((pos - neg) / self.dG, np.zeros_like(pos))
+        super().__init__(image, weights=weights)
 
     # -- devices ---------------------------------------------------------------------------
     def conductances(self, levels: np.ndarray, rng: np.random.Generator, *, noise: bool,
@@ -134,33 +125,19 @@ class AnalogSimulator(ChipSimulator):
         return np.clip(g, 0.0, None)
 
     # -- IR drop ---------------------------------------------------------------------------
-    def _setup_ir_drop(self, image: HardwareImage) -> None:
+    def ir_drop_weights(self) -> np.ndarray:
+        """Each cell's effective weight (level units) with wire resistance, ``[tiles, rows, cols]``.
+
+        A crossbar with wire resistance is a linear network: its column currents are
+        ``v_rows @ M`` for an ``R x C`` transfer matrix ``M``, which the nodal model gives by
+        solving once for each row driven alone. Row ``r`` of ``(M+ - M-) / dG`` is then what one
+        event on row ``r`` adds to each column, exactly as with every other row active at once.
+        """
         from analog_models.crossbar import NodalCrossbar
 
-        T, R, C = image.n_tiles, image.rows, image.cols
-        self._nodal = [(NodalCrossbar(self.g_pos[t], self.r_wire), NodalCrossbar(self.g_neg[t], self.r_wire))
-                       for t in range(T)]
-        # tile column -> neuron index (partial-sum columns fold onto their neuron)
-        kind = image.arrays["col_kind"].reshape(-1)
-        home = np.where(kind == COL_PARTIAL, image.arrays["merge_to"].reshape(-1), np.arange(T * C))
-        k = self.index[home]
-        keep = k >= 0
-        self._fold = sp.csr_array((np.ones(keep.sum()), (np.flatnonzero(keep), k[keep])), shape=(T * C, self.addr.size))
-
-    def _crossbar(self, rows: np.ndarray) -> np.ndarray:
-        if self.r_wire == 0:
-            return super()._crossbar(rows)
-        T, R = len(self._nodal), self.image.rows
-        volts = rows.reshape(rows.shape[0], T, R) * self.v_read
-        cols = []
-        for t, (pos, neg) in enumerate(self._nodal):
-            v = volts[:, t]
-            if not v.any():
-                cols.append(np.zeros((rows.shape[0], self.image.cols)))
-                continue
-            cols.append(pos.column_currents(v) - neg.column_currents(v))
-        current = np.concatenate(cols, axis=1) / (self.v_read * self.dG)
-        return np.asarray(current @ self._fold)
+        return np.stack([(NodalCrossbar(gp, self.r_wire).effective_conductances()
+                          - NodalCrossbar(gn, self.r_wire).effective_conductances()) / self.dG
+                         for gp, gn in zip(self.g_pos, self.g_neg)])
 
     # -- arithmetic: floats in level units, as sim/memristive.py ---------------------------------
     def _encode_inputs(self, x: np.ndarray) -> np.ndarray:

@@ -83,10 +83,6 @@ class ChipSimulator:
         """Crossbar sum (in weight levels) plus bias, in state units."""
         raise NotImplementedError
 
-    def _crossbar(self, rows: np.ndarray) -> np.ndarray:
-        """Every neuron's input from the active rows ``[batch, T * R]`` (partial sums merged)."""
-        return np.asarray(rows @ self.w)
-
     def _sat(self, x: np.ndarray) -> np.ndarray:
         """Saturate to the state width (identity for exact arithmetic)."""
         return x
@@ -204,7 +200,7 @@ class ChipSimulator:
                 rows[:, self.irow] = in_hist[(t - self.irow_delay) % self.depth, :, self.irow_src].T
             if self.nrow.size:
                 rows[:, self.nrow] = s_hist[(t - 1 - self.nrow_delay) % self.depth, :, self.nrow_src].T
-            current = self._crossbar(rows)
+            current = np.asarray(rows @ self.w)
             spikes = self._step_neurons(state, current, t)
             s_hist[t % self.depth] = spikes
             if chip is not None:

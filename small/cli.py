@@ -77,7 +77,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", choices=("digital", "memristive"), default="digital")
     p.add_argument("--tile", type=_tile, default=(64, 64), metavar="ROWSxCOLS", help="crossbar geometry (default 64x64)")
-    p.add_argument("--levels", type=int, default=16, help="conductance levels per device (default 16)")
+    p.add_argument("--levels", type=int, default=None,
+                   help="conductance levels per device (default 16, or the calibration's distinguishable levels)")
+    p.add_argument("--calibration", metavar="CALIB.json", help="memristive target: a device calibration "
+                   "(`small analog characterize`): its levels, conductance range, device and wire resistance")
     p.add_argument("--faults", metavar="CHIP.json", help="stuck devices of the chip (memristive target)")
     p.add_argument("--seed", type=int, default=0, help="seed of the partitioner (default 0)")
     p.add_argument("--max-tiles", type=int, metavar="N", help="fail if the network needs more tiles")
@@ -261,14 +264,25 @@ def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output:
 
     import numpy as np
 
+    from compiler.errors import SmallError
     from compiler.faults import load_faults
     from compiler.fileio import atomic_directory
     from compiler.mapper import CompileOptions, compile_network, inter_tile_events_per_step
     from sim.evaluate import accuracy
 
-    opts = CompileOptions(target=args.target, rows=args.tile[0], cols=args.tile[1], levels=args.levels, seed=args.seed,
+    levels, device = args.levels or 16, {}
+    if args.calibration:
+        from analog_models.calibration import Calibration
+
+        if args.target != "memristive":
+            raise SmallError("--calibration describes memristive devices: use it with --target memristive")
+        cal = Calibration.load(args.calibration)
+        levels = args.levels or cal.levels
+        device = {"g_min_us": cal.g_min_uS, "g_max_us": cal.g_max_uS,
+                  "device": {"model": cal.device, "r_wire_ohm": cal.r_wire}}
+    opts = CompileOptions(target=args.target, rows=args.tile[0], cols=args.tile[1], levels=levels, seed=args.seed,
                           max_tiles=args.max_tiles, max_split=args.max_split, partitioner=args.partitioner, scale=args.scale,
-                          faults=load_faults(args.faults) if args.faults else None)
+                          faults=load_faults(args.faults) if args.faults else None, **device)
     opts.validate()
     scales = {}
     if test is not None and len(net.inputs) == 1:
@@ -287,6 +301,11 @@ def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output:
         report["inter_tile_events_per_step"] = inter_tile_events_per_step(image, sim.spike_counts, sample.shape[0],
                                                                           sample.shape[1])
         report["accuracy"] = {"reference": accuracy(net, test), _SIM_NAME[image.target]: accuracy(sim, test)}
+        if args.calibration:  # the calibrated devices (sim/analog.py: noise, drift at 1 h, IR drop)
+            from sim.analog import AnalogSimulator
+
+            report["accuracy"][f"memristive_{device['device']['model']}_1h"] = accuracy(
+                AnalogSimulator(image, t_read=3600.0), test)
         report["test_samples"] = int(test.labels.size)
     with atomic_directory(output, marker="image.json") as tmp:
         image.save(tmp)
@@ -690,6 +709,22 @@ def cmd_analog_crossbar(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_analog_characterize(args: argparse.Namespace) -> int:
+    from analog_models.calibration import characterize
+
+    cal = _user_errors(lambda: characterize(args.device, r_wire=args.r_wire, tile=args.tile, dt=args.dt,
+                                            seed=args.seed))
+    cal.save(args.output)
+    n = cal.neuron
+    print(f"calibrated {args.device}: {cal.levels} distinguishable levels in {cal.g_min_uS:g}-{cal.g_max_uS:g} uS; "
+          f"IR drop on {args.tile[0]}x{args.tile[1]} at {args.r_wire:g} ohm a segment: "
+          f"{cal.ir_drop['worst_rel_error'] * 100:.2f} % worst, {cal.ir_drop['typical_rel_error'] * 100:.2f} % typical")
+    print(f"  neuron fit at dt {args.dt:g} s: alpha {n.get('alpha', float('nan')):.4f}, "
+          f"refractory {n.get('refractory')} steps, rate error {n.get('rate_error_max', float('nan')) * 100:.1f} % at most")
+    print(f"wrote {args.output} (use: small compile MODEL --target memristive --calibration {args.output})")
+    return EXIT_OK
+
+
 def cmd_analog_neuron(args: argparse.Namespace) -> int:
     import json
 
@@ -808,6 +843,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="seed of the random conductances")
     q.add_argument("--json", action="store_true", help="print one JSON object (currents in amperes, errors, times)")
     q.set_defaults(func=cmd_analog_crossbar)
+    q = asub.add_parser("characterize", help="calibrate the flow: device levels and noise, IR drop, neuron fit")
+    q.add_argument("--device", choices=("pcm", "tiox"), required=True)
+    q.add_argument("--r-wire", type=float, default=1.0, metavar="OHM", help="wire resistance per segment (default 1)")
+    q.add_argument("--tile", type=_tile, default=(64, 64), metavar="ROWSxCOLS", help="tile for the IR drop (64x64)")
+    q.add_argument("--dt", type=_positive_float, default=1e-3, metavar="SECONDS", help="network step of the neuron fit")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("-o", "--output", required=True, metavar="CALIB.json")
+    q.set_defaults(func=cmd_analog_characterize)
     q = asub.add_parser("neuron", help="the analog LIF neuron circuit: membrane trace, f-I curve, fit to the digital LIF")
     q.add_argument("--model", choices=("lif",), default="lif")
     q.add_argument("--plot", metavar="NEURON.png", help="write the figures as a PNG, and as JSON beside it")

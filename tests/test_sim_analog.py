@@ -35,7 +35,7 @@ def test_ideal_devices_without_wires_equal_the_ideal_simulator():
 def test_bad_requests_are_refused():
     with pytest.raises(SimulationError, match="memristive"):
         AnalogSimulator(image(target="digital"))
-    for kwargs in ({"t_read": 0}, {"r_wire": -1}, {"v_read": float("nan")}, {"reversed_fraction": 2}):
+    for kwargs in ({"t_read": 0}, {"r_wire": -1}, {"t_read": float("nan")}, {"reversed_fraction": 2}):
         with pytest.raises(SimulationError):
             AnalogSimulator(image(), device="ideal", **kwargs)
 
@@ -64,3 +64,51 @@ def test_tiox_reversed_devices_mirror_their_target():
     sim = AnalogSimulator(img, device="tiox", noise=False, reversed_fraction=1.0)
     target = sim.g_min + img.arrays["g_pos"] * sim.dG
     np.testing.assert_allclose(sim.g_pos, sim.g_max + sim.g_min - target, rtol=1e-12)
+
+
+def test_ir_drop_weights_give_the_nodal_models_currents_for_any_active_rows():
+    """Effective weights from one solve per row equal a solve with many rows active (linearity)."""
+    from analog_models.crossbar import NodalCrossbar
+
+    img = image(rows=16, cols=16)
+    sim = AnalogSimulator(img, device="pcm", r_wire=2.0, seed=1)
+    plain = AnalogSimulator(img, device="pcm", r_wire=0.0, seed=1)
+    t = 0
+    rng = np.random.default_rng(0)
+    payload = rng.integers(-3, 4, size=(5, img.rows)).astype(np.float64)
+    v = payload * 0.2
+    nodal = (NodalCrossbar(sim.g_pos[t], 2.0).column_currents(v)
+             - NodalCrossbar(sim.g_neg[t], 2.0).column_currents(v)) / (0.2 * sim.dG)
+    np.testing.assert_allclose(payload @ sim.ir_drop_weights()[t], nodal, rtol=1e-9, atol=1e-9)
+    # IR drop only ever loses current: the effective weights are smaller than the devices'
+    w_ir, w = np.abs(sim.ir_drop_weights()), np.abs((plain.g_pos - plain.g_neg) / plain.dG)
+    assert (w_ir.sum(axis=(1, 2)) < w.sum(axis=(1, 2))).all()
+
+
+@pytest.mark.spice
+def test_characterize_and_compile_with_the_calibration(tmp_path):
+    """`small analog characterize` writes a calibration that `small compile --calibration` uses."""
+    import json
+
+    from test_cli import run
+
+    calib = tmp_path / "calib.json"
+    r = run("analog", "characterize", "--device", "pcm", "-o", calib)
+    assert r.returncode == 0, r.stderr
+    cal = json.loads(calib.read_text())
+    assert cal["device"] == "pcm" and cal["levels"] >= 2 and cal["ir_drop"]["worst_rel_error"] > 0
+    assert 0 < cal["neuron"]["alpha"] < 1
+    r = run("compile", "examples/digits/digits.nir", "--target", "memristive", "--calibration", calib,
+            "-o", tmp_path / "net")
+    assert r.returncode == 0, r.stderr
+    assert f"{cal['levels']} levels" in r.stdout and "memristive_pcm_1h" in r.stdout
+    meta = json.loads((tmp_path / "net" / "image.json").read_text())
+    assert meta["device"]["model"] == "pcm" and meta["device"]["r_wire_ohm"] == 1.0
+    for bad, message in ((["--target", "digital"], "use it with --target memristive"),
+                         (["--target", "memristive", "--calibration", tmp_path / "nope.json"], "does not exist")):
+        args = bad if "--calibration" in bad else [*bad, "--calibration", calib]
+        r = run("compile", "examples/digits/digits.nir", *args, "-o", tmp_path / "x")
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    calib.write_text(json.dumps({**cal, "levels": 1}))
+    r = run("compile", "examples/digits/digits.nir", "--target", "memristive", "--calibration", calib, "-o", tmp_path / "x")
+    assert r.returncode == 2 and "'levels' must be an integer in [2, 256]" in r.stderr

@@ -76,7 +76,7 @@ class IdealAnalog:
         if self.drop is not None:
             d = d.copy()
             d[self.drop] = 0
-        self.charge += self.sim._crossbar(d[None, :])[0] / pulse_cycles  # the simulator's crossbar (IR drop too)
+        self.charge += np.asarray(d[None, :] @ self.sim.w)[0] / pulse_cycles  # the simulator's weights (IR drop too)
 
     def evaluate(self, hold_words):
         """One neuron update with the charge of the step; ``hold_words[tile]`` is the tile's ``hold``.

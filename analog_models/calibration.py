@@ -1,0 +1,115 @@
+"""Calibration files: what characterising a device, a crossbar and a neuron tells the flow.
+
+``small analog characterize --device pcm -o calib.json`` writes one JSON file (:class:`Calibration`):
+
+``device``            the device model (``analog_models.devices``) whose non-idealities
+                      ``sim/analog.py`` applies;
+``levels``            the conductance levels the device holds apart reliably (its
+                      characterisation's distinguishable levels), the default ``--levels`` of
+                      ``small compile --calibration``;
+``g_min_uS, g_max_uS``  the programmable range the compiler maps levels onto;
+``parameters``        the device model's parameters (programming noise, drift, read noise);
+``ir_drop``           the crossbar's wire resistance per segment and the column-current error it
+                      causes on a ``rows x cols`` tile (nodal model, ``analog_models.crossbar``):
+                      ``worst_rel_error`` (every device at G_max, every row driven) and
+                      ``typical_rel_error`` (uniform random conductances);
+``neuron``            the analog LIF circuit's fit to the digital neuron (``analog_models.neuron``):
+                      alpha, threshold, refractory steps at the network's step, and the fit errors.
+
+``small compile --calibration`` (memristive target) takes the levels and the range and records
+the calibration in the image (``image.json`` ``calibration``); ``sim/analog.py``'s
+:meth:`~sim.analog.AnalogSimulator.calibrated` reads the device and the wire resistance from there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compiler.errors import FileFormatError
+
+SCHEMA = 1
+DEVICES = ("pcm", "tiox")  # the devices sim/analog.py models (the SPICE compact models have no statistics)
+
+
+@dataclass
+class Calibration:
+    device: str
+    levels: int
+    g_min_uS: float
+    g_max_uS: float
+    parameters: dict = field(default_factory=dict)
+    ir_drop: dict = field(default_factory=dict)
+    neuron: dict = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    def save(self, path: str | Path) -> None:
+        from compiler.fileio import atomic_output
+
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Calibration":
+        path = Path(path)
+        if not path.is_file():
+            raise FileFormatError(f"calibration file {str(path)!r} does not exist: make one with "
+                                  "`small analog characterize --device pcm -o calib.json`")
+        try:
+            d = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FileFormatError(f"{str(path)!r} is not a JSON calibration file ({exc})") from None
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            raise FileFormatError(f"{str(path)!r} is not a SMALL calibration file of schema {SCHEMA}: write it again "
+                                  "with `small analog characterize`")
+        checks = (("device", lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}"),
+                  ("levels", lambda v: isinstance(v, int) and 2 <= v <= 256, "an integer in [2, 256]"),
+                  ("g_min_uS", lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, "a number >= 0"),
+                  ("g_max_uS", lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > d.get("g_min_uS", 0),
+                   "a number above g_min_uS"))
+        for key, ok, what in checks:
+            if key not in d or not ok(d[key]):
+                raise FileFormatError(f"{str(path)!r}: {key!r} must be {what}, not {d.get(key)!r}")
+        return cls(**{k: d[k] for k in ("device", "levels", "g_min_uS", "g_max_uS", "parameters", "ir_drop", "neuron")
+                      if k in d})
+
+    @property
+    def r_wire(self) -> float:
+        return float(self.ir_drop.get("r_wire_ohm", 0.0))
+
+
+def ir_drop(g_max: float, *, r_wire: float, rows: int, cols: int, v_read: float = 0.2, seed: int = 0) -> dict:
+    """Column-current error of IR drop on a ``rows x cols`` tile (nodal model), worst and typical."""
+    from .crossbar import NodalCrossbar, ideal_column_currents
+
+    v = np.full(rows, v_read)
+    out = {"r_wire_ohm": r_wire, "rows": rows, "cols": cols, "v_read_V": v_read}
+    rng = np.random.default_rng(seed)
+    for name, G in (("worst_rel_error", np.full((rows, cols), g_max)),
+                    ("typical_rel_error", rng.uniform(0, g_max, size=(rows, cols)))):
+        ideal = ideal_column_currents(G, v)
+        model = NodalCrossbar(G, r_wire).column_currents(v)
+        out[name] = float(np.max(np.abs(model - ideal)) / np.max(np.abs(ideal)))
+    return out
+
+
+def characterize(device: str, *, r_wire: float = 1.0, tile: tuple[int, int] = (64, 64), dt: float = 1e-3,
+                 seed: int = 0) -> Calibration:
+    """Characterise ``device``, a tile's IR drop and the analog neuron (at step ``dt``)."""
+    from . import devices, neuron
+
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r} cannot be calibrated: use one of {', '.join(DEVICES)} "
+                         "(the compact SPICE models have no statistics for sim/analog.py)")
+    report = devices.characterize(device, seed=seed)
+    figures = report.figures()
+    noise = devices.noise_model(device)
+    fit = neuron.fit_lif(neuron.NeuronParams(), dt=dt, seed=seed)
+    return Calibration(device=device, levels=int(figures["n_levels"]), g_min_uS=noise.g_min * 1e6,
+                       g_max_uS=noise.g_max * 1e6, parameters=figures["parameters"],
+                       ir_drop=ir_drop(noise.g_max, r_wire=r_wire, rows=tile[0], cols=tile[1], seed=seed),
+                       neuron=fit.to_dict())
