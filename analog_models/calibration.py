@@ -14,10 +14,12 @@
                       ``worst_rel_error`` (every device at G_max, every row driven) and
                       ``typical_rel_error`` (uniform random conductances);
 ``neuron``            the analog LIF circuit's fit to the digital neuron (``analog_models.neuron``):
-                      alpha, threshold, refractory steps at the network's step, and the fit errors.
+                      alpha, threshold, refractory steps at the network's step, and the fit errors;
+``energy``            joules per read pulse per siemens and per neuron spike, from ngspice
+                      (``analog_models.energy``), with the assumptions.
 
-``small compile --calibration`` (memristive target) takes the levels and the range and records
-the calibration in the image (``image.json`` ``calibration``); ``sim/analog.py``'s
+``small compile --calibration`` (memristive target) takes the levels and the range, estimates
+the energy per inference on the example input, and records the calibration in the image (``image.json`` ``calibration``); ``sim/analog.py``'s
 :meth:`~sim.analog.AnalogSimulator.calibrated` reads the device and the wire resistance from there.
 """
 
@@ -45,6 +47,7 @@ class Calibration:
     parameters: dict = field(default_factory=dict)
     ir_drop: dict = field(default_factory=dict)
     neuron: dict = field(default_factory=dict)
+    energy: dict = field(default_factory=dict)
     schema: int = SCHEMA
 
     def save(self, path: str | Path) -> None:
@@ -74,8 +77,8 @@ class Calibration:
         for key, ok, what in checks:
             if key not in d or not ok(d[key]):
                 raise FileFormatError(f"{str(path)!r}: {key!r} must be {what}, not {d.get(key)!r}")
-        return cls(**{k: d[k] for k in ("device", "levels", "g_min_uS", "g_max_uS", "parameters", "ir_drop", "neuron")
-                      if k in d})
+        return cls(**{k: d[k] for k in ("device", "levels", "g_min_uS", "g_max_uS", "parameters", "ir_drop", "neuron",
+                                         "energy") if k in d})
 
     @property
     def r_wire(self) -> float:
@@ -100,7 +103,7 @@ def ir_drop(g_max: float, *, r_wire: float, rows: int, cols: int, v_read: float 
 def characterize(device: str, *, r_wire: float = 1.0, tile: tuple[int, int] = (64, 64), dt: float = 1e-3,
                  seed: int = 0) -> Calibration:
     """Characterise ``device``, a tile's IR drop and the analog neuron (at step ``dt``)."""
-    from . import devices, neuron
+    from . import devices, energy, neuron
 
     if device not in DEVICES:
         raise ValueError(f"device {device!r} cannot be calibrated: use one of {', '.join(DEVICES)} "
@@ -112,4 +115,4 @@ def characterize(device: str, *, r_wire: float = 1.0, tile: tuple[int, int] = (6
     return Calibration(device=device, levels=int(figures["n_levels"]), g_min_uS=noise.g_min * 1e6,
                        g_max_uS=noise.g_max * 1e6, parameters=figures["parameters"],
                        ir_drop=ir_drop(noise.g_max, r_wire=r_wire, rows=tile[0], cols=tile[1], seed=seed),
-                       neuron=fit.to_dict())
+                       neuron=fit.to_dict(), energy=energy.measure())

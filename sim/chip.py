@@ -174,7 +174,8 @@ class ChipSimulator:
         chip time, ``[T + latency, batch, K]`` (neuron index k = position in :attr:`addr`), and
         ``result.membrane["chip"]`` every column's membrane ``v`` after the step, as the chip
         holds it (state units for the digital twin).
-        ``self.spike_counts`` always holds each neuron's spikes over the run, summed over batch.
+        ``self.spike_counts`` always holds each neuron's spikes over the run, summed over batch,
+        and ``self.row_events`` each crossbar row's events (``[T * R]``, every chip step).
         """
         x, n_steps, batch = self.prepare_inputs(inputs)
         if not self.inputs:
@@ -193,6 +194,7 @@ class ChipSimulator:
         chip = np.zeros((total, batch, self.addr.size), dtype=bool) if record_spikes else None
         chip_v = np.zeros((total, batch, self.addr.size), dtype=self.value_dtype) if record_spikes else None
         self.spike_counts = np.zeros(self.addr.size, dtype=np.int64)
+        self.row_events = np.zeros(self.n_rows, dtype=np.int64)
         for t in range(total):
             in_hist[t % self.depth] = payload[t] if t < n_steps else 0
             rows[...] = 0
@@ -201,6 +203,7 @@ class ChipSimulator:
             if self.nrow.size:
                 rows[:, self.nrow] = s_hist[(t - 1 - self.nrow_delay) % self.depth, :, self.nrow_src].T
             current = np.asarray(rows @ self.w)
+            self.row_events += np.count_nonzero(rows, axis=0)
             spikes = self._step_neurons(state, current, t)
             s_hist[t % self.depth] = spikes
             if chip is not None:

@@ -306,6 +306,11 @@ def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output:
 
             report["accuracy"][f"memristive_{device['device']['model']}_1h"] = accuracy(
                 AnalogSimulator(image, t_read=3600.0), test)
+            if cal.energy:
+                from analog_models.energy import per_inference
+
+                report["energy"] = per_inference(image, sim.row_events, int(sim.spike_counts.sum()), sample.shape[1],
+                                                 cal.energy)
         report["test_samples"] = int(test.labels.size)
     with atomic_directory(output, marker="image.json") as tmp:
         image.save(tmp)
@@ -361,6 +366,12 @@ def _compile_summary(net, image, report: dict, output: str) -> str:
         lines.append(f"  stuck devices    {faults['used_cells_with_stuck_device']} used cells have a stuck device; "
                      f"weight RMSE {faults['stuck_error_rmse_naive']:.4g} placed naively, "
                      f"{faults['stuck_error_rmse_placed']:.4g} fault-aware")
+    energy = report.get("energy")
+    if energy:
+        lines.append(f"  energy           {energy['pJ_per_inference']:,.1f} pJ per inference on the example input "
+                     f"(crossbar reads {energy['read_pJ']:,.1f}, neurons {energy['neuron_pJ']:,.1f}; "
+                     f"{energy['row_events_per_inference']:,.0f} row events, {energy['spikes_per_inference']:,.0f} spikes; "
+                     "analog only, assumptions in report.json)")
     acc = report.get("accuracy")
     if acc:
         lines.append("  accuracy         " + ", ".join(f"{k} {v * 100:.2f} %" for k, v in acc.items())

@@ -102,6 +102,12 @@ def test_characterize_and_compile_with_the_calibration(tmp_path):
             "-o", tmp_path / "net")
     assert r.returncode == 0, r.stderr
     assert f"{cal['levels']} levels" in r.stdout and "memristive_pcm_1h" in r.stdout
+    assert "pJ per inference on the example input" in r.stdout
+    report = json.loads((tmp_path / "net" / "report.json").read_text())
+    assert report["energy"]["pJ_per_inference"] > 0 and report["energy"]["assumptions"]
+    # a read pulse through a resistor pair: V^2 t per siemens (edges add a little)
+    assert cal["energy"]["read_J_per_S"] == pytest.approx(0.2 ** 2 * 10e-9, rel=0.02)
+    assert 0 < cal["energy"]["spike_J"] < 1e-12
     meta = json.loads((tmp_path / "net" / "image.json").read_text())
     assert meta["device"]["model"] == "pcm" and meta["device"]["r_wire_ohm"] == 1.0
     for bad, message in ((["--target", "digital"], "use it with --target memristive"),
