@@ -478,17 +478,40 @@ def cmd_hdl(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def export(build: str | Path, *, board: str | None, netlist: bool, lanes: int) -> str:
-    """Synthesise the build's chip (``small export``); the report lines."""
+def export_spice(build: str | Path, image, r_wire: float | None) -> str:
+    """``BUILD/spice/tile<t>.cir``: every tile's SPICE deck (``analog_models/tile_netlist.py``)."""
+    from analog_models.tile_netlist import tile_deck
+    from compiler.errors import SmallError
+    from compiler.fileio import atomic_directory
+
+    if image.target != "memristive":
+        raise SmallError("--spice writes the analog tiles of a memristive image: compile with --target memristive")
+    r = float((image.meta.get("device") or {}).get("r_wire_ohm", 1.0)) if r_wire is None else r_wire
+    out = Path(build) / "spice"
+    with atomic_directory(out, marker="tile0.cir") as tmp:
+        for t in range(image.n_tiles):
+            (tmp / f"tile{t}.cir").write_text(tile_deck(image, t, r_wire=r, source=str(build)))
+    return (f"spice: {image.n_tiles} tile decks ({image.rows}x{image.cols} device pairs, {r:g} ohm a wire segment, "
+            f"analog LIF neurons) in {out}/; run one with `ngspice -b {out}/tile0.cir`")
+
+
+def export(build: str | Path, *, board: str | None, netlist: bool, lanes: int, spice: bool = False,
+           r_wire: float | None = None) -> str:
+    """Synthesise the build's chip, or write its tiles' SPICE decks (``small export``); the report lines."""
     from compiler.errors import SmallError
     from compiler.image import load_image
 
     image = load_image(build)
-    if not (board or netlist):
-        raise SmallError("say what to export: --bitstream BOARD and/or --netlist")
+    if not (board or netlist or spice):
+        raise SmallError("say what to export: --bitstream BOARD and/or --netlist (digital), or --spice (memristive)")
+    if spice and (board or netlist):
+        raise SmallError("--spice exports a memristive image's analog tiles, --bitstream and --netlist a digital "
+                         "image's logic: ask for one or the other")
+    if spice:
+        return export_spice(build, image, r_wire)
     _check_digital(image)
-    out = Path(build) / "hdl"
     lines = []
+    out = Path(build) / "hdl"
     if netlist:
         from hdl.export import write_netlist
 
@@ -505,7 +528,8 @@ def export(build: str | Path, *, board: str | None, netlist: bool, lanes: int) -
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    print(export(args.build, board=args.bitstream, netlist=args.netlist, lanes=args.lanes))
+    print(export(args.build, board=args.bitstream, netlist=args.netlist, lanes=args.lanes, spice=args.spice,
+                 r_wire=args.r_wire))
     return EXIT_OK
 
 
@@ -834,6 +858,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bitstream", metavar="BOARD", help="build a bitstream for this board: icebreaker (iCE40 UP5K), "
                    "hx8k (iCE40 HX8K breakout), ulx3s (ECP5, needs the optional yowasp wheels)")
     p.add_argument("--netlist", action="store_true", help="write yosys's iCE40 gate-level netlist (Verilog and JSON)")
+    p.add_argument("--spice", action="store_true", help="memristive builds: a SPICE deck of every tile (devices at "
+                   "their programmed conductances, wires, row drivers, analog neurons), runnable in ngspice")
+    p.add_argument("--r-wire", type=float, metavar="OHM", help="--spice: wire resistance per segment (default: the "
+                   "calibration's, else 1 ohm)")
     _add_lanes(p)
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("analog", help="analog models in ngspice: devices, crossbars with IR drop, analog neurons")

@@ -56,3 +56,36 @@ def test_neuron_reports_its_fit_and_plots(tmp_path):
     assert "alpha" in r.stdout and png.is_file()
     fit = json.loads(png.with_suffix(".json").read_text())["fit"]
     assert 0 < fit["alpha"] < 1 and fit["rate_error_max"] < 0.1
+
+
+def test_export_spice_writes_a_deck_per_tile_that_ngspice_runs(tmp_path):
+    """The deck of a compiled tile, run in ngspice: one step with two rows active moves each neuron's
+    membrane by what the image's weights and thresholds say (ideal wires)."""
+    from analog_models.spice import simulate
+    from analog_models.tile_netlist import membrane_step, tile_deck
+    from compiler.image import COL_NEURON, load_image
+    from test_cli_hdl import build
+
+    b = build(tmp_path / "net", target="memristive", rows=8, cols=8)
+    r = run("export", b, "--spice")
+    assert r.returncode == 0, r.stderr
+    image = load_image(b)
+    decks = sorted(p.name for p in (b / "spice").iterdir())
+    assert decks == sorted(f"tile{t}.cir" for t in range(image.n_tiles))
+    assert ".tran" in (b / "spice" / "tile0.cir").read_text()
+    a = image.arrays
+    t = int(np.argmax((a["col_kind"] == COL_NEURON).sum(axis=1)))
+    rows = [1, 4]
+    out = simulate(tile_deck(image, t, r_wire=0.0, active={0: rows}, analysis=False), ".tran 2e-9 2e-7 uic")
+    expect = membrane_step(image, t, rows)
+    neurons = np.flatnonzero(a["col_kind"][t] == COL_NEURON)
+    got = np.array([out[f"mem{c}"][-1] for c in neurons])
+    np.testing.assert_allclose(got, expect[neurons], rtol=2e-3, atol=1e-4)
+    # with wire resistance the same step moves every membrane a little less
+    wired = simulate(tile_deck(image, t, r_wire=5.0, active={0: rows}, analysis=False), ".tran 2e-9 2e-7 uic")
+    assert all(abs(wired[f"mem{c}"][-1]) < abs(out[f"mem{c}"][-1]) for c in neurons if abs(expect[c]) > 1e-3)
+    r = run("export", b, "--spice", "--bitstream", "icebreaker")
+    assert r.returncode == 2 and "one or the other" in r.stderr
+    digital = build(tmp_path / "dig")
+    r = run("export", digital, "--spice")
+    assert r.returncode == 2 and "--target memristive" in r.stderr and not (digital / "spice").exists()
