@@ -22,7 +22,8 @@ Models (:data:`MODELS`, by name; a factory ``image -> model``) hold the array an
 
 :class:`IdealAnalog` (``"ideal"``) has ideal devices and neurons: the arithmetic of
 ``sim/memristive.py`` itself, so the chip must equal :class:`~sim.memristive.IdealMemristiveSimulator`
-spike for spike. The device-level models of the analog-models stage register here too.
+spike for spike. ``"pcm"`` and ``"tiox"`` hold the conductances :class:`sim.analog.AnalogSimulator`
+draws for those devices (its seed 0), so the chip must equal that simulator.
 
 :func:`attach` plays a model on a cocotb DUT (``hdl/verify/testbench.py``); the Amaranth-simulator
 tests (``tests/test_hdl_memristive.py``) drive :class:`IdealAnalog` themselves. Nothing here
