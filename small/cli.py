@@ -349,12 +349,12 @@ def _compile_summary(net, image, report: dict, output: str) -> str:
         f"({report['row_utilisation'] * 100:.0f} % used)",
         f"  columns per tile min {cols.min()} / mean {cols.mean():.1f} / max {cols.max()} of {C} "
         f"({report['col_utilisation'] * 100:.0f} % used)",
-        *([f"  per tile         " + ", ".join(f"{t}: {r}x{c}" for t, (r, c) in enumerate(zip(rows, cols)))
+        *(["  per tile         " + ", ".join(f"{t}: {r}x{c}" for t, (r, c) in enumerate(zip(rows, cols)))
            + " (rows x columns used)"] if len(rows) <= 16 else []),
         f"  fan-in splits    {report['fan_in_splits']} neurons read rows on more than one tile",
         f"  routing          {report['routing_entries']} table entries, {report['input_map_entries']} input-map entries, "
         f"{report['delay_slots']} delay slot(s)",
-        f"  latency          " + ", ".join(f"{k} {v}" for k, v in report["latency"].items()) + " steps",
+        "  latency          " + ", ".join(f"{k} {v}" for k, v in report["latency"].items()) + " steps",
         f"  quantisation     RMSE {report['quantisation_rmse']:.4g} ({report['quantisation_rmse_relative'] * 100:.1f} % of "
         "the RMS weight)",
     ]
@@ -605,10 +605,10 @@ def _verify_report(result, build) -> str:
     sim = result.simulator
     lines = [f"verify {build} on {sim}: {s['samples']} input{'s' * (s['samples'] != 1)} x {s['network_steps']} steps "
              f"({steps} chip steps compared)",
-             f"  build        " + (f"{result.build_seconds:.1f} s" if result.built else "reused (same Verilog)"),
+             "  build        " + (f"{result.build_seconds:.1f} s" if result.built else "reused (same Verilog)"),
              f"  simulate     {result.run_seconds:.1f} s: {s['cycles']:,} cycles, {s['mean_cycles_per_step']:,.0f} a step, "
              f"{steps / max(result.run_seconds, 1e-9):,.0f} steps/s",
-             f"  compared     " + (f"{c['spikes']:,} neuron spikes (where they enter the router), "
+             "  compared     " + (f"{c['spikes']:,} neuron spikes (where they enter the router), "
                                    if s["internal_spikes_probed"] else "")
              + f"{c['host_spikes']:,} host spikes, {c['values']:,} LI values, {c['steps']:,} end-of-step events"]
     if result.waves:
