@@ -344,4 +344,5 @@ async def verify_chip(dut):
         "mismatch": scoreboard.describe() if scoreboard.mismatch else None,
     }
     Path(config["result"]).write_text(json.dumps(result, indent=1) + "\n")
-    assert result["passed"], result["mismatch"]
+    if not result["passed"]:
+        raise AssertionError(result["mismatch"])  # cocotb records the test as failed
