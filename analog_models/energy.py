@@ -76,11 +76,8 @@ def per_inference(image, row_events: np.ndarray, spikes: int, samples: int, ener
     ``row_events`` ``[tiles * rows]``: each row's events over the run (``ChipSimulator.row_events``),
     ``spikes``: neuron spikes over the run, ``samples``: how many inputs the run had.
     """
-    dev = image.meta.get("device") or {}
-    g_min, g_max = dev.get("g_min_uS", 0.0) * 1e-6, dev.get("g_max_uS", 25.0) * 1e-6
-    dG = (g_max - g_min) / (image.levels - 1)
-    pos, neg = image.effective_levels()
-    row_g = (2 * g_min + dG * (pos + neg).astype(np.float64)).sum(axis=2).reshape(-1)  # siemens per row
+    g_pos, g_neg = image.conductances()
+    row_g = (g_pos + g_neg).sum(axis=2).reshape(-1)  # siemens per row
     read = float(np.dot(row_events, row_g)) * energy["read_J_per_S"] / samples
     spike = spikes * energy["spike_J"] / samples
     events = float(row_events.sum()) / samples

@@ -69,11 +69,9 @@ def tile_deck(image: HardwareImage, t: int, *, r_wire: float = 1.0, steps: int =
         raise ValueError(f"a SPICE deck needs a memristive image, not a {image.target!r} one: "
                          "compile with --target memristive")
     a, R, C = image.arrays, image.rows, image.cols
-    dev = image.meta.get("device") or {}
-    g_min, g_max = dev.get("g_min_uS", 0.1) * 1e-6, dev.get("g_max_uS", 25.0) * 1e-6
+    g_min, g_max = image.conductance_range()
     dG = (g_max - g_min) / (image.levels - 1)
-    pos, neg = image.effective_levels()
-    gp, gn = g_min + pos[t] * dG, g_min + neg[t] * dG
+    gp, gn = (g[t] for g in image.conductances())
     dt = float(image.meta["network"]["dt"])
     p = NeuronParams()
     used_rows = sorted({int(r) for tt, r in zip(a["route_tile"], a["route_row"]) if tt == t}
@@ -126,7 +124,8 @@ def membrane_step(image: HardwareImage, t: int, rows) -> np.ndarray:
     from .neuron import NeuronParams
 
     a = image.arrays
-    w = image.effective_levels()[0][t].astype(float) - image.effective_levels()[1][t]
+    pos, neg = image.effective_levels()
+    w = pos[t].astype(float) - neg[t]
     theta = np.where(a["col_model"][t] == MODEL_CODES["li"], 1e9, a["param/threshold"][t].astype(float))
     dv = NeuronParams().v_th / theta * w[list(rows)].sum(axis=0)
     return np.where(a["col_kind"][t] == COL_NEURON, dv, 0.0)

@@ -111,6 +111,19 @@ class HardwareImage:
             neg = np.where(sn >= 0, sn, neg)
         return pos, neg
 
+    def conductance_range(self) -> tuple[float, float]:
+        """``(G_min, G_max)`` in siemens that a memristive image's levels map onto (``device``)."""
+        d = self.meta.get("device") or {}
+        return float(d.get("g_min_uS", 0.1)) * 1e-6, float(d.get("g_max_uS", 25.0)) * 1e-6
+
+    def conductances(self) -> tuple[np.ndarray, np.ndarray]:
+        """G+ and G- of every device as programmed (siemens, ``[tiles, rows, cols]``):
+        ``G_min + level (G_max - G_min) / (L - 1)``, stuck devices at their level."""
+        g_min, g_max = self.conductance_range()
+        dG = (g_max - g_min) / (self.levels - 1)
+        pos, neg = self.effective_levels()
+        return g_min + pos * dG, g_min + neg * dG
+
     def routes(self, source: int) -> list[tuple[int, int, int]]:
         """Destinations ``(tile, row, delay)`` of the neuron at column address ``source``."""
         a, b = self.arrays["route_ptr"][source], self.arrays["route_ptr"][source + 1]

@@ -6,7 +6,7 @@ routing), but each device holds a *conductance*, not a level:
 
 1. **finite levels**: level ``l`` of ``L`` is programmed towards ``G_min + l dG``,
    ``dG = (G_max - G_min) / (L - 1)``, with ``G_min``, ``G_max`` the range the compiler mapped
-   the levels onto (``image.json`` ``device``; the device model's own range otherwise);
+   the levels onto (``image.json`` ``device``);
 2. **programming noise**: the device model's write noise (PCM: sigma(w) of the IBM model, w the
    target as a fraction of G_max; TiOx: 1 % of the target);
 3. **faults**: stuck devices recorded in the image sit at G_min or G_max whatever is programmed;
@@ -86,10 +86,7 @@ class AnalogSimulator(ChipSimulator):
         self.device = device_noise(device)
         self.t_read, self.r_wire = float(t_read), float(r_wire)
         rng = np.random.default_rng(seed)
-        # the conductance range the compiler mapped levels onto (image.json "device"), else the device's
-        rng_us = image.meta.get("device") or {}
-        self.g_min = float(rng_us.get("g_min_uS", self.device.g_min * 1e6)) * 1e-6
-        self.g_max = float(rng_us.get("g_max_uS", self.device.g_max * 1e6)) * 1e-6
+        self.g_min, self.g_max = image.conductance_range()  # where the compiler mapped the levels
         self.dG = (self.g_max - self.g_min) / (image.levels - 1)
         pos, neg = (self.conductances(levels, rng, noise=noise, reversed_fraction=reversed_fraction)
                     for levels in (image.arrays["g_pos"], image.arrays["g_neg"]))

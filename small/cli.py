@@ -152,11 +152,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if Path(args.model).is_dir():
         # A build folder: run its HardwareImage on the target's simulator.
         from compiler.image import load_image
+        from sim import chip_simulator
 
         if args.dt is not None or args.framework is not None or args.membrane or args.float64:
             raise SimulationError("a build folder is simulated as compiled: drop --dt/--framework/--membrane/--float64")
         image = load_image(args.model)
-        result = _chip_simulator(image).run(x)
+        result = chip_simulator(image).run(x)
         names = [o["name"] for o in image.meta["outputs"]]
         spiking = [o["name"] for o in image.meta["outputs"] if o["kind"] == "spikes"]
         what = f"the {image.target} image"
@@ -268,9 +269,10 @@ def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output:
     from compiler.faults import load_faults
     from compiler.fileio import atomic_directory
     from compiler.mapper import CompileOptions, compile_network, inter_tile_events_per_step
+    from sim import chip_simulator
     from sim.evaluate import accuracy
 
-    levels, device = args.levels or 16, {}
+    levels, cal, calibrated = args.levels or 16, None, {}
     if args.calibration:
         from analog_models.calibration import Calibration
 
@@ -278,11 +280,11 @@ def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output:
             raise SmallError("--calibration describes memristive devices: use it with --target memristive")
         cal = Calibration.load(args.calibration)
         levels = args.levels or cal.levels
-        device = {"g_min_us": cal.g_min_uS, "g_max_us": cal.g_max_uS,
-                  "device": {"model": cal.device, "r_wire_ohm": cal.r_wire}}
+        calibrated = {"g_min_us": cal.g_min_uS, "g_max_us": cal.g_max_uS,  # CompileOptions fields
+                      "device": {"model": cal.device, "r_wire_ohm": cal.r_wire}}
     opts = CompileOptions(target=args.target, rows=args.tile[0], cols=args.tile[1], levels=levels, seed=args.seed,
                           max_tiles=args.max_tiles, max_split=args.max_split, partitioner=args.partitioner, scale=args.scale,
-                          faults=load_faults(args.faults) if args.faults else None, **device)
+                          faults=load_faults(args.faults) if args.faults else None, **calibrated)
     opts.validate()
     scales = {}
     if test is not None and len(net.inputs) == 1:
@@ -295,16 +297,16 @@ def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output:
                              source_name=model.name, input_scales=scales)
     image, report = result.image, result.report
     if test is not None:
-        sim = _chip_simulator(image)
+        sim = chip_simulator(image)
         sample = test.x[:, :256]
         sim.run(sample)
         report["inter_tile_events_per_step"] = inter_tile_events_per_step(image, sim.spike_counts, sample.shape[0],
                                                                           sample.shape[1])
         report["accuracy"] = {"reference": accuracy(net, test), _SIM_NAME[image.target]: accuracy(sim, test)}
-        if args.calibration:  # the calibrated devices (sim/analog.py: noise, drift at 1 h, IR drop)
+        if cal is not None:  # the calibrated devices (sim/analog.py: noise, drift at 1 h, IR drop)
             from sim.analog import AnalogSimulator
 
-            report["accuracy"][f"memristive_{device['device']['model']}_1h"] = accuracy(
+            report["accuracy"][f"memristive_{cal.device}_1h"] = accuracy(
                 AnalogSimulator(image, t_read=3600.0), test)
             if cal.energy:
                 from analog_models.energy import per_inference
@@ -321,16 +323,6 @@ def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output:
 
 
 _SIM_NAME = {"digital": "digital", "memristive": "memristive_ideal"}
-
-
-def _chip_simulator(image):
-    if image.target == "digital":
-        from sim.digital import DigitalSimulator
-
-        return DigitalSimulator(image)
-    from sim.memristive import IdealMemristiveSimulator
-
-    return IdealMemristiveSimulator(image)
 
 
 def _compile_summary(net, image, report: dict, output: str) -> str:
@@ -538,6 +530,7 @@ def _verify_inputs(image, build: Path, path: str | None, samples: int):
     import numpy as np
 
     from compiler.errors import SimulationError, SmallError
+    from sim import chip_simulator
 
     if path is None:
         path = build / EXAMPLE_INPUTS
@@ -552,7 +545,7 @@ def _verify_inputs(image, build: Path, path: str | None, samples: int):
         raise SimulationError(f"cannot read {str(path)!r} as a .npy array ({exc})") from None
     if not isinstance(x, np.ndarray):
         raise SimulationError(f"{str(path)!r} is an .npz archive: give one .npy array [T, batch, n_in]")
-    xs, _, _ = _chip_simulator(image).prepare_inputs(x[:, :samples] if x.ndim >= 2 else x)
+    xs, _, _ = chip_simulator(image).prepare_inputs(x[:, :samples] if x.ndim >= 2 else x)
     if image.target == "memristive" and not np.all(xs == np.rint(xs)):
         raise SimulationError(f"{str(path)!r}: a memristive chip's host events carry whole-number payloads, and these "
                               "inputs (divided by the input scale) are not whole numbers")

@@ -51,6 +51,13 @@ def decode_drive(word: int, rows: int, bits: int) -> np.ndarray:
     return out
 
 
+def adc_code(v: float, frac_bits: int, v_bits: int) -> int:
+    """The ADC's reading of a membrane ``v`` (weight levels): ``rint(v * 2**frac_bits)``, saturated
+    to ``v_bits`` signed bits (the digital tile's state units)."""
+    lim = 1 << (v_bits - 1)
+    return max(-lim, min(lim - 1, int(np.rint(float(v) * (1 << frac_bits)))))
+
+
 class IdealAnalog:
     """The analog side of all tiles with ideal devices and neurons (sim/memristive.py's arithmetic).
 
@@ -100,9 +107,7 @@ class IdealAnalog:
 
     def adc(self, tile, col):
         k = int(self.sim.index[tile * self.C + col])
-        code = int(np.rint(self.state["v"][0, k] * 2 ** self.frac))
-        lo, hi = -(1 << (self.v_bits - 1)), (1 << (self.v_bits - 1)) - 1
-        return min(max(code, lo), hi)
+        return adc_code(self.state["v"][0, k], self.frac, self.v_bits)
 
     def clear(self):
         """``neuron_clear``: every neuron to its initial state, the integrated charge discarded."""

@@ -17,9 +17,11 @@ from amaranth.hdl import Shape
 from amaranth.lib import data
 
 from compiler.image import MODEL_CODES, HardwareImage
+from sim import chip_simulator
 
 from .. import events
 from ..events import OP_INPUT, Geometry
+from .analog import adc_code
 
 
 class Codec:
@@ -53,23 +55,6 @@ class StepEvents:
     internal: set[int] = field(default_factory=set)
 
 
-def simulator_of(image: HardwareImage, analog: str = "ideal"):
-    """The ``sim/`` model the chip of ``image`` must equal; for a memristive image, with the
-    analog tiles of ``analog`` (``hdl/verify/analog.py``'s models: ideal devices, or a device's
-    conductances as ``sim/analog.py`` draws them)."""
-    if image.target == "digital":
-        from sim.digital import DigitalSimulator
-
-        return DigitalSimulator(image)
-    if analog == "ideal":
-        from sim.memristive import IdealMemristiveSimulator
-
-        return IdealMemristiveSimulator(image)
-    from sim.analog import AnalogSimulator
-
-    return AnalogSimulator(image, device=analog)
-
-
 class ReferenceModel:
     """Commands to send and events to expect, per sample and chip step, for inputs ``xs``.
 
@@ -80,7 +65,7 @@ class ReferenceModel:
 
     def __init__(self, image: HardwareImage, analog: str = "ideal"):
         self.image = image
-        self.sim = simulator_of(image, analog)
+        self.sim = chip_simulator(image, analog)
         self.geometry = Geometry.of(image)
         a = image.arrays
         addr = self.sim.addr
@@ -128,9 +113,7 @@ class ReferenceModel:
         """A membrane as the chip reports it: state units (a memristive tile's ADC rounds and saturates)."""
         if isinstance(v, (int, np.integer)):
             return int(v)
-        q = int(np.rint(float(v) * (1 << self.frac)))
-        lim = 1 << (self.v_bits - 1)
-        return max(-lim, min(lim - 1, q))
+        return adc_code(v, self.frac, self.v_bits)
 
 
 def codecs(g: Geometry) -> tuple[Codec, Codec, Codec]:
