@@ -6,7 +6,8 @@ routing), but each device holds a *conductance*, not a level:
 
 1. **finite levels**: level ``l`` of ``L`` is programmed towards ``G_min + l dG``,
    ``dG = (G_max - G_min) / (L - 1)``, with ``G_min``, ``G_max`` the range the compiler mapped
-   the levels onto (``image.json`` ``device``);
+   the levels onto (``image.json`` ``device``), or the device's own range if it cannot hold
+   that one (:func:`level_range`);
 2. **programming noise**: the device model's write noise (PCM: sigma(w) of the IBM model, w the
    target as a fraction of G_max; TiOx: 1 % of the target);
 3. **faults**: stuck devices recorded in the image sit at G_min or G_max whatever is programmed;
@@ -48,6 +49,17 @@ def device_noise(name: str) -> DeviceNoise:
         raise SimulationError(str(exc)) from None
 
 
+def level_range(image: HardwareImage, device: DeviceNoise) -> tuple[float, float]:
+    """``(G_min, G_max)`` (S) that ``device`` programs the image's levels onto: the image's range
+    (the compiler's default, or a calibration's) when the device can hold it, else the device's
+    own range (a TiOx device cannot go below its ``g_min``, so an image compiled for the default
+    0.1-25 uS is spread over TiOx's range instead of being clipped to one end of it)."""
+    g_min, g_max = image.conductance_range()
+    if device.name != "ideal" and (g_min < device.g_min or g_max > device.g_max):
+        return device.g_min, device.g_max
+    return g_min, g_max
+
+
 class AnalogSimulator(ChipSimulator):
     """Device-level simulation of a memristive HardwareImage (see the module docstring).
 
@@ -86,7 +98,7 @@ class AnalogSimulator(ChipSimulator):
         self.device = device_noise(device)
         self.t_read, self.r_wire = float(t_read), float(r_wire)
         rng = np.random.default_rng(seed)
-        self.g_min, self.g_max = image.conductance_range()  # where the compiler mapped the levels
+        self.g_min, self.g_max = level_range(image, self.device)
         self.dG = (self.g_max - self.g_min) / (image.levels - 1)
         pos, neg = (self.conductances(levels, rng, noise=noise, reversed_fraction=reversed_fraction)
                     for levels in (image.arrays["g_pos"], image.arrays["g_neg"]))

@@ -166,18 +166,35 @@ class ChipSimulator:
         x = np.concatenate(parts, axis=-1) if parts else np.zeros((steps, batch, 0))
         return x, steps, batch
 
+    def dense_weights(self) -> np.ndarray:
+        """The folded crossbars as one dense ``[T * R, K]`` array: what row ``t * R + r`` adds to neuron ``k``.
+
+        :meth:`run` accepts a stack of these (``weights=``), one per sample: the learning loop
+        (``l2l/``) runs every task's chip, each with its own device writes, in one batch.
+        """
+        return self.w.toarray()
+
     def run(self, inputs: np.ndarray | Mapping[str, np.ndarray], *, steps: int | None = None,
-            record_spikes: bool = False) -> SimulationResult:
+            record_spikes: bool = False, weights: np.ndarray | None = None) -> SimulationResult:
         """Run from reset; outputs in network time, ``[T, batch, n]`` per output.
 
         With ``record_spikes``, ``result.spikes["chip"]`` holds every neuron column's spikes in
-        chip time, ``[T + latency, batch, K]`` (neuron index k = position in :attr:`addr`), and
-        ``result.membrane["chip"]`` every column's membrane ``v`` after the step, as the chip
-        holds it (state units for the digital twin).
+        chip time, ``[T + latency, batch, K]`` (neuron index k = position in :attr:`addr`),
+        ``result.membrane["chip"]`` every column's membrane ``v`` after the step and
+        ``result.membrane["adaptation"]`` its threshold adaptation ``b``, as the chip holds them
+        (state units for the digital twin), and ``result.spikes["rows"]`` the payload every
+        crossbar row carried, ``[T + latency, batch, T * R]``.
+        ``weights`` replaces the image's crossbars: ``[T * R, K]`` (:meth:`dense_weights`) for
+        every sample, or ``[batch, T * R, K]``, one chip per sample.
         ``self.spike_counts`` always holds each neuron's spikes over the run, summed over batch,
         and ``self.row_events`` each crossbar row's events (``[T * R]``, every chip step).
         """
         x, n_steps, batch = self.prepare_inputs(inputs)
+        if weights is not None and np.shape(weights) not in ((self.n_rows, self.addr.size),
+                                                             (batch, self.n_rows, self.addr.size)):
+            raise SimulationError(f"weights have shape {list(np.shape(weights))}: expected a dense crossbar "
+                                  f"[{self.n_rows}, {self.addr.size}] or one per sample, "
+                                  f"[{batch}, {self.n_rows}, {self.addr.size}]")
         if not self.inputs:
             n_steps = int(steps or 0)
         meta = self.image.meta
@@ -193,6 +210,8 @@ class ChipSimulator:
         outputs = {o["name"]: np.zeros((n_steps, batch, out_idx[o["name"]].size), dtype=np.float32) for o in meta["outputs"]}
         chip = np.zeros((total, batch, self.addr.size), dtype=bool) if record_spikes else None
         chip_v = np.zeros((total, batch, self.addr.size), dtype=self.value_dtype) if record_spikes else None
+        chip_b = np.zeros_like(chip_v) if record_spikes else None
+        chip_rows = np.zeros((total, batch, self.n_rows), dtype=self.value_dtype) if record_spikes else None
         self.spike_counts = np.zeros(self.addr.size, dtype=np.int64)
         self.row_events = np.zeros(self.n_rows, dtype=np.int64)
         for t in range(total):
@@ -202,12 +221,17 @@ class ChipSimulator:
                 rows[:, self.irow] = in_hist[(t - self.irow_delay) % self.depth, :, self.irow_src].T
             if self.nrow.size:
                 rows[:, self.nrow] = s_hist[(t - 1 - self.nrow_delay) % self.depth, :, self.nrow_src].T
-            current = np.asarray(rows @ self.w)
+            if weights is None:
+                current = np.asarray(rows @ self.w)
+            elif weights.ndim == 2:
+                current = rows @ weights
+            else:
+                current = np.matmul(rows[:, None, :], weights)[:, 0]
             self.row_events += np.count_nonzero(rows, axis=0)
             spikes = self._step_neurons(state, current, t)
             s_hist[t % self.depth] = spikes
             if chip is not None:
-                chip[t], chip_v[t] = spikes, state["v"]
+                chip[t], chip_v[t], chip_b[t], chip_rows[t] = spikes, state["v"], state["b"], rows
             if t < n_steps:
                 self.spike_counts += spikes.sum(axis=0)
             for o in meta["outputs"]:
@@ -222,4 +246,5 @@ class ChipSimulator:
         result = SimulationResult(outputs=outputs)
         if chip is not None:
             result.spikes["chip"], result.membrane["chip"] = chip, chip_v
+            result.spikes["rows"], result.membrane["adaptation"] = chip_rows, chip_b
         return result

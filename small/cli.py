@@ -772,6 +772,88 @@ def cmd_analog_neuron(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- learning to learn ---------------------------------------------------------------------------
+def _workers(text: str) -> int:
+    """``--workers``: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0 (0: evaluate in this process, no Dask)")
+    return value
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_workers, metavar="N", help="evaluate on a local Dask cluster of N worker "
+                       "processes (default: [dask] in the config, else one per CPU core; 0: in this process, no Dask)")
+    where.add_argument("--scheduler", metavar="ADDR", help="evaluate on a running Dask cluster, e.g. tcp://host:8786 "
+                       "(`dask scheduler`, `dask worker ADDR`, or dask-jobqueue on SLURM: see docs/l2l.md)")
+
+
+def _l2l_runner(args: argparse.Namespace, stack, config=None):
+    """The started evaluation backend (closed with ``stack``): --workers/--scheduler, else the config's [dask].
+
+    Called once without ``config`` first: an explicit --scheduler is reached then, before the
+    configuration and its task are imported, so an unreachable one is reported within seconds.
+    """
+    from l2l.runner import Runner
+
+    if config is None:
+        return stack.enter_context(Runner(scheduler=args.scheduler)) if args.scheduler is not None else None
+    if args.workers is not None:
+        workers, scheduler = args.workers, None
+    else:
+        workers, scheduler = config.dask.workers, config.dask.scheduler
+    return stack.enter_context(Runner(workers=workers, scheduler=scheduler, retries=config.dask.retries))
+
+
+def _progress(line: str) -> None:
+    print(line, flush=True)
+
+
+def cmd_l2l_run(args: argparse.Namespace) -> int:
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        runner = _l2l_runner(args, stack)
+        from l2l.config import load_config
+        from l2l.loop import check_run_dir, meta_train
+
+        check_run_dir(args.output, args.force)  # before a local cluster starts: a mistake costs no time
+        config = load_config(args.config)
+        runner = runner or _l2l_runner(args, stack, config)
+        runner.retries = config.dask.retries
+        meta_train(config, args.output, runner, progress=_progress, force=args.force)
+    return EXIT_OK
+
+
+def cmd_l2l_resume(args: argparse.Namespace) -> int:
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        runner = _l2l_runner(args, stack)
+        from l2l.config import load_config
+        from l2l.loop import CONFIG_FILE, RunDirError, resume
+
+        config_file = Path(args.run_dir) / CONFIG_FILE
+        if not config_file.is_file():
+            raise RunDirError(f"{args.run_dir!r} holds no run (no {CONFIG_FILE}): start one with "
+                              f"`small l2l run CONFIG -o {args.run_dir}`")
+        config = load_config(config_file)
+        runner = runner or _l2l_runner(args, stack, config)
+        runner.retries = config.dask.retries
+        resume(args.run_dir, runner, progress=_progress)
+    return EXIT_OK
+
+
+def cmd_l2l_eval(args: argparse.Namespace) -> int:
+    from l2l import evaluate
+
+    return evaluate.main(args)
+
+
 # -- entry point ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="small", description="SMALL: map spiking networks onto memristive crossbar chips.")
@@ -888,6 +970,34 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--plot", metavar="NEURON.png", help="write the figures as a PNG, and as JSON beside it")
     q.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     q.set_defaults(func=cmd_analog_neuron)
+
+    p = sub.add_parser("l2l", help="learning to learn: meta-train on a local or remote Dask cluster, resume, evaluate")
+    lsub = p.add_subparsers(dest="l2l_command", metavar="WHAT", parser_class=_Parser, required=True)
+    q = lsub.add_parser("run", help="meta-train as a configuration file says, checkpointing every generation")
+    q.add_argument("config", metavar="CONFIG.toml", help="the run's configuration (format: docs/l2l.md)")
+    q.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder: config, checkpoint, results")
+    q.add_argument("--force", action="store_true", help="start over in a run folder that is not empty")
+    _add_cluster_options(q)
+    q.set_defaults(func=cmd_l2l_run)
+    q = lsub.add_parser("resume", help="continue a stopped or killed run from its last checkpoint")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="the run folder of `small l2l run`")
+    _add_cluster_options(q)
+    q.set_defaults(func=cmd_l2l_resume)
+    q = lsub.add_parser("eval", help="evaluate a meta-trained network on tasks it never saw, on each kind of hardware")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="a run folder of `small l2l run`, or a model folder (examples/arm)")
+    q.add_argument("--trajectories", metavar="FILE.npz", help="arm: trajectories to learn (array `angles` [n, 250, 2], "
+                   "radians); default: --n drawn with a fixed test seed")
+    q.add_argument("--n", type=_positive_int, default=100, help="arm: trajectories drawn when no file is given (100)")
+    q.add_argument("--hardware", choices=("float", "digital", "ideal", "pcm", "tiox"),
+                   help="arm: the chip to learn on (default: the run's [task] hardware)")
+    q.add_argument("--seed", type=int, default=0, help="the chip's random draws (programming, drift, read noise)")
+    q.add_argument("--plots", metavar="DIR", help="arm: folder for the plots (default RUN_DIR/eval)")
+    q.add_argument("--save-model", metavar="DIR", help="also write the evaluated candidate as a model folder "
+                   "(config.toml + model.npz, small enough to commit)")
+    q.add_argument("--no-baseline", action="store_true", help="arm: skip the baseline (the starting network with "
+                   "its learning rates tuned: 44 more evaluations)")
+    q.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    q.set_defaults(func=cmd_l2l_eval)
     return parser
 
 

@@ -106,7 +106,11 @@ class DeviceNoise:
     program: Callable | None = None
     """``program(g_target, rng) -> g``: programming (write) noise; None: exact."""
     drift: Callable | None = None
-    """``drift(g, t, rng) -> g``: conductance t seconds after programming; None: no drift."""
+    """``drift(g, t, rng, nu=None) -> g``: conductance t seconds after programming (``t`` a number or an
+    array like ``g``); ``nu``: the devices' drift exponents, drawn from ``rng`` if None; None: no drift."""
+    exponents: Callable | None = None
+    """``exponents(g_target, rng) -> nu``: one drift exponent per device programmed towards ``g_target``
+    (devices keep theirs while they hold their state); None: no drift."""
     read: Callable | None = None
     """``read(g, t, rng) -> g``: one read's noise t seconds after programming; None: noise-free reads."""
 
@@ -128,6 +132,7 @@ def noise_model(name: str, params=None) -> DeviceNoise:
         return DeviceNoise(
             "pcm", 0.0, p.g_max,
             program=lambda g, rng: pcm.program(g, rng, p),
-            drift=lambda g, t, rng: pcm.drift(g, t, rng=rng, params=p),
+            drift=lambda g, t, rng, nu=None: pcm.drift(g, t, nu=nu, rng=rng, params=p),
+            exponents=lambda g, rng: pcm.drift_exponents(g, rng, p),
             read=lambda g, t, rng: pcm.read(g, t, rng, p))
     return DeviceNoise("tiox", p.g_min, p.g_max, program=lambda g, rng: tiox.program(g, rng, p))

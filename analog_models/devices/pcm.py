@@ -134,12 +134,14 @@ def drift(g, t: float, t0: float | None = None, *, nu=None, rng: np.random.Gener
           params: PCMParameters = DEFAULT) -> np.ndarray:
     """Conductance ``t`` seconds after programming: ``g (t / t0)^-nu`` for ``t > t0``, else ``g``.
 
+    ``t`` is one time for every device or an array of each device's age (broadcast with ``g``).
+
     ``g`` is the conductance at ``t0`` (``params.t0`` unless given). ``nu``: the devices' drift
     exponents; if None they are drawn from ``rng`` for the devices' conductances
     (:func:`drift_exponents`), or, without ``rng``, the mean ``mu_nu drift_scale`` is used.
     """
     t0 = params.t0 if t0 is None else t0
-    if not (np.isfinite(t) and t >= 0):
+    if not np.all(np.isfinite(t) & (np.asarray(t) >= 0)):
         raise ValueError(f"t must be a time >= 0 (seconds since programming), not {t!r}")
     if not (np.isfinite(t0) and t0 > 0):
         raise ValueError(f"t0 must be a positive time (seconds), not {t0!r}")
@@ -147,14 +149,12 @@ def drift(g, t: float, t0: float | None = None, *, nu=None, rng: np.random.Gener
     if nu is None:
         nu = drift_exponents(g, rng, params) if rng is not None else drift_nu_mean(g, params) * params.drift_scale
     nu = np.broadcast_to(np.asarray(nu, dtype=np.float64), g.shape)
-    if t <= t0:
-        return g.copy()
-    return g * (t / t0) ** (-nu)
+    return np.where(t > t0, g * (np.maximum(t, t0) / t0) ** (-nu), g)
 
 
 def read_noise_sigma(g, t: float, params: PCMParameters = DEFAULT) -> np.ndarray:
     """sigma of a read ``t`` seconds after programming (S): ``g Q(w) sqrt(ln((t + t_r) / t_r))``."""
-    if not (np.isfinite(t) and t >= 0):
+    if not np.all(np.isfinite(t) & (np.asarray(t) >= 0)):
         raise ValueError(f"t must be a time >= 0 (seconds since programming), not {t!r}")
     g = np.asarray(g, dtype=np.float64)
     c, e, q_max = READ_Q
