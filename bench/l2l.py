@@ -60,7 +60,8 @@ def calibrate(eval_ms: float) -> int:
 
 
 def generation(task, popsize: int, g: int):
-    X = np.random.default_rng(g).normal(size=(popsize, task.n))
+    x0 = task.x0()
+    X = x0 + 0.1 * np.random.default_rng(g).normal(size=(popsize, x0.size))
     return X, evaluation_seeds(0, g, popsize)
 
 
