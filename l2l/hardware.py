@@ -222,7 +222,8 @@ class Chip:
         if delta.shape != self.q.shape:
             raise SimulationError(f"delta has shape {list(delta.shape)}: expected [tasks, synapses] = {list(self.q.shape)}")
         if self.hardware == "float":
-            new = np.clip(self.q + delta, -self.top, self.top)  # exact values, the crossbar's range
+            # exact values; a changed weight stays in the crossbar's range
+            new = np.where(delta != 0, np.clip(self.q + delta, -self.top, self.top), self.q)
             changed = new != self.q
             self.q = new
             written = np.stack([changed, changed], axis=1)
