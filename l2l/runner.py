@@ -21,13 +21,13 @@ in order. What it guarantees on Dask:
 * **No hang when the cluster goes away.** Losing the scheduler cancels the pending
   evaluations and raises :class:`ClusterError` (the loop's checkpoint is intact: resume).
 
-The task object is pickled once per generation and sent with each evaluation; a worker
-unpickles it once and keeps it (keyed by its hash) for the following evaluations.
+The task object goes with each evaluation as an argument of ``client.submit``: Dask serialises
+it (cloudpickle, so a task class defined in a script travels by value). Tasks are small frozen
+dataclasses; the ones that load data (``alif``) read it inside ``evaluate``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -36,7 +36,6 @@ import socket
 import time
 import traceback
 import warnings
-from collections import OrderedDict
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -99,24 +98,11 @@ def evaluate(task, x, seed: int) -> Evaluation:
     return Evaluation(fitness, True, info, None, time.perf_counter() - t0, _where())
 
 
-# Tasks a worker has unpickled, by the SHA-256 of their pickle: a generation's evaluations
-# share one object (and whatever it caches) instead of unpickling it once each.
-_TASKS: OrderedDict[str, Any] = OrderedDict()
-_TASK_CACHE_SIZE = 4
-
-
-def _evaluate_on_worker(blob: bytes, digest: str, x: np.ndarray, seed: int) -> Evaluation:
-    # Unpickling stays outside `evaluate`: a worker that cannot load the task (SMALL missing,
-    # another version) is the cluster's problem, and must stop the run rather than fail
-    # every candidate quietly.
-    task = _TASKS.get(digest)
-    if task is None:
-        task = pickle.loads(blob)
-        _TASKS[digest] = task
-        while len(_TASKS) > _TASK_CACHE_SIZE:
-            _TASKS.popitem(last=False)
-    else:
-        _TASKS.move_to_end(digest)
+def _evaluate_on_worker(task, x: np.ndarray, seed: int) -> Evaluation:
+    # Dask delivers ``task`` (it serialises arguments with cloudpickle, so a task class defined
+    # in a script or notebook travels by value). A worker that cannot load it (SMALL missing,
+    # another version) fails before this runs: the cluster's problem, which stops the run
+    # rather than failing every candidate quietly.
     return evaluate(task, x, seed)
 
 
@@ -261,14 +247,9 @@ class Runner:
         return self._map_dask(task, X, seeds)
 
     def _map_dask(self, task, X: np.ndarray, seeds: list[int]) -> list[Evaluation]:
-        import cloudpickle
-
         client = self._client
-        # cloudpickle: a task class defined in a script or notebook travels by value.
-        blob = cloudpickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
-        digest = hashlib.sha256(blob).hexdigest()
         batch = os.urandom(6).hex()
-        futures = [client.submit(_evaluate_on_worker, blob, digest, x, s, key=f"l2l-evaluate-{batch}-{i}",
+        futures = [client.submit(_evaluate_on_worker, task, x, s, key=f"l2l-evaluate-{batch}-{i}",
                                  pure=False, retries=self.retries) for i, (x, s) in enumerate(zip(X, seeds))]
         results: list[Evaluation | None] = [None] * len(futures)
         try:
@@ -309,7 +290,8 @@ class Runner:
                 results[i] = Evaluation(math.inf, False, {}, f"KilledWorker: {exc}\nthe evaluation killed every "
                                         "worker it ran on (out of memory? a crash in native code?)", 0.0, "")
             else:
-                raise ClusterError(f"a Dask worker could not run evaluation {i} ({type(exc).__name__}: {exc}): "
+                why = " ".join(str(exc).split())  # one line: Dask's messages span several
+                raise ClusterError(f"a Dask worker could not run evaluation {i} ({type(exc).__name__}: {why}): "
                                    "install the same SMALL version and packages on every worker")
         return all(r is not None for r in results)
 
