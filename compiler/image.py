@@ -124,6 +124,11 @@ class HardwareImage:
         pos, neg = self.effective_levels()
         return g_min + pos * dG, g_min + neg * dG
 
+    def addresses(self, population: str) -> np.ndarray:
+        """Column address ``tile * cols + col`` of each neuron of ``population``, in population order."""
+        a = self.arrays
+        return a[f"pop/{population}/tile"].astype(np.int64) * self.cols + a[f"pop/{population}/col"]
+
     def routes(self, source: int) -> list[tuple[int, int, int]]:
         """Destinations ``(tile, row, delay)`` of the neuron at column address ``source``."""
         a, b = self.arrays["route_ptr"][source], self.arrays["route_ptr"][source + 1]

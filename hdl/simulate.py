@@ -134,7 +134,7 @@ def compare_with_twin(image: HardwareImage, x: np.ndarray, runs: list[ChipRun]) 
             if o["kind"] != "value":
                 continue
             pop, lat = o["population"], int(o["latency"])
-            addrs = image.arrays[f"pop/{pop}/tile"].astype(int) * image.cols + image.arrays[f"pop/{pop}/col"]
+            addrs = image.addresses(pop)
             scale = image.arrays[f"output/{o['name']}/value_scale"]
             for tt in range(result.outputs[o["name"]].shape[0]):
                 got = np.array([run.host_values[tt + lat][int(a)] for a in addrs], dtype=np.float64)

@@ -68,11 +68,9 @@ def gradient(sim: ChipSimulator, result, rho: np.ndarray, k: np.ndarray, error: 
     if M not in (1, tasks):
         raise ValueError(f"the demonstration run has {M} samples: expected 1 or one per task ({tasks})")
     outputs = image.meta["outputs"]
-    out_k = np.concatenate([sim.index[image.arrays[f"pop/{o['population']}/tile"].astype(np.int64) * image.cols
-                                      + image.arrays[f"pop/{o['population']}/col"]] for o in outputs])
+    out_k = np.concatenate([sim.neurons(o["population"]) for o in outputs])
     out_scale = np.concatenate([image.arrays[f"output/{o['name']}/value_scale"] for o in outputs])
-    latency = np.concatenate([np.full(np.size(image.arrays[f"pop/{o['population']}/col"]), int(o["latency"]))
-                              for o in outputs])
+    latency = np.concatenate([np.full(sim.neurons(o["population"]).size, int(o["latency"])) for o in outputs])
     if n_out != out_k.size:
         raise ValueError(f"error has {n_out} outputs, the image has {out_k.size}")
     # error in chip time: output o's network step t is chip step t + latency_o
@@ -83,8 +81,9 @@ def gradient(sim: ChipSimulator, result, rho: np.ndarray, k: np.ndarray, error: 
     # Only the rows and neurons of the synapses asked for.
     r_used, r_of = np.unique(rho, return_inverse=True)
     k_used, k_of = np.unique(k, return_inverse=True)
-    alpha, rho_a, theta, adapt, unit = (a[k_used] if np.ndim(a) else a for a in _level_units(sim))
-    kappa = float(np.mean(_level_units(sim)[0][out_k]))
+    alpha, rho_a, theta, adapt, unit = _level_units(sim)
+    kappa = float(np.mean(alpha[out_k]))
+    alpha, rho_a, theta, adapt = alpha[k_used], rho_a[k_used], theta[k_used], adapt[k_used]
     spiking = sim.spiking[k_used]
     x = rows[:, :, r_used].astype(np.float64)                      # [Tc, M, R']
     v = result.membrane["chip"][:, :, k_used] / unit               # [Tc, M, K']

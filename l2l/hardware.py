@@ -45,6 +45,7 @@ from compiler.image import COL_NEURON, COL_PARTIAL, HardwareImage
 from compiler.ir import Network
 from compiler.mapper import CompileOptions, compile_network
 from compiler.quantize import level_pairs
+from sim import chip_simulator
 
 __all__ = ["HARDWARE", "Chip", "Sites"]
 
@@ -133,18 +134,12 @@ class Chip:
         target = "digital" if hardware == "digital" else "memristive"
         self.image = compile_network(net, CompileOptions(target=target, rows=rows, cols=cols, levels=levels,
                                                          scale="column", seed=seed)).image
-        if hardware == "digital":
-            from sim.digital import DigitalSimulator
-
-            self.sim = DigitalSimulator(self.image)
-        else:
-            from sim.memristive import IdealMemristiveSimulator
-
-            self.sim = IdealMemristiveSimulator(self.image)
+        # the arithmetic: the digital twin, or memristive tiles in level units (the devices are ours)
+        self.sim = chip_simulator(self.image)
         self.top = self.image.levels - 1
-        # network neuron i -> column address, via each population's placement
-        addr = np.concatenate([self.image.arrays[f"pop/{p.name}/tile"].astype(np.int64) * self.image.cols
-                               + self.image.arrays[f"pop/{p.name}/col"] for p in net.populations])
+        # network neuron i -> column address, and the simulators' neuron index
+        addr = np.concatenate([self.image.addresses(p.name) for p in net.populations])
+        self.neuron_k = self.sim.index[addr]
         source, tgt, weight = (np.asarray(a) for a in synapses)
         n_in = sum(i.size for i in net.inputs)
         chip_source = np.where(source < n_in, source, n_in + addr[np.maximum(source - n_in, 0)])

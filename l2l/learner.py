@@ -201,7 +201,7 @@ def one_shot(spec: LearnerSpec, x, targets: arm.Trajectories, hardware: str = "f
     before = demo.outputs["velocity"][:, 0].astype(np.float64)              # [steps, 2]
     error = before[None] - targets.velocities                               # [tasks, steps, 2]
     feedback = np.zeros((chip.sim.addr.size, 2))
-    feedback[chip.sites.k[cls == 1]] = w["B"][tgt[cls == 1]]                 # hidden neuron -> its B row
+    feedback[chip.neuron_k[:spec.n_hidden]] = w["B"]                        # hidden neuron -> its B row
     grad = eprop.gradient(chip.sim, demo, chip.sites.rho, chip.sites.k, error, feedback, gamma=spec.gamma)
     # each class's rate, times the rate of the synapse's hidden neuron (its target, or its source for the readout)
     hidden = np.where(cls == 2, src - spec.n_clock, tgt)

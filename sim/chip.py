@@ -166,6 +166,10 @@ class ChipSimulator:
         x = np.concatenate(parts, axis=-1) if parts else np.zeros((steps, batch, 0))
         return x, steps, batch
 
+    def neurons(self, population: str) -> np.ndarray:
+        """Neuron index k (position in :attr:`addr`) of each neuron of ``population``."""
+        return self.index[self.image.addresses(population)]
+
     def dense_weights(self) -> np.ndarray:
         """The folded crossbars as one dense ``[T * R, K]`` array: what row ``t * R + r`` adds to neuron ``k``.
 
@@ -205,8 +209,7 @@ class ChipSimulator:
         s_hist = np.zeros((self.depth, batch, self.addr.size), dtype=bool)
         state = self._init_state(batch)
         rows = np.zeros((batch, self.n_rows), dtype=self.value_dtype)
-        out_idx = {o["name"]: self.index[self.image.arrays[f"pop/{o['population']}/tile"].astype(np.int64) * self.image.cols
-                                         + self.image.arrays[f"pop/{o['population']}/col"]] for o in meta["outputs"]}
+        out_idx = {o["name"]: self.neurons(o["population"]) for o in meta["outputs"]}
         outputs = {o["name"]: np.zeros((n_steps, batch, out_idx[o["name"]].size), dtype=np.float32) for o in meta["outputs"]}
         chip = np.zeros((total, batch, self.addr.size), dtype=bool) if record_spikes else None
         chip_v = np.zeros((total, batch, self.addr.size), dtype=self.value_dtype) if record_spikes else None

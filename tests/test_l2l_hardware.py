@@ -112,8 +112,7 @@ def test_readout_gradient_is_the_exact_gradient_of_the_squared_error():
     target = arm.random_trajectories(2, spec.arm, rng=np.random.default_rng(3)).velocities
     demo = chip.run(clock, 0.0, record=True)
     y = demo.outputs["velocity"][:, 0].astype(np.float64)
-    readout = np.isin(chip.sites.k, chip.sim.index[chip.image.arrays["pop/out/tile"].astype(np.int64) * chip.image.cols
-                                                   + chip.image.arrays["pop/out/col"]])
+    readout = np.isin(chip.sites.k, chip.sim.neurons("out"))
     grad = eprop.gradient(chip.sim, demo, chip.sites.rho[readout], chip.sites.k[readout], y[None] - target)
 
     def half_sse(level: np.ndarray) -> np.ndarray:
