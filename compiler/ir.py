@@ -492,7 +492,7 @@ class Network:
                 {"name": p.name, "size": p.size, "neuron": p.neuron.to_dict(), "bias": p.bias} for p in self.populations
             ],
             "projections": projections,
-            "outputs": dict(self.outputs),
+            "outputs": [[name, pop] for name, pop in self.outputs.items()],  # a list: their order is the output order
             "metadata": dict(self.metadata),
         }
 

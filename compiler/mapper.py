@@ -502,6 +502,22 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     return CompileResult(image, report)
 
 
+def input_scales_for(net: Network, x: np.ndarray) -> dict[str, float]:
+    """``compile_network``'s ``input_scales`` for example inputs ``x`` ``[T, N, ...]`` (a test set's).
+
+    Inputs travel as signed 8-bit events (``docs/architecture.md``, "Host inputs"): values that
+    are not all integers in ``[-127, 127]`` get ``s_in = max|x| / 127``. Only a network with one
+    input is scaled (the test set holds one array); spike inputs keep ``s_in = 1`` (no entry).
+    """
+    if len(net.inputs) != 1:
+        return {}
+    integral = x.dtype.kind in "biu" or bool(np.all(x == np.rint(x)))
+    top = float(np.max(np.abs(x))) if x.size else 0.0
+    if top > 0 and not (integral and top <= 127):
+        return {net.inputs[0].name: top / 127.0}
+    return {}
+
+
 def _table(src: np.ndarray, tile: np.ndarray, row: np.ndarray, delay: np.ndarray, n_sources: int):
     """CSR routing table sorted by source, then destination tile and row."""
     order = np.lexsort((row, tile, src))

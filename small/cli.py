@@ -17,6 +17,8 @@ EXIT_OK, EXIT_MISMATCH, EXIT_USER = 0, 1, 2
 BOARDS = ("icebreaker", "hx8k", "ulx3s")  # hdl.export.BOARDS, without importing Amaranth for --help
 EXAMPLE_INPUTS = "example_inputs.npy"  # the test set's first samples, written by compile for verify
 VERIFY_SAMPLES = 50
+NETWORK_FILE = "network.small"  # the network as compiled (imported, discretised), in the build folder
+TEST_SET_FILE = "test_set.npz"  # a copy of the labelled test set, in the build folder
 FRAMEWORKS = ("nir", "snntorch", "norse")
 
 
@@ -183,7 +185,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _model_and_test_set(args: argparse.Namespace):
-    """The model (at the test set's dt/framework unless given) and the labelled test set beside it."""
+    """The model (at the test set's dt/framework unless given), the labelled test set beside it (or
+    ``--test-set``; None without one), the framework and the test set's path."""
     from compiler.errors import SimulationError
     from sim.evaluate import load_test_set
 
@@ -194,7 +197,7 @@ def _model_and_test_set(args: argparse.Namespace):
     test = load_test_set(test_path) if test_path.is_file() else None
     dt = args.dt if args.dt is not None else (test.dt if test and model.suffix == ".nir" else None)
     framework = args.framework or (test.framework if test and model.suffix == ".nir" else None)
-    return load_model(model, dt, framework), test, framework
+    return load_model(model, dt, framework), test, framework, test_path if test is not None else None
 
 
 def cmd_flow(args: argparse.Namespace) -> int:
@@ -205,7 +208,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
     from sim.evaluate import accuracy
 
     model = Path(args.model)
-    stages = 6 if args.target == "digital" and args.board != "none" else 5
+    stages = 7 if args.target == "digital" and args.board != "none" else 6
     t0 = time.perf_counter()
 
     def stage(k: int, name: str, text: str) -> None:
@@ -214,7 +217,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
     def indent(text: str) -> str:
         return "      " + text.replace("\n", "\n      ")
 
-    net, test, framework = _model_and_test_set(args)
+    net, test, framework, test_path = _model_and_test_set(args)
     how = f"framework {framework or 'nir'}" if model.suffix == ".nir" else "SMALL network file"
     stage(1, "import", f"{model} ({how}, dt {net.dt:g} s)")
     print(indent(net.summary()))
@@ -232,43 +235,50 @@ def cmd_flow(args: argparse.Namespace) -> int:
                 print(f"      {who} measured {ref['accuracy'] * 100:.2f} % on the same inputs")
     output = args.output or str(Path("build") / net.name)
     t = time.perf_counter()
-    summary = _compile_and_write(net, model, test, args, output)
+    summary = _compile_and_write(net, model, test, test_path, args, output)
     stage(3, "compile", f"{time.perf_counter() - t:.1f} s")
     print(indent(summary))
     stage(4, "hdl", "")
     print(indent(generate_hdl(output, args.lanes)))
+    status = EXIT_OK
     if test is None and args.inputs is None:
         stage(5, "verify", "skipped: no test set to take inputs from (give --inputs X.npy)")
-        return EXIT_OK
-    stage(5, "verify", f"{args.simulator}, cocotb, up to {args.samples} inputs ...")
-    result = run_verify(output, simulator=args.simulator, inputs=args.inputs, samples=args.samples)
-    print(indent(_verify_report(result, output)))
-    if not result.passed:
-        return EXIT_MISMATCH
-    if stages == 6:
+    else:
+        stage(5, "verify", f"{args.simulator}, cocotb, up to {args.samples} inputs ...")
+        result = run_verify(output, simulator=args.simulator, inputs=args.inputs, samples=args.samples)
+        print(indent(_verify_report(result, output)))
+        status = EXIT_OK if result.passed else EXIT_MISMATCH
+    if stages == 7 and status == EXIT_OK:
         stage(6, "export", f"bitstream for {args.board} ...")
         print(indent(export(output, board=args.board, netlist=False, lanes=args.lanes)))
-    print(f"flow done in {time.perf_counter() - t0:.0f} s: {output}/")
-    return EXIT_OK
+    from small.report import write_report
+
+    stage(stages, "report", "")  # also after a mismatch: the page shows it
+    print(indent(write_report(output)))
+    print(f"flow {'done' if status == EXIT_OK else 'FAILED'} in {time.perf_counter() - t0:.0f} s: {output}/")
+    return status
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    net, test, _ = _model_and_test_set(args)
-    print(_compile_and_write(net, Path(args.model), test, args, args.output))
+    net, test, _, test_path = _model_and_test_set(args)
+    print(_compile_and_write(net, Path(args.model), test, test_path, args, args.output))
     return EXIT_OK
 
 
-def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output: str) -> str:
-    """Compile with the options in ``args``, measure on the test set, write the build folder."""
+def _compile_and_write(net, model: Path, test, test_path: Path | None, args: argparse.Namespace, output: str) -> str:
+    """Compile with the options in ``args``, measure on the test set, write the build folder (with
+    the network as compiled and a copy of the test set, so that `small report` needs nothing else)."""
     import hashlib
     import json
+    import shutil
 
     import numpy as np
 
     from compiler.errors import SmallError
     from compiler.faults import load_faults
     from compiler.fileio import atomic_directory
-    from compiler.mapper import CompileOptions, compile_network, inter_tile_events_per_step
+    from compiler.mapper import CompileOptions, compile_network, input_scales_for, inter_tile_events_per_step
+    from compiler.netfile import save_network
     from sim import chip_simulator
     from sim.evaluate import accuracy
 
@@ -286,13 +296,7 @@ def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output:
                           max_tiles=args.max_tiles, max_split=args.max_split, partitioner=args.partitioner, scale=args.scale,
                           faults=load_faults(args.faults) if args.faults else None, **calibrated)
     opts.validate()
-    scales = {}
-    if test is not None and len(net.inputs) == 1:
-        x = test.x
-        integral = x.dtype.kind in "biu" or bool(np.all(x == np.rint(x)))
-        top = float(np.max(np.abs(x))) if x.size else 0.0
-        if top > 0 and not (integral and top <= 127):
-            scales[net.inputs[0].name] = top / 127.0
+    scales = input_scales_for(net, test.x) if test is not None else {}
     result = compile_network(net, opts, source_sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
                              source_name=model.name, input_scales=scales)
     image, report = result.image, result.report
@@ -317,8 +321,10 @@ def _compile_and_write(net, model: Path, test, args: argparse.Namespace, output:
     with atomic_directory(output, marker="image.json") as tmp:
         image.save(tmp)
         (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        save_network(net, tmp / NETWORK_FILE)
         if test is not None:  # what `small verify` runs by default
             np.save(tmp / EXAMPLE_INPUTS, test.x[:, :VERIFY_SAMPLES])
+            shutil.copyfile(test_path, tmp / TEST_SET_FILE)
     return _compile_summary(net, image, report, output)
 
 
@@ -368,8 +374,8 @@ def _compile_summary(net, image, report: dict, output: str) -> str:
     if acc:
         lines.append("  accuracy         " + ", ".join(f"{k} {v * 100:.2f} %" for k, v in acc.items())
                      + f" on {report['test_samples']} test samples")
-    lines.append(f"wrote {output}/image.json, image.npz, report.json"
-                 + (f", {EXAMPLE_INPUTS}" if report.get("test_samples") else ""))
+    lines.append(f"wrote {output}/image.json, image.npz, report.json, {NETWORK_FILE}"
+                 + (f", {EXAMPLE_INPUTS}, {TEST_SET_FILE}" if report.get("test_samples") else ""))
     return "\n".join(lines)
 
 
@@ -998,7 +1004,38 @@ def build_parser() -> argparse.ArgumentParser:
                    "its learning rates tuned: 44 more evaluations)")
     q.add_argument("--json", action="store_true", help="one JSON object on stdout")
     q.set_defaults(func=cmd_l2l_eval)
+
+    p = sub.add_parser("report", help="write BUILD/report.html: one self-contained page of figures about a build "
+                       "(network, tiles, conductances, traffic, spikes, accuracy, FPGA, energy, verification)")
+    p.add_argument("build", help="a `small compile` (or `small flow`) build folder")
+    p.add_argument("--screenshot", metavar="PAGE.png", help="also render the page's top in headless Chromium to a PNG")
+    p.add_argument("--screenshot-size", type=_pixels, default=(1400, 2000), metavar="WIDTHxHEIGHT",
+                   help="pixels of the screenshot (default 1400x2000)")
+    p.set_defaults(func=cmd_report)
+
+    from small import sweep  # light at import: it loads the compiler and Dask inside cmd_sweep
+
+    p = sub.add_parser("sweep", help="compile and simulate a network over a grid of tile sizes, levels and stuck-device "
+                       "rates (in parallel on Dask): a CSV, plots and the Pareto front")
+    sweep.add_arguments(p)
+    p.set_defaults(func=sweep.cmd_sweep)
     return parser
+
+
+def _pixels(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and 100 <= int(w) <= 8000 and 100 <= int(h) <= 16000):
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT in pixels (e.g. 1400x2000)")
+    return int(w), int(h)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from small.report import REPORT_FILE, screenshot, write_report
+
+    print(write_report(args.build))
+    if args.screenshot:
+        print(screenshot(Path(args.build) / REPORT_FILE, args.screenshot, *args.screenshot_size))
+    return EXIT_OK
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -98,5 +98,6 @@ def test_flow_runs_every_stage_on_a_memristive_network(tmp_path):
     r = run("flow", "examples/alif_memory/network.small", "--target", "memristive", "--scale", "column",
             "--samples", "1", "-o", tmp_path / "alif")
     assert r.returncode == 0, r.stdout + r.stderr
-    for stage in ("[1/5] import", "[2/5] reference", "[3/5] compile", "[4/5] hdl", "[5/5] verify", "PASS", "flow done"):
+    for stage in ("[1/6] import", "[2/6] reference", "[3/6] compile", "[4/6] hdl", "[5/6] verify", "PASS", "[6/6] report",
+                  "verified   PASS", "flow done"):
         assert stage in r.stdout, (stage, r.stdout)

@@ -39,10 +39,11 @@ def test_flow_runs_the_digits_classifier_from_nir_to_verified_rtl(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     reported = json.loads((EXAMPLES / "digits" / "snntorch_result.json").read_text())["accuracy"]
     out = result.stdout
-    assert f"[2/5] reference  accuracy {reported * 100:.2f} %" in out
+    assert f"[2/6] reference  accuracy {reported * 100:.2f} %" in out
     assert "digital 97.22 % on 540 test samples" in out
     assert "5 inputs x 25 steps (130 chip steps compared)" in out and "PASS" in out
     assert (tmp_path / "digits" / "hdl" / "small_chip.v").is_file()
+    assert "[6/6] report" in out and "verified   PASS" in out and (tmp_path / "digits" / "report.html").is_file()
 
 
 def test_classify_ties_go_to_the_lowest_index():

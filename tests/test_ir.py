@@ -88,6 +88,15 @@ def test_file_round_trip_is_exact_and_byte_reproducible(tmp_path):
     assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
 
 
+def test_a_file_keeps_the_order_of_the_outputs(tmp_path):
+    """The outputs' order is the order of the output array (and of a classifier's classes), not alphabetical."""
+    net = small_net()
+    pops = [p.name for p in net.populations]
+    net.outputs = {"zeta": pops[-1], "alpha": pops[0]}
+    save_network(net, tmp_path / "n.small")
+    assert list(load_network(tmp_path / "n.small").outputs) == ["zeta", "alpha"]
+
+
 def test_saving_an_invalid_network_writes_nothing(tmp_path):
     net = small_net()
     net.projections[0].weight[0, 0] = np.nan

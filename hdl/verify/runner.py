@@ -190,6 +190,12 @@ def verify(image_dir: str | os.PathLike, verilog: str | os.PathLike, xs: np.ndar
         raise VerifyError(f"the testbench ended without a result ({simulator}); last lines of {test_dir / 'sim.log'}: "
                           + " | ".join(log.strip().splitlines()[-6:]))
     summary = json.loads(result_file.read_text())
+    # what `small report` shows as the build's verification status, and whether it is still current
+    summary.update(simulator=simulator, top=top, analog=analog, backpressure=backpressure,
+                   image_sha256=json.loads((Path(image_dir) / "image.json").read_text()).get("arrays_sha256"),
+                   verilog_sha256=hashlib.sha256(Path(verilog).read_bytes()).hexdigest(),
+                   finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    result_file.write_text(json.dumps(summary, indent=1) + "\n")
     wave = None
     if waves:
         found = sorted(p for pat in ("*.fst", "*.vcd") for d in (test_dir, build_dir) for p in d.glob(pat))
