@@ -328,13 +328,18 @@ def local_cluster(workers: int, processes: bool = True):
     """A quiet ``distributed.LocalCluster`` of ``workers`` single-threaded workers on loopback.
 
     No dashboard, and the scheduler's HTTP server (always started) on a free port rather than
-    8787, which another cluster may hold; only errors are logged.
+    8787, which another cluster may hold; only errors are logged. The workers keep glibc's own
+    ``malloc`` trim threshold: Dask's default (``MALLOC_TRIM_THRESHOLD_=65536``, to hand memory
+    back to the system early) made SMALL's evaluations, which allocate many short-lived arrays
+    of a few hundred kB, 2.5x slower (`bench/RESULTS.md`, "Reports and sweeps").
     """
+    import dask
     import distributed
 
-    return distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=processes, host="127.0.0.1", dashboard_address=None,
-        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"}, silence_logs=logging.ERROR)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=processes, host="127.0.0.1", dashboard_address=None,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"}, silence_logs=logging.ERROR)
 
 
 def _connect(address: str, timeout: float):

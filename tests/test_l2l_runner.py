@@ -100,6 +100,15 @@ def test_one_and_two_workers_give_the_serial_result_bit_for_bit(cluster, serial_
                [(h["best"], h["mean"], h["median"], h["failed"]) for h in expected_history]
 
 
+def test_local_workers_keep_the_default_malloc_trim_threshold(cluster):
+    """Dask's MALLOC_TRIM_THRESHOLD_=65536 made every evaluation 2.5x slower (bench/RESULTS.md)."""
+    import distributed
+
+    with distributed.Client(cluster) as client:
+        env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert len(env) == 2 and "65536" not in env.values()
+
+
 def test_an_evaluation_that_raises_is_recorded_with_its_traceback_and_the_loop_goes_on(cluster, tmp_path):
     with Runner(scheduler=cluster.scheduler_address) as runner:
         summary, lines = train(config(generations=3, fail_every=3), tmp_path, runner)
