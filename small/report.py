@@ -667,7 +667,7 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px soli
 th{background:#eaf2f8}.pass{color:#1e8449;font-weight:bold}.fail{color:#c0392b;font-weight:bold}
 .warn{color:#b9770e}.cards{display:flex;flex-wrap:wrap;gap:12px;margin:14px 0}
 .card{background:#fff;border-radius:6px;padding:10px 16px;box-shadow:0 1px 3px rgba(0,0,0,.12);min-width:150px}
-.card b{display:block;font-size:18px}.card span{font-size:12px;color:#566573}pre{font-size:12px;background:#f8f9f9;padding:8px}
+.card b{display:block;font-size:18px}.card .label{font-size:12px;color:#566573}pre{font-size:12px;background:#f8f9f9;padding:8px}
 """
 
 
@@ -699,7 +699,7 @@ def render(b: Build, sections: list[Section], head: dict, seconds: float) -> str
         f"<p>build {html.escape(str(b.path))}, report made {time.strftime('%Y-%m-%d %H:%M')} in {seconds:.1f} s</p></header>",
         "<nav>" + "".join(f"<a href='#{_slug(s.title)}'>{html.escape(s.title)}</a>" for s in sections) + "</nav><main>",
         "<div class='cards'>" + "".join(f"<div class='card'><b>{val if '<span' in val else html.escape(val)}</b>"
-                                        f"<span>{html.escape(k)}</span></div>" for k, val in cards) + "</div>",
+                                        f"<span class='label'>{html.escape(k)}</span></div>" for k, val in cards) + "</div>",
     ]
     for s in sections:
         parts.append(f"<section id='{_slug(s.title)}'><h2>{html.escape(s.title)}</h2>{s.body}")
