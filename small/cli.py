@@ -790,10 +790,10 @@ def _workers(text: str) -> int:
     return value
 
 
-def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+def _add_cluster_options(p: argparse.ArgumentParser, default: str = "[dask] in the config, else one per CPU core") -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_workers, metavar="N", help="evaluate on a local Dask cluster of N worker "
-                       "processes (default: [dask] in the config, else one per CPU core; 0: in this process, no Dask)")
+                       f"processes (default: {default}; 0: in this process, no Dask)")
     where.add_argument("--scheduler", metavar="ADDR", help="evaluate on a running Dask cluster, e.g. tcp://host:8786 "
                        "(`dask scheduler`, `dask worker ADDR`, or dask-jobqueue on SLURM: see docs/l2l.md)")
 

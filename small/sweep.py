@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from small.cli import EXIT_MISMATCH, EXIT_OK, _add_model_options, _positive_int, _tile, _workers
+from small.cli import EXIT_MISMATCH, EXIT_OK, _add_cluster_options, _add_model_options, _positive_int, _tile
 
 if TYPE_CHECKING:
     from compiler.ir import Network
@@ -862,11 +862,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tiles", type=_positive_int, metavar="N", help="a point that needs more tiles fails")
     p.add_argument("--seed", type=int, default=0, help="seed of the partitioner and the fault maps (default 0)")
     p.add_argument("--force", action="store_true", help="start over in a folder holding another (or this) sweep")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_workers, metavar="N",
-                       help="a local Dask cluster of N worker processes (default: one per CPU core; 0: in this "
-                            "process, no Dask)")
-    where.add_argument("--scheduler", metavar="ADDR", help="a running Dask cluster, e.g. tcp://host:8786 (docs/sweep.md)")
+    _add_cluster_options(p, default="one per CPU core")
     _add_model_options(p)
 
 
