@@ -67,8 +67,9 @@ class Build:
     net: object  # Network
     test: object | None  # TestSet
     report: dict
-    digital: object  # the digital image (this build's, or compiled from the same network)
-    memristive: object  # the memristive image (likewise)
+    digital: object | None  # the digital image (this build's, or compiled from the same network; None if it does not compile)
+    memristive: object | None  # the memristive image (likewise)
+    other_error: str = ""  # why the other target did not compile
 
 
 def load_build(path: str | Path) -> Build:
@@ -89,9 +90,12 @@ def load_build(path: str | Path) -> Build:
     test = load_test_set(path / TEST_SET_FILE) if (path / TEST_SET_FILE).is_file() else None
     report_file = path / "report.json"
     report = json.loads(report_file.read_text()) if report_file.is_file() else {}
-    other = _counterpart(image, net)
+    try:
+        other, why = _counterpart(image, net), ""
+    except SmallError as exc:  # e.g. parameters the digital twin's integers cannot hold
+        other, why = None, str(exc)
     digital, memristive = (image, other) if image.target == "digital" else (other, image)
-    return Build(path, image, net, test, report, digital, memristive)
+    return Build(path, image, net, test, report, digital, memristive, why)
 
 
 def _counterpart(image, net):
@@ -546,14 +550,19 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
         x = np.load(b.path / "example_inputs.npy") if (b.path / "example_inputs.npy").is_file() else None
     else:
         x = test.x
-    device = (b.memristive.meta.get("device") or {}).get("model", "pcm")
-    twin, ideal = DigitalSimulator(b.digital), chip_simulator(b.memristive)
-    analog = AnalogSimulator(b.memristive, t_read=T_READ, seed=0)
+    device = ((b.memristive.meta.get("device") if b.memristive else None) or {}).get("model", "pcm")
+    twin = DigitalSimulator(b.digital) if b.digital else None
+    ideal = chip_simulator(b.memristive) if b.memristive else None
+    analog = AnalogSimulator(b.memristive, t_read=T_READ, seed=0) if b.memristive else None
     mem_label = f"memristive ({device.upper() if device in ('pcm', 'tiox') else device}, read after 1 h)"
     own_sim = twin if image.target == "digital" else ideal
+    other = "digital" if twin is None else "memristive"
+    missing = (f"<p class='warn'>No {other} counterpart: the network does not compile for the {other} target "
+               f"with this build's options ({html.escape(b.other_error)}).</p>" if b.other_error else "")
     if x is not None:
         one = x[:, RASTER_SAMPLE:RASTER_SAMPLE + 1]
-        runs = [reference_run(net, one), chip_run(twin, net, one, "digital twin"), chip_run(analog, net, one, mem_label)]
+        runs = [reference_run(net, one)] + [chip_run(s, net, one, label) for s, label in
+                                            ((twin, "digital twin"), (analog, mem_label)) if s is not None]
         sample = x[:, :256]
         own_sim.run(sample)
         nonzero = np.count_nonzero(own_sim.prepare_inputs(sample)[0], axis=(0, 1))
@@ -562,7 +571,7 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
                                 f"{int(image.arrays['input_ptr'][-1]):,} input-map entries, {image.delay_slots} delay "
                                 f"slot(s); events measured on {sample.shape[1]} test inputs.</p>",
                                 [traffic_figure(entries, events, f"{sample.shape[1]} test inputs")]))
-        sections.append(Section("Spike rasters", "", [raster_figure(net, runs, net.dt)]))
+        sections.append(Section("Spike rasters", missing, [raster_figure(net, runs, net.dt)]))
     else:
         entries, events = traffic(image, np.zeros(own_sim.addr.size), np.zeros(int(image.arrays["input_ptr"].size - 1)), 1)
         sections.append(Section("Routing and traffic", "<p>No test inputs in the build: table entries only.</p>",
@@ -572,15 +581,14 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
     # accuracy
     if test is not None:
         acc = dict(r.get("accuracy") or {})
-        acc.setdefault("reference", accuracy(net, test))
-        acc.setdefault("digital", accuracy(twin, test))
-        acc.setdefault("memristive_ideal", accuracy(ideal, test))
-        acc[f"memristive_{device}_1h"] = acc.get(f"memristive_{device}_1h") or accuracy(analog, test)
-        shown = {"reference (float)": acc["reference"], "digital twin": acc["digital"],
-                 "memristive, ideal devices": acc["memristive_ideal"], mem_label: acc[f"memristive_{device}_1h"]}
+        shown = {"reference (float)": acc.get("reference") or accuracy(net, test)}
+        for label, key, sim in (("digital twin", "digital", twin), ("memristive, ideal devices", "memristive_ideal", ideal),
+                                (mem_label, f"memristive_{device}_1h", analog)):
+            if sim is not None:
+                shown[label] = acc.get(key) or accuracy(sim, test)
         head["accuracy"] = shown
         rows = [[html.escape(k), f"{v * 100:.2f} %"] for k, v in shown.items()]
-        sections.append(Section("Accuracy", _table(["simulation", "accuracy"], rows),
+        sections.append(Section("Accuracy", _table(["simulation", "accuracy"], rows) + missing,
                                 [accuracy_figure(shown, int(test.labels.size))]))
     else:
         sections.append(Section("Accuracy", "<p>No labelled test set in the build.</p>"))
@@ -617,7 +625,7 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
     params, source = _energy_params(b)
     from analog_models.energy import per_inference
 
-    if x is not None:
+    if x is not None and ideal is not None:
         sample = x[:, :256]
         ideal.run(sample)
         e = per_inference(b.memristive, ideal.row_events, int(ideal.spike_counts.sum()), sample.shape[1], params)
@@ -637,7 +645,7 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
                 + "<p>Assumptions:</p><ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in e["assumptions"]) + "</ul>")
         sections.append(Section("Energy estimate", body, [energy_figure(per_tile, e["neuron_pJ"])]))
     else:
-        sections.append(Section("Energy estimate", "<p>No test inputs in the build to count events on.</p>"))
+        sections.append(Section("Energy estimate", missing or "<p>No test inputs in the build to count events on.</p>"))
 
     # verification
     status, rows, note = _verification(b)

@@ -177,3 +177,21 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     assert not (tmp_path / "b" / "report.html").exists() and not (tmp_path / "b" / "report").exists()
     r = run("report", tmp_path / "b", "--screenshot-size", "12")
     assert r.returncode == 2 and "WIDTHxHEIGHT" in r.stderr
+
+
+def test_a_network_the_other_target_cannot_hold_still_gets_its_report(build, monkeypatch):
+    """The comparison target is optional: its compile error is shown, the build's own figures stay."""
+    import small.report as report
+    from compiler.errors import UnsupportedError
+
+    def refuse(image, net):
+        raise UnsupportedError("threshold 1e9 does not fit the memristive range")
+
+    monkeypatch.setattr(report, "_counterpart", refuse)
+    b = report.load_build(build)
+    assert b.memristive is None and "1e9" in b.other_error
+    sections, head = report.build_sections(b)
+    assert list(head["accuracy"]) == ["reference (float)", "digital twin"]
+    text = {s.title: s.body for s in sections}
+    assert "No memristive counterpart" in text["Energy estimate"] and "1e9" in text["Spike rasters"]
+    assert len(next(s for s in sections if s.title == "Spike rasters").figures) == 1
