@@ -78,10 +78,12 @@ def per_inference(image, row_events: np.ndarray, spikes: int, samples: int, ener
     """
     g_pos, g_neg = image.conductances()
     row_g = (g_pos + g_neg).sum(axis=2).reshape(-1)  # siemens per row
-    read = float(np.dot(row_events, row_g)) * energy["read_J_per_S"] / samples
+    read_per_tile = (row_events * row_g).reshape(image.n_tiles, -1).sum(axis=1) * energy["read_J_per_S"] / samples
+    read = float(read_per_tile.sum())
     spike = spikes * energy["spike_J"] / samples
     events = float(row_events.sum()) / samples
     return {"pJ_per_inference": (read + spike) * 1e12, "read_pJ": read * 1e12, "neuron_pJ": spike * 1e12,
+            "read_pJ_per_tile": [float(v) * 1e12 for v in read_per_tile],
             "row_events_per_inference": events, "spikes_per_inference": spikes / samples,
             "pJ_per_row_event": read * 1e12 / events if events else 0.0,
             "pJ_per_synaptic_event": energy["read_J_per_S"] * float(np.mean(row_g)) / image.cols * 1e12,

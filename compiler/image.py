@@ -124,6 +124,10 @@ class HardwareImage:
         pos, neg = self.effective_levels()
         return g_min + pos * dG, g_min + neg * dG
 
+    def neuron_addresses(self) -> np.ndarray:
+        """Column address of every neuron column, ascending: the chip's neuron order ``k``."""
+        return np.flatnonzero(self.arrays["col_kind"].reshape(-1) == COL_NEURON)
+
     def addresses(self, population: str) -> np.ndarray:
         """Column address ``tile * cols + col`` of each neuron of ``population``, in population order."""
         a = self.arrays

@@ -538,11 +538,9 @@ def _neuron_name(net: Network, index: int) -> tuple[str, int]:
 def inter_tile_events_per_step(image: HardwareImage, spike_counts: np.ndarray, steps: int, batch: int) -> float:
     """Inter-tile events per step: each spike times the tiles (other than its own) it is routed to."""
     a, C = image.arrays, image.cols
-    kind = a["col_kind"].reshape(-1)
-    addr = np.flatnonzero(kind == COL_NEURON)
     ptr = a["route_ptr"]
     src = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
     pairs = distinct(src * image.n_tiles + a["route_tile"])
     s, t = pairs // image.n_tiles, pairs % image.n_tiles
     remote = np.bincount(s[t != s // C], minlength=ptr.size - 1)
-    return float(np.sum(spike_counts * remote[addr])) / max(1, steps * batch)
+    return float(np.sum(spike_counts * remote[image.neuron_addresses()])) / max(1, steps * batch)

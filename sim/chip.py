@@ -38,7 +38,7 @@ class ChipSimulator:
         self.image = image
         a, T, R, C = image.arrays, image.n_tiles, image.rows, image.cols
         kind = a["col_kind"].reshape(-1)
-        self.addr = np.flatnonzero(kind == COL_NEURON)  # column address of each neuron index k
+        self.addr = image.neuron_addresses()  # column address of each neuron index k
         index = np.full(T * C, -1, dtype=np.int64)
         index[self.addr] = np.arange(self.addr.size)
         self.index = index

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.errors import SmallError
+from compiler.image import COL_PARTIAL, COL_UNUSED
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "report"  # the PNGs, beside report.html
@@ -204,13 +205,13 @@ def tile_map_figure(image, net) -> Figure:
         addr = image.addresses(name)
         owner.reshape(-1)[addr] = k
     kind = a["col_kind"]
-    owner[kind == 2] = len(names)  # partial-sum columns
+    owner[kind == COL_PARTIAL] = len(names)
     base = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     colours = ["#eeeeee"] + [base(k % base.N) for k in range(len(names))] + ["#777777"]
     cmap = ListedColormap(colours)
     rows_used = np.asarray(np.any(a["g_pos"] != a["g_neg"], axis=2).sum(axis=1))
     cells_used = np.count_nonzero(a["g_pos"] != a["g_neg"], axis=(1, 2))
-    cols_used = np.count_nonzero(kind != 0, axis=1)
+    cols_used = np.count_nonzero(kind != COL_UNUSED, axis=1)
     chip = int(image.meta.get("chip_tiles", T))
     gr, gc = _tile_grid(chip)
     util = np.full(gr * gc, np.nan)
@@ -226,7 +227,7 @@ def tile_map_figure(image, net) -> Figure:
     ax0.set_yticklabels([f"{t} ({rows_used[t]}x{cols_used[t]})" for t in range(T)], fontsize=8)
     ax0.set_title("Column assignment (tile: rows x columns used)")
     handles = [Patch(color=colours[k + 1], label=f"{n} ({net.population(n).neuron.kind})") for k, n in enumerate(names)]
-    if np.any(kind == 2):
+    if np.any(kind == COL_PARTIAL):
         handles.append(Patch(color=colours[-1], label="partial sum (split fan-in)"))
     handles.append(Patch(color=colours[0], label="unused"))
     ax0.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14 if T > 3 else -0.25),
@@ -305,11 +306,10 @@ def traffic(image, spike_counts: np.ndarray, input_events: np.ndarray, samples: 
     ptr = a["route_ptr"]
     src = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
     dst = a["route_tile"].astype(np.int64)
-    index = np.full(T * C, -1)
-    addr = np.flatnonzero(a["col_kind"].reshape(-1) == 1)
-    index[addr] = np.arange(addr.size)
+    spikes = np.zeros(T * C)  # by column address
+    spikes[image.neuron_addresses()] = spike_counts
     np.add.at(entries, (1 + src // C, dst), 1)
-    np.add.at(events, (1 + src // C, dst), spike_counts[index[src]] / samples)
+    np.add.at(events, (1 + src // C, dst), spikes[src] / samples)
     iptr = a["input_ptr"]
     isrc = np.repeat(np.arange(iptr.size - 1), np.diff(iptr))
     idst = a["input_tile"].astype(np.int64)
@@ -556,6 +556,7 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
     analog = AnalogSimulator(b.memristive, t_read=T_READ, seed=0) if b.memristive else None
     mem_label = f"memristive ({device.upper() if device in ('pcm', 'tiox') else device}, read after 1 h)"
     own_sim = twin if image.target == "digital" else ideal
+    ideal_counts = None  # the ideal memristive tiles' row events and spikes on the first 256 inputs
     other = "digital" if twin is None else "memristive"
     missing = (f"<p class='warn'>No {other} counterpart: the network does not compile for the {other} target "
                f"with this build's options ({html.escape(b.other_error)}).</p>" if b.other_error else "")
@@ -565,6 +566,8 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
                                             ((twin, "digital twin"), (analog, mem_label)) if s is not None]
         sample = x[:, :256]
         own_sim.run(sample)
+        if own_sim is ideal:  # the energy estimate counts the same run's events
+            ideal_counts = (ideal.row_events.copy(), int(ideal.spike_counts.sum()))
         nonzero = np.count_nonzero(own_sim.prepare_inputs(sample)[0], axis=(0, 1))
         entries, events = traffic(image, own_sim.spike_counts, nonzero, sample.shape[1])
         sections.append(Section("Routing and traffic", f"<p>{int(image.arrays['route_ptr'][-1]):,} routing entries, "
@@ -627,11 +630,10 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
 
     if x is not None and ideal is not None:
         sample = x[:, :256]
-        ideal.run(sample)
-        e = per_inference(b.memristive, ideal.row_events, int(ideal.spike_counts.sum()), sample.shape[1], params)
-        g_pos, g_neg = b.memristive.conductances()
-        row_g = (g_pos + g_neg).sum(axis=2)  # [T, R] siemens per row
-        per_tile = (ideal.row_events.reshape(row_g.shape) * row_g).sum(axis=1) * params["read_J_per_S"] / sample.shape[1] * 1e12
+        if ideal_counts is None:
+            ideal.run(sample)
+            ideal_counts = (ideal.row_events, int(ideal.spike_counts.sum()))
+        e = per_inference(b.memristive, *ideal_counts, sample.shape[1], params)
         head["energy_pJ"] = e["pJ_per_inference"]
         which = "this build's tiles" if image.target == "memristive" else (
             f"the same network compiled for memristive tiles ({b.memristive.n_tiles} tiles of {image.rows}x{image.cols}, "
@@ -643,7 +645,7 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
         body = (f"<p>Analog energy of {html.escape(which)}, on {sample.shape[1]} test inputs; energy figures from "
                 f"{html.escape(source)}.</p>" + _table(["figure", "value"], rows)
                 + "<p>Assumptions:</p><ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in e["assumptions"]) + "</ul>")
-        sections.append(Section("Energy estimate", body, [energy_figure(per_tile, e["neuron_pJ"])]))
+        sections.append(Section("Energy estimate", body, [energy_figure(np.array(e["read_pJ_per_tile"]), e["neuron_pJ"])]))
     else:
         sections.append(Section("Energy estimate", missing or "<p>No test inputs in the build to count events on.</p>"))
 
