@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.errors import FileFormatError
+from small.errors import FileFormatError
 
 SCHEMA = 1
 DEVICES = ("pcm", "tiox")  # the devices sim/analog.py models (the SPICE compact models have no statistics)
@@ -51,7 +51,7 @@ class Calibration:
     schema: int = SCHEMA
 
     def save(self, path: str | Path) -> None:
-        from compiler.fileio import atomic_output
+        from small.fileio import atomic_output
 
         with atomic_output(path) as tmp:
             tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")

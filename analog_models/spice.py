@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from compiler.errors import SmallError
+from small.errors import SmallError
 
 
 class SpiceError(SmallError):

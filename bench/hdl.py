@@ -36,7 +36,7 @@ What is measured
   (2,000) clock edges with a spike offered every cycle (drawn at random among the sources that
   have routes) and both outputs always ready: row events delivered per cycle, and spikes taken
   per cycle.
-* ``step cycles``: :func:`hdl.simulate.run_chip` runs the chip over ``--steps`` (10) network
+* ``step cycles``: :func:`verify.simulate.run_chip` runs the chip over ``--steps`` (10) network
   steps of random input spikes (probability ``--input-p``, 0.3, per channel and step) and
   counts the clock cycles from ``OP_STEP`` taken to ``OUT_STEP`` taken for each chip step:
   min / mean / max; ``formula`` is :func:`hdl.chip.step_cycles` with no active row and with
@@ -106,7 +106,7 @@ def compile_chain(tiles: int, seed: int, levels: int = 16):
 def router_throughput(image, cycles: int, seed: int) -> dict:
     """Row events and spikes per cycle of the image's Router under a saturating load."""
     from hdl.router import Router
-    from hdl.simulate import saturate_router
+    from verify.simulate import saturate_router
 
     router = Router(image)
     C = image.cols
@@ -121,7 +121,7 @@ def router_throughput(image, cycles: int, seed: int) -> dict:
 
 def step_latency(image, steps: int, input_p: float, seed: int, lanes: int) -> dict:
     from hdl.chip import Chip, step_cycles
-    from hdl.simulate import run_chip
+    from verify.simulate import run_chip
 
     x = (np.random.default_rng(seed + 1).random((steps, 1, HALF)) < input_p).astype(np.float64)
     t0 = time.perf_counter()
@@ -135,7 +135,7 @@ def step_latency(image, steps: int, input_p: float, seed: int, lanes: int) -> di
 
 
 def fpga(image, out: Path, board: str, lanes: int) -> dict:
-    from compiler.errors import SmallError
+    from small.errors import SmallError
     from hdl.board import BoardTop
     from hdl.export import DesignTooLargeError, build_bitstream
 

@@ -21,13 +21,13 @@ tile; the script checks ``image.n_tiles``. Inputs: the first samples of
 
 What is measured
 ----------------
-* Icarus and Verilator: :func:`hdl.verify.runner.verify` (what ``small verify`` runs), one call
+* Icarus and Verilator: :func:`verify.runner.verify` (what ``small verify`` runs), one call
   per simulator and design on ``--samples-<simulator>`` samples, from an empty work folder, so the
   design is built: ``build s`` is the runner's build (``iverilog``; ``verilator`` + ``make -j``
   of the C++), ``run s`` the cocotb run (simulator start, the reference model, the testbench).
   The Verilator build is cold: ``CCACHE_DISABLE=1`` is set while it runs (the runner otherwise
   compiles through ccache when it is installed). Every run must pass the scoreboard (asserted).
-* Amaranth's simulator: :func:`hdl.simulate.run_chip` (the driver of ``tests/test_hdl_chip.py``)
+* Amaranth's simulator: :func:`verify.simulate.run_chip` (the driver of ``tests/test_hdl_chip.py``)
   on ``--samples-amaranth`` samples, compared spike for spike with the digital twin as the
   tests compare (asserted). ``build s`` is ``run_chip`` on 0 samples (``Chip`` construction,
   elaboration and ``Simulator`` set-up, nothing simulated); ``run s`` is the run on the samples
@@ -150,7 +150,7 @@ def inputs(image, samples: int):
 
 def run_rtl(design: dict, simulator: str, samples: int, work: Path) -> dict:
     """One ``verify`` call from an empty work folder (the design is built); asserts a pass."""
-    from hdl.verify.runner import verify
+    from verify.runner import verify
 
     _, xs = inputs(design["image"], samples)
     wd = work / f"verify-{design['tiles']}t-{simulator}"
@@ -169,7 +169,7 @@ def run_rtl(design: dict, simulator: str, samples: int, work: Path) -> dict:
 
 def run_amaranth(design: dict, samples: int) -> dict:
     from hdl.chip import Chip
-    from hdl.simulate import compare_with_twin, run_chip
+    from verify.simulate import compare_with_twin, run_chip
 
     image = design["image"]
     x, xs = inputs(image, samples)
@@ -189,7 +189,7 @@ def run_amaranth(design: dict, samples: int) -> dict:
 
 def ccache_builds(designs: dict[int, dict], work: Path) -> list[dict]:
     """Verilator builds through ccache with a private cache: empty, runtime cached, all cached."""
-    from hdl.verify.runner import build
+    from verify.runner import build
 
     cache = work / "ccache"
     shutil.rmtree(cache, ignore_errors=True)

@@ -1,14 +1,11 @@
-"""SMALL compiler: the network IR, its file format, NIR import/export and (later) the passes
-that map a network onto memristive crossbar tiles.
+"""SMALL compiler: the network IR and its file format, NIR import and export, and the passes that
+map a network onto crossbar tiles (quantise, partition, place around faults, route) into a
+versioned :class:`~compiler.image.HardwareImage`.
 
-Pure data lives here: nothing in this package imports Amaranth, PySpice or torch.
+Pure data lives here: nothing in this package imports Amaranth, PySpice, torch, ``sim`` or
+``hdl``. Its errors are the base tree in :mod:`small.errors`.
 """
 
-from .errors import FileFormatError, NetworkError, SimulationError, SmallError, SmallWarning, UnsupportedError
 from .ir import ALIF, IF, LI, LIF, CubaLIF, Input, Network, NeuronModel, Population, Projection
 
-__all__ = [
-    "ALIF", "IF", "LI", "LIF", "CubaLIF", "Input", "Network", "NeuronModel", "Population",
-    "Projection", "SmallError", "NetworkError", "FileFormatError", "UnsupportedError",
-    "SimulationError", "SmallWarning",
-]
+__all__ = ["ALIF", "IF", "LI", "LIF", "CubaLIF", "Input", "Network", "NeuronModel", "Population", "Projection"]

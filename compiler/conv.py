@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import NetworkError
+from small.errors import NetworkError
 
 
 def _per_dim(value, ndim: int, what: str, where: str) -> tuple[int, ...]:

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .errors import FileFormatError, UnsupportedError
-from .fileio import atomic_output
+from small.errors import FileFormatError, UnsupportedError
+from small.fileio import atomic_output
 
 FORMAT = "small-faults"
 VERSION = 1

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FileFormatError
-from .fileio import atomic_output, read_npz, write_npz
+from small.errors import FileFormatError
+from small.fileio import atomic_output, json_text, read_npz, write_npz
 
 FORMAT = "small-hardware-image"
 VERSION = 1
@@ -133,6 +133,18 @@ class HardwareImage:
         a = self.arrays
         return a[f"pop/{population}/tile"].astype(np.int64) * self.cols + a[f"pop/{population}/col"]
 
+    def home_columns(self) -> np.ndarray:
+        """For every column address, the address of the neuron column its current feeds: a
+        partial-sum column's ``merge_to``, every other column itself (``[tiles * cols]``)."""
+        kind = self.arrays["col_kind"].reshape(-1)
+        return np.where(kind == COL_PARTIAL, self.arrays["merge_to"].reshape(-1), np.arange(kind.size))
+
+    def route_sources(self, table: str = "route") -> np.ndarray:
+        """The source of every entry of a routing table, in table order: the column address for
+        ``"route"`` (the router's table), the input element for ``"input"`` (the input map)."""
+        ptr = self.arrays[f"{table}_ptr"]
+        return np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
+
     def routes(self, source: int) -> list[tuple[int, int, int]]:
         """Destinations ``(tile, row, delay)`` of the neuron at column address ``source``."""
         a, b = self.arrays["route_ptr"][source], self.arrays["route_ptr"][source + 1]
@@ -148,9 +160,8 @@ class HardwareImage:
         meta = dict(self.meta)
         meta["arrays_sha256"] = hashlib.sha256((folder / "image.npz").read_bytes()).hexdigest()
         self.meta = meta
-        text = json.dumps(meta, indent=1, sort_keys=True, allow_nan=False) + "\n"
         with atomic_output(folder / "image.json") as tmp:
-            tmp.write_text(text)
+            tmp.write_text(json_text(meta))
 
     # -- validation -----------------------------------------------------------------------
     def validate(self) -> "HardwareImage":
@@ -283,7 +294,7 @@ class _Validator:
         fed.sort()
         if np.any(fed[1:] == fed[:-1]):
             self.fail("a row is fed by more than one (source, delay): every row is one axon")
-        sources = np.repeat(np.arange(T * C), np.diff(self.a["route_ptr"]))
+        sources = self.image.route_sources("route")
         if sources.size and np.any(flat_kind[sources] != COL_NEURON):
             self.fail("a routing-table entry has a source column without a neuron")
         for pop in m["populations"]:

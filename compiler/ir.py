@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Iterable, Mapping, Union
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import NetworkError
+from small.errors import NetworkError
 
 Param = Union[float, np.ndarray]
 Weight = Union[np.ndarray, sp.sparray, sp.spmatrix]

@@ -30,7 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NetworkError, UnsupportedError
+from small import __version__
+from small.errors import NetworkError, UnsupportedError
+
+from .events import Geometry, describe
 from .faults import FaultMap, Placement, achievable, identity_placement, place, placement_error
 from .image import (COL_NEURON, COL_PARTIAL, FORMAT, MODEL_CODES, NEURON_PARAMS, RESET_CODES, VERSION, Arithmetic,
                     HardwareImage)
@@ -454,8 +457,6 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
         outputs.append(entry)
     arrays["host_out"] = host_out
 
-    from small import __version__
-
     meta: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "toolchain": f"small {__version__}", "target": opts.target,
         "network": {"name": net.name, "source": source_name, "sha256": source_sha256, "dt": net.dt},
@@ -496,8 +497,6 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     }
     if fault_report:
         report["faults"] = fault_report
-    from hdl.events import Geometry, describe  # the event bit layouts, defined once by the HDL
-
     report["events"] = describe(Geometry.of(image))
     return CompileResult(image, report)
 
@@ -538,9 +537,7 @@ def _neuron_name(net: Network, index: int) -> tuple[str, int]:
 def inter_tile_events_per_step(image: HardwareImage, spike_counts: np.ndarray, steps: int, batch: int) -> float:
     """Inter-tile events per step: each spike times the tiles (other than its own) it is routed to."""
     a, C = image.arrays, image.cols
-    ptr = a["route_ptr"]
-    src = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
-    pairs = distinct(src * image.n_tiles + a["route_tile"])
+    pairs = distinct(image.route_sources("route") * image.n_tiles + a["route_tile"])
     s, t = pairs // image.n_tiles, pairs % image.n_tiles
-    remote = np.bincount(s[t != s // C], minlength=ptr.size - 1)
+    remote = np.bincount(s[t != s // C], minlength=image.n_tiles * C)
     return float(np.sum(spike_counts * remote[image.neuron_addresses()])) / max(1, steps * batch)

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FileFormatError, NetworkError
-from .fileio import read_npz, write_npz
+from small.errors import FileFormatError, NetworkError
+from small.fileio import read_npz, write_npz
 from .ir import Network
 
 FORMAT = "small-network"

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NetworkError
-from .fileio import atomic_output
+from small.errors import NetworkError
+from small.fileio import atomic_output
 from .ir import ALIF, IF, LI, LIF, CubaLIF, Network, NeuronModel
 
 EXTENSION_VERSION = 1

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .conv import conv_matrix
-from .errors import FileFormatError, NetworkError, SmallWarning, UnsupportedError
+from small.errors import FileFormatError, NetworkError, SmallWarning, UnsupportedError
 from .ir import ALIF, IF, LI, LIF, CubaLIF, Input, Network, NeuronModel, Population, Projection
 
 NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI", "I")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import SmallWarning, UnsupportedError
+from small.errors import SmallWarning, UnsupportedError
 
 METHODS = ("auto", "metis", "networkx", "sequential")
 # Above this many graph edges networkx's pure-Python Kernighan-Lin becomes slow.

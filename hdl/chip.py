@@ -11,7 +11,7 @@ For a memristive image each tile is a :class:`~hdl.memristive_tile.MemristiveTil
 chip exposes every tile's analog ports at its top level, one sub-interface ``tile<t>`` per tile
 (Verilog ports ``tile0__row_drive``, ``tile0__pulse``, ..., ``tile0__fired``; directions and
 contract as in ``hdl/memristive_tile.py``), for an analog model to drive
-(``hdl/verify/analog.py`` under cocotb). The sequencer strobes ``integrate`` on all tiles in
+(``verify/analog.py`` under cocotb). The sequencer strobes ``integrate`` on all tiles in
 the same cycle (so the tiles pulse together and partial-sum currents merge in the analog
 domain) and skips the export phase (there are no partial-sum events); the host protocol is the
 same, with ``sim/memristive.py`` (ideal devices) as the reference. Step timing below is the

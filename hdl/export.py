@@ -34,7 +34,7 @@ Boards (:data:`BOARDS`):
 Every file is written atomically (under a temporary name, renamed when complete, all files of
 one call staged before any is renamed): a failure leaves the output folder as it was. The
 user-facing failures (a design too large for the device, missing tools or wheels, a toolchain
-error) are :class:`~compiler.errors.SmallError` subclasses: the CLI prints them as one line and
+error) are :class:`~small.errors.SmallError` subclasses: the CLI prints them as one line and
 exits with status 2.
 """
 
@@ -54,8 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from compiler.errors import SmallError
-from compiler.fileio import atomic_output
+from small.errors import SmallError
+from small.fileio import atomic_output
 
 __all__ = ["BOARDS", "Board", "DEFAULT_NAME", "DesignTooLargeError", "ExportError", "REQUIRED_MHZ",
            "ToolchainError", "ToolchainMissingError", "build_bitstream", "overflow_message",

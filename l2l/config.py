@@ -41,7 +41,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from compiler.errors import FileFormatError
+from small.errors import FileFormatError
 from l2l.optimizers import OPTIMIZERS, Optimizer, make
 
 __all__ = ["REQUIRED", "Config", "ConfigError", "DaskConfig", "Field", "OptimizerConfig", "RunConfig", "fields",
@@ -51,7 +51,7 @@ __all__ = ["REQUIRED", "Config", "ConfigError", "DaskConfig", "Field", "Optimize
 class ConfigError(FileFormatError, ValueError):
     """A configuration that cannot be used: bad TOML, a missing or unknown field, a wrong type or value.
 
-    A :class:`~compiler.errors.FileFormatError`, so the command line reports it as one line and
+    A :class:`~small.errors.FileFormatError`, so the command line reports it as one line and
     exits with status 2.
     """
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.errors import FileFormatError
-from compiler.fileio import atomic_output, read_npz, write_npz
+from small.errors import FileFormatError
+from small.fileio import atomic_output, read_npz, write_npz
 
 __all__ = ["TEST_SEED", "load_model", "main", "evaluate_arm"]
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.errors import SimulationError
+from small.errors import SimulationError
 from compiler.image import COL_NEURON, COL_PARTIAL, HardwareImage
 from compiler.ir import Network
 from compiler.mapper import CompileOptions, compile_network
@@ -77,16 +77,15 @@ class Sites:
         a, T, R, C = image.arrays, image.n_tiles, image.rows, image.cols
         n_in = int(a["input_ptr"].size - 1)
         row_source = np.full(T * R, -1, dtype=np.int64)
-        iptr, ptr = a["input_ptr"], a["route_ptr"]
         irow = a["input_tile"].astype(np.int64) * R + a["input_row"]
         nrow = a["route_tile"].astype(np.int64) * R + a["route_row"]
-        row_source[irow] = np.repeat(np.arange(n_in), np.diff(iptr))
-        row_source[nrow] = n_in + np.repeat(np.arange(T * C), np.diff(ptr))
+        row_source[irow] = image.route_sources("input")
+        row_source[nrow] = n_in + image.route_sources("route")
         if irow.size + nrow.size != np.unique(np.concatenate([irow, nrow])).size:
             raise SimulationError("a crossbar row is fed twice: the image is corrupt")
         # (tile, source) -> row, and (tile, neuron address) -> the column that feeds it in that tile
         kind = a["col_kind"].reshape(-1)
-        home = np.where(kind == COL_PARTIAL, a["merge_to"].reshape(-1), np.arange(T * C))
+        home = image.home_columns()
         used = (kind == COL_NEURON) | (kind == COL_PARTIAL)
         col_of = {(int(c) // C, int(home[c])): int(c) % C for c in np.flatnonzero(used)}
         fed = np.flatnonzero(row_source >= 0)

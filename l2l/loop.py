@@ -31,8 +31,8 @@ from typing import Callable
 
 import numpy as np
 
-from compiler.errors import FileFormatError
-from compiler.fileio import atomic_output, write_npz
+from small.errors import FileFormatError
+from small.fileio import atomic_output, remove_stale_temporaries, write_json, write_npz
 from l2l.config import Config, load_config
 from l2l.optimizers import Optimizer
 from l2l.runner import ClusterError, Evaluation, Runner
@@ -98,7 +98,7 @@ def meta_train(config: Config | str | Path, run_dir: str | Path, runner: Runner,
         for name in _RUN_FILES:
             with contextlib.suppress(FileNotFoundError):
                 (run_dir / name).unlink()
-        _remove_stale_temporaries(run_dir)
+        remove_stale_temporaries(run_dir, _RUN_FILES)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(run_dir / CONFIG_FILE) as tmp:
         tmp.write_text(config.text, encoding="utf-8")
@@ -139,7 +139,7 @@ def resume(run_dir: str | Path, runner: Runner, progress: Progress = print) -> d
         raise RunDirError(f"{str(run_dir)!r} holds no run (no {CONFIG_FILE}): start one with `small l2l run CONFIG -o "
                           f"{run_dir}`")
     config = load_config(run_dir / CONFIG_FILE)
-    _remove_stale_temporaries(run_dir)
+    remove_stale_temporaries(run_dir, _RUN_FILES)
     if (run_dir / CHECKPOINT_FILE).exists():
         opt, state = load_checkpoint(run_dir, config)
     else:
@@ -279,7 +279,7 @@ def _finish(config: Config, run_dir: Path, state: dict, progress: Progress) -> d
         "failed_evaluations": state["failures"],
         "seconds": state["seconds"],
     }
-    _write_json(run_dir / SUMMARY_FILE, summary)
+    write_json(run_dir / SUMMARY_FILE, summary, sort_keys=False)
     if best:
         write_npz(run_dir / BEST_FILE, {"x": np.array(best["x"], dtype=float), "fitness": np.array(best["fitness"])})
         progress(f"done: best loss {best['fitness']:.6g} (generation {best['generation'] + 1}, candidate "
@@ -296,25 +296,8 @@ def _finish(config: Config, run_dir: Path, state: dict, progress: Progress) -> d
 # -- files -------------------------------------------------------------------------------------
 
 def _write_checkpoint(run_dir: Path, opt: Optimizer, state: dict) -> None:
-    _write_json(run_dir / CHECKPOINT_FILE, {"format": CHECKPOINT_FORMAT, "optimizer": opt.state(), **state})
-
-
-def _write_json(path: Path, doc: dict) -> None:
-    """Write strict JSON atomically, flushed to disk before the rename (a crash leaves the old file or the new)."""
-    with atomic_output(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-def _remove_stale_temporaries(run_dir: Path) -> None:
-    """Remove what a killed writer left: atomic_output's ``.<name>.*.tmp<suffix>`` files."""
-    for name in _RUN_FILES:
-        for stale in run_dir.glob(f".{name}.*.tmp*"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
+    write_json(run_dir / CHECKPOINT_FILE, {"format": CHECKPOINT_FORMAT, "optimizer": opt.state(), **state},
+               sort_keys=False)
 
 
 # -- formatting --------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from compiler.errors import SmallError
+from small.errors import SmallError
 
 __all__ = ["ClusterError", "Evaluation", "Runner", "SchedulerError", "evaluate", "local_cluster"]
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from analog_models import devices
 from analog_models.devices import DeviceNoise
-from compiler.errors import SimulationError
+from small.errors import SimulationError
 from compiler.image import HardwareImage
 
 from .chip import ChipSimulator

@@ -22,8 +22,8 @@ from typing import Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from compiler.errors import SimulationError
-from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES, NEURON_PARAMS, HardwareImage
+from small.errors import SimulationError
+from compiler.image import MODEL_CODES, NEURON_PARAMS, HardwareImage
 
 from .reference import SimulationResult
 
@@ -37,12 +37,11 @@ class ChipSimulator:
         image.validate()
         self.image = image
         a, T, R, C = image.arrays, image.n_tiles, image.rows, image.cols
-        kind = a["col_kind"].reshape(-1)
         self.addr = image.neuron_addresses()  # column address of each neuron index k
         index = np.full(T * C, -1, dtype=np.int64)
         index[self.addr] = np.arange(self.addr.size)
         self.index = index
-        home = np.where(kind == COL_PARTIAL, a["merge_to"].reshape(-1), np.arange(T * C))
+        home = image.home_columns()
         # Crossbar of every tile, with partial-sum columns folded onto their neuron: [T*R, K].
         pos, neg = weights if weights is not None else (a["g_pos"], a["g_neg"])
         t_idx, r_idx, c_idx = np.nonzero(pos != neg)  # only the cells that hold a weight
@@ -54,14 +53,11 @@ class ChipSimulator:
             (w[keep].astype(self.value_dtype), (t_idx[keep] * R + r_idx[keep], cols[keep])), shape=(T * R, self.addr.size)
         )
         # Row feeds: from neurons (index k) and from host input elements.
-        ptr = a["route_ptr"]
-        src_addr = np.repeat(np.arange(T * C), np.diff(ptr))
         self.nrow = a["route_tile"].astype(np.int64) * R + a["route_row"]
-        self.nrow_src = index[src_addr]
+        self.nrow_src = index[image.route_sources("route")]
         self.nrow_delay = a["route_delay"].astype(np.int64)
-        iptr = a["input_ptr"]
         self.irow = a["input_tile"].astype(np.int64) * R + a["input_row"]
-        self.irow_src = np.repeat(np.arange(iptr.size - 1), np.diff(iptr))
+        self.irow_src = image.route_sources("input")
         self.irow_delay = a["input_delay"].astype(np.int64)
         self.depth = image.delay_slots + 1
         model = a["col_model"].reshape(-1)[self.addr]

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from compiler.errors import SimulationError
-from compiler.fileio import read_npz
+from small.errors import SimulationError
+from small.fileio import read_npz
 from compiler.ir import Network
 
 READOUTS = ("spike_count", "mean_value")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.errors import SimulationError
+from small.errors import SimulationError
 from compiler.image import HardwareImage
 
 from .chip import ChipSimulator

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from compiler.errors import SimulationError
+from small.errors import SimulationError
 from compiler.ir import ALIF, IF, LI, CubaLIF, Network, Population, Projection
 
 # Above this many entries (per projection) the transposed weights stay sparse in memory.

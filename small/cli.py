@@ -97,7 +97,7 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
 
 def load_model(path: str | Path, dt: float | None = None, framework: str | None = None):
     """Load a network from a ``.nir`` file (imported at ``dt``/``framework``) or a ``.small`` file."""
-    from compiler.errors import FileFormatError
+    from small.errors import FileFormatError
     from compiler.netfile import SUFFIX, load_network
 
     path = Path(path)
@@ -140,8 +140,8 @@ def cmd_to_nir(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from compiler.errors import SimulationError
-    from compiler.fileio import write_npy, write_npz
+    from small.errors import SimulationError
+    from small.fileio import write_npy, write_npz
 
     if not Path(args.input).is_file():
         raise SimulationError(f"input file {args.input!r} does not exist")
@@ -187,7 +187,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def _model_and_test_set(args: argparse.Namespace):
     """The model (at the test set's dt/framework unless given), the labelled test set beside it (or
     ``--test-set``; None without one), the framework and the test set's path."""
-    from compiler.errors import SimulationError
+    from small.errors import SimulationError
     from sim.evaluate import load_test_set
 
     model = Path(args.model)
@@ -274,9 +274,9 @@ def _compile_and_write(net, model: Path, test, test_path: Path | None, args: arg
 
     import numpy as np
 
-    from compiler.errors import SmallError
+    from small.errors import SmallError
     from compiler.faults import load_faults
-    from compiler.fileio import atomic_directory
+    from small.fileio import atomic_directory
     from compiler.mapper import CompileOptions, compile_network, input_scales_for, inter_tile_events_per_step
     from compiler.netfile import save_network
     from sim import chip_simulator
@@ -392,7 +392,7 @@ def cmd_faults_random(args: argparse.Namespace) -> int:
 
 
 def _check_digital(image) -> None:
-    from compiler.errors import SmallError
+    from small.errors import SmallError
 
     if image.target != "digital":
         raise SmallError(f"the image targets {image.target!r}: its tiles are analog, so there is no FPGA design to "
@@ -401,7 +401,7 @@ def _check_digital(image) -> None:
 
 def _chip(image, lanes: int):
     """The generated chip of a build's image, or a one-line reason why there is none."""
-    from compiler.errors import SmallError
+    from small.errors import SmallError
     from hdl.chip import Chip
 
     try:
@@ -430,7 +430,7 @@ def generate_hdl(build: str | Path, lanes: int) -> str:
     """Write ``build/hdl/`` (Verilog, RTLIL, summary.json) for the build's image; the report lines."""
     import json
 
-    from compiler.fileio import atomic_directory
+    from small.fileio import atomic_directory
     from compiler.image import load_image
     from hdl.chip import step_cycles
     from hdl.export import write_hdl
@@ -477,10 +477,10 @@ def cmd_hdl(args: argparse.Namespace) -> int:
 
 
 def export_spice(build: str | Path, image, r_wire: float | None) -> str:
-    """``BUILD/spice/tile<t>.cir``: every tile's SPICE deck (``analog_models/tile_netlist.py``)."""
-    from analog_models.tile_netlist import tile_deck
-    from compiler.errors import SmallError
-    from compiler.fileio import atomic_directory
+    """``BUILD/spice/tile<t>.cir``: every tile's SPICE deck (``sim/tile_netlist.py``)."""
+    from sim.tile_netlist import tile_deck
+    from small.errors import SmallError
+    from small.fileio import atomic_directory
 
     if image.target != "memristive":
         raise SmallError("--spice writes the analog tiles of a memristive image: compile with --target memristive")
@@ -496,7 +496,7 @@ def export_spice(build: str | Path, image, r_wire: float | None) -> str:
 def export(build: str | Path, *, board: str | None, netlist: bool, lanes: int, spice: bool = False,
            r_wire: float | None = None) -> str:
     """Synthesise the build's chip, or write its tiles' SPICE decks (``small export``); the report lines."""
-    from compiler.errors import SmallError
+    from small.errors import SmallError
     from compiler.image import load_image
 
     image = load_image(build)
@@ -535,7 +535,7 @@ def _verify_inputs(image, build: Path, path: str | None, samples: int):
     """Inputs ``[T, batch, n_in]`` in host units: ``--inputs`` or the build's example inputs."""
     import numpy as np
 
-    from compiler.errors import SimulationError, SmallError
+    from small.errors import SimulationError, SmallError
     from sim import chip_simulator
 
     if path is None:
@@ -563,9 +563,9 @@ def run_verify(build: str | Path, *, simulator: str, inputs: str | None = None, 
     """Verify the generated chip of ``build`` (``small verify``); returns the :class:`VerifyResult`."""
     import json
 
-    from compiler.errors import SmallError
+    from small.errors import SmallError
     from compiler.image import load_image
-    from hdl.verify.runner import verify
+    from verify.runner import verify
 
     build = Path(build)
     image = load_image(build)
@@ -645,13 +645,13 @@ def _write_figures(plot: str | None, figures: dict, plotter) -> str:
     """Write ``plot`` (PNG) and the figures as JSON beside it; the line that says so."""
     import json
 
-    from compiler.fileio import atomic_output
+    from small.fileio import atomic_output
 
     if not plot:
         return ""
     png = Path(plot)
     if png.suffix.lower() != ".png":
-        from compiler.errors import SmallError
+        from small.errors import SmallError
 
         raise SmallError(f"--plot {plot!r}: give a .png file name")
     with atomic_output(png) as tmp:
@@ -663,7 +663,7 @@ def _write_figures(plot: str | None, figures: dict, plotter) -> str:
 
 def _user_errors(func):
     """Run ``func``; a ValueError (a bad parameter or file) becomes a user error (exit 2)."""
-    from compiler.errors import SmallError
+    from small.errors import SmallError
 
     try:
         return func()
@@ -692,7 +692,7 @@ def _conductances(args: argparse.Namespace):
     """``--conductances G.npy`` (siemens, [rows, cols]) or random ones (1-100 uS, seeded)."""
     import numpy as np
 
-    from compiler.errors import SmallError
+    from small.errors import SmallError
 
     if args.conductances is None:
         rng = np.random.default_rng(args.seed)
@@ -718,7 +718,7 @@ def cmd_analog_crossbar(args: argparse.Namespace) -> int:
     import numpy as np
 
     from analog_models.crossbar import compare
-    from compiler.errors import SmallError
+    from small.errors import SmallError
 
     G = _conductances(args)
     if args.v_rows is not None:
@@ -1053,7 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USER
-    from compiler.errors import SmallError
+    from small.errors import SmallError
 
     warnings.showwarning = _show_warning
     func: Callable[[argparse.Namespace], int] = args.func

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.errors import SmallError
+from small.errors import SmallError
 from compiler.image import COL_PARTIAL, COL_UNUSED
 
 REPORT_FILE = "report.html"
@@ -303,15 +303,13 @@ def traffic(image, spike_counts: np.ndarray, input_events: np.ndarray, samples: 
     a, T, C = image.arrays, image.n_tiles, image.cols
     entries = np.zeros((T + 1, T))
     events = np.zeros((T + 1, T))
-    ptr = a["route_ptr"]
-    src = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
+    src = image.route_sources("route")
     dst = a["route_tile"].astype(np.int64)
     spikes = np.zeros(T * C)  # by column address
     spikes[image.neuron_addresses()] = spike_counts
     np.add.at(entries, (1 + src // C, dst), 1)
     np.add.at(events, (1 + src // C, dst), spikes[src] / samples)
-    iptr = a["input_ptr"]
-    isrc = np.repeat(np.arange(iptr.size - 1), np.diff(iptr))
+    isrc = image.route_sources("input")
     idst = a["input_tile"].astype(np.int64)
     np.add.at(entries, (np.zeros_like(idst), idst), 1)
     np.add.at(events, (np.zeros_like(idst), idst), input_events[isrc] / samples)
@@ -721,7 +719,7 @@ def render(b: Build, sections: list[Section], head: dict, seconds: float) -> str
 
 def write_report(build: str | Path) -> str:
     """Write ``BUILD/report.html`` and ``BUILD/report/*.png``; the lines that say what was written."""
-    from compiler.fileio import atomic_directory, atomic_output
+    from small.fileio import atomic_directory, atomic_output
 
     t0 = time.perf_counter()
     b = load_build(build)
@@ -748,7 +746,7 @@ def write_report(build: str | Path) -> str:
 
 def screenshot(page: str | Path, png: str | Path, width: int = 1400, height: int = 2000) -> str:
     """A PNG of the top ``width x height`` pixels of ``page`` as headless Chromium renders it."""
-    from compiler.fileio import atomic_output
+    from small.fileio import atomic_output
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

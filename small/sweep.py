@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from small.cli import EXIT_MISMATCH, EXIT_OK, _add_cluster_options, _add_model_options, _positive_int, _tile
+from small.fileio import remove_stale_temporaries, write_json
 
 if TYPE_CHECKING:
     from compiler.ir import Network
@@ -262,7 +263,7 @@ class SweepTask:
     source_sha256: str = ""
 
     def evaluate(self, x: Sequence[float], seed: int) -> tuple[float, dict]:
-        from compiler.errors import SmallError
+        from small.errors import SmallError
 
         try:
             figures = self.measure(Point.from_vector(x), seed)
@@ -271,7 +272,7 @@ class SweepTask:
         return 1.0 - figures["accuracy"], {"status": "ok", **figures}
 
     def measure(self, point: Point, seed: int) -> dict:
-        """The figures of one point (raises :class:`compiler.errors.SmallError` if it does not compile)."""
+        """The figures of one point (raises :class:`small.errors.SmallError` if it does not compile)."""
         from analog_models.energy import per_inference
         from compiler.faults import random_faults
         from compiler.mapper import CompileOptions, compile_network, inter_tile_events_per_step
@@ -417,9 +418,9 @@ def check_sweep_dir(out_dir: str | os.PathLike, identity: dict | None = None, fo
     Refuses a file, a non-empty folder without ``sweep.json`` (never a user's folder, even with
     ``force``) and, given ``identity``, a sweep of another model, test set or settings unless
     ``force`` (which starts over: nothing is removed here). Raises
-    :class:`compiler.errors.FileFormatError` with the fix.
+    :class:`small.errors.FileFormatError` with the fix.
     """
-    from compiler.errors import FileFormatError
+    from small.errors import FileFormatError
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -453,22 +454,6 @@ def _start_over(out: Path) -> None:
     for name in (SWEEP_FILE, CSV_FILE, *PLOTS):
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """Remove what a killed writer left: ``compiler.fileio.atomic_output``'s ``.<name>.*.tmp<suffix>``."""
-    stale = [p for name in (SWEEP_FILE, CSV_FILE, *PLOTS) for p in out.glob(f".{name}.*.tmp*")]
-    stale += list((out / POINTS_DIR).glob(".*.json.*.tmp*"))
-    for path in stale:
-        with contextlib.suppress(OSError):
-            path.unlink()
-
-
-def _write_json(path: Path, doc: dict) -> None:
-    from compiler.fileio import atomic_output
-
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
 def _read_point(path: Path, point: Point) -> PointResult | None:
@@ -553,8 +538,9 @@ def run_sweep(net: Network, test: TestSet, grid: Grid, out_dir: str | os.PathLik
             energy = measure()
         measured = {"reference_accuracy": accuracy(net, measured_test), "energy": energy}
     (out / POINTS_DIR).mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out)
-    _write_json(out / SWEEP_FILE, {"format": FORMAT, "version": VERSION, **identity, "measured": measured,
+    remove_stale_temporaries(out, (SWEEP_FILE, CSV_FILE, *PLOTS))
+    remove_stale_temporaries(out / POINTS_DIR)
+    write_json(out / SWEEP_FILE, {"format": FORMAT, "version": VERSION, **identity, "measured": measured,
                                    "grid": grid.to_dict()})
 
     points = grid.points()
@@ -585,7 +571,7 @@ def run_sweep(net: Network, test: TestSet, grid: Grid, out_dir: str | os.PathLik
                 info = dict(ev.info)
                 status = info.pop("status")
                 results[p] = PointResult(p, status, info, seconds=ev.seconds)
-                _write_json(out / POINTS_DIR / f"{p.name}.json", {
+                write_json(out / POINTS_DIR / f"{p.name}.json", {
                     "format": f"{FORMAT}-point", "version": VERSION, "point": dataclasses.asdict(p), "status": status,
                     "figures": info, "timing": {"seconds": ev.seconds, "worker": ev.worker}})
             else:
@@ -624,7 +610,7 @@ def _cell(value: Any) -> str:
 
 
 def _write_csv(path: Path, result: SweepResult) -> Path:
-    from compiler.fileio import atomic_output
+    from small.fileio import atomic_output
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -677,7 +663,7 @@ def _panels(n: int, title: str, width: float = 4.2, height: float = 3.4):
 
 
 def _save(fig, path: Path) -> Path:
-    from compiler.fileio import atomic_output
+    from small.fileio import atomic_output
 
     with atomic_output(path) as tmp:
         fig.savefig(os.fspath(tmp), dpi=DPI)
@@ -867,7 +853,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from compiler.errors import SimulationError
+    from small.errors import SimulationError
     from l2l.runner import Runner
     from small.cli import _model_and_test_set
 

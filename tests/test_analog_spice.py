@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from analog_models.spice import SpiceError, simulate
-from compiler.errors import SmallError
+from small.errors import SmallError
 
 pytestmark = pytest.mark.spice
 

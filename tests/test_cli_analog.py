@@ -62,7 +62,7 @@ def test_export_spice_writes_a_deck_per_tile_that_ngspice_runs(tmp_path):
     """The deck of a compiled tile, run in ngspice: one step with two rows active moves each neuron's
     membrane by what the image's weights and thresholds say (ideal wires)."""
     from analog_models.spice import simulate
-    from analog_models.tile_netlist import membrane_step, tile_deck
+    from sim.tile_netlist import membrane_step, tile_deck
     from compiler.image import COL_NEURON, load_image
     from test_cli_hdl import build
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from compiler.errors import FileFormatError, UnsupportedError
+from small.errors import FileFormatError, UnsupportedError
 from compiler.faults import random_faults
 from compiler.image import COL_PARTIAL, MODEL_CODES, load_image
 from compiler.ir import ALIF, IF, LI, LIF, CubaLIF, Input, Network, Population, Projection

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from compiler.conv import conv_matrix
-from compiler.errors import NetworkError
+from small.errors import NetworkError
 
 
 def reference_conv(x, w, stride, padding, dilation, groups):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.errors import SmallWarning
+from small.errors import SmallWarning
 from compiler.nir_frontend import import_nir
 from sim.reference import ReferenceSimulator
 

@@ -13,7 +13,7 @@ import pytest
 from compiler.image import load_image
 from compiler.mapper import CompileOptions, compile_network
 from hdl.chip import Chip
-from hdl.simulate import compare_with_twin as compare, run_chip
+from verify.simulate import compare_with_twin as compare, run_chip
 from sim.digital import DigitalSimulator
 from small.cli import main
 from test_compile import random_input, random_network

@@ -22,7 +22,7 @@ import pytest
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.lib import io
 
-from compiler.errors import SmallError
+from small.errors import SmallError
 from compiler.mapper import CompileOptions, compile_network
 from hdl.board import BoardTop
 from hdl.chip import Chip

@@ -1,8 +1,8 @@
 """MemristiveTileController RTL + an ideal analog model against sim/memristive.py, spike for spike.
 
 The testbench plays the chip's sequencer and router in Python (from the image's tables), as
-``tests/test_hdl_tile.py`` does, and :class:`~hdl.verify.analog.IdealAnalog` (shared with the
-cocotb testbench of the whole chip, ``hdl/verify/analog.py``) plays the analog side of every
+``tests/test_hdl_tile.py`` does, and :class:`~verify.analog.IdealAnalog` (shared with the
+cocotb testbench of the whole chip, ``verify/analog.py``) plays the analog side of every
 tile: it reads each tile's ``row_drive`` during ``pulse``, sums the column currents with the image's
 device levels (partial-sum columns merged onto their neuron, ``ChipSimulator.w``), and on
 ``evaluate`` updates the ideal neurons with ``IdealMemristiveSimulator._update`` (the
@@ -32,7 +32,7 @@ from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES
 from compiler.mapper import CompileOptions, compile_network
 from hdl.events import Geometry
 from hdl.memristive_tile import MemristiveTileController
-from hdl.verify.analog import IdealAnalog, decode_drive
+from verify.analog import IdealAnalog, decode_drive
 from sim.memristive import IdealMemristiveSimulator
 from test_compile import random_input, random_network
 

@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 from compiler.mapper import CompileOptions, compile_network
 from hdl.events import Geometry
 from hdl.router import Router
-from hdl.simulate import saturate_router
+from verify.simulate import saturate_router
 from test_compile import random_network
 
 pytestmark = pytest.mark.rtl

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from compiler.errors import FileFormatError, NetworkError
+from small.errors import FileFormatError, NetworkError
 from compiler.ir import ALIF, LI, LIF, CubaLIF, Input, Network, Population, Projection
 from compiler.netfile import load_network, save_network
 

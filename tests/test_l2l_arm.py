@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compiler.errors import SmallError
+from small.errors import SmallError
 from l2l.tasks.arm import (ArmParams, Trajectories, TrajectoryFileError, clock_input, forward_kinematics,
                            integrate_velocities, load_trajectories, loss, plot, random_trajectories,
                            save_trajectories)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from compiler.errors import FileFormatError, NetworkError, SmallError, SmallWarning, UnsupportedError
+from small.errors import FileFormatError, NetworkError, SmallError, SmallWarning, UnsupportedError
 from compiler.ir import ALIF, IF, LI, LIF, CubaLIF, Input, Network, Population, Projection
 from compiler.nir_backend import write_nir
 from compiler.nir_frontend import import_nir

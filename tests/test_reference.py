@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from compiler.errors import SimulationError
+from small.errors import SimulationError
 from compiler.ir import ALIF, IF, LI, LIF, CubaLIF, Input, Network, Population, Projection
 from sim import reference
 from sim.reference import ReferenceSimulator, simulate

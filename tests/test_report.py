@@ -182,7 +182,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
 def test_a_network_the_other_target_cannot_hold_still_gets_its_report(build, monkeypatch):
     """The comparison target is optional: its compile error is shown, the build's own figures stay."""
     import small.report as report
-    from compiler.errors import UnsupportedError
+    from small.errors import UnsupportedError
 
     def refuse(image, net):
         raise UnsupportedError("threshold 1e9 does not fit the memristive range")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compiler.errors import SimulationError
+from small.errors import SimulationError
 from compiler.faults import random_faults
 from compiler.mapper import CompileOptions, compile_network
 from sim.analog import AnalogSimulator

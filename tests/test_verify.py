@@ -5,7 +5,7 @@ mutants (a Verilog of their own each, so a build of their own) are built with Ic
 Icarus runs the bundled examples on fewer samples than Verilator; ``-m long`` runs the rest
 (the mutants on Verilator, the examples' full sample sets on Icarus).
 
-The testbench (``hdl/verify/testbench.py``) drives the chip's host ports (or its UART pins),
+The testbench (``verify/testbench.py``) drives the chip's host ports (or its UART pins),
 compares each chip step's host spikes, LI values and end-of-step marker with the digital twin,
 and also every spike where it enters the router, so a mismatch is reported at the neuron
 column that caused it.
@@ -22,7 +22,7 @@ import pytest
 from compiler.image import COL_NEURON, load_image
 from hdl.chip import Chip
 from hdl.export import write_hdl
-from hdl.verify.runner import verify
+from verify.runner import verify
 from sim.digital import DigitalSimulator
 from small.cli import main
 from test_compile import random_input

@@ -1,7 +1,7 @@
 """A memristive chip's Verilog under Icarus and Verilator (cocotb) against sim/memristive.py.
 
 ``hdl.chip.Chip`` of a memristive image leaves the analog arrays and neurons outside the RTL;
-``hdl/verify/analog.py`` plays them (ideal devices, the simulator's own arithmetic) on every
+``verify/analog.py`` plays them (ideal devices, the simulator's own arithmetic) on every
 tile's ``tile<t>__*`` ports, and the testbench compares every neuron column's spikes, every host
 spike and every LI value with ``IdealMemristiveSimulator`` at every chip step.
 
@@ -21,8 +21,8 @@ import pytest
 from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES
 from hdl.chip import Chip
 from hdl.export import write_hdl
-from hdl.verify.analog import MODELS, attach
-from hdl.verify.runner import SimulatorMissingError, verify
+from verify.analog import MODELS, attach
+from verify.runner import SimulatorMissingError, verify
 from sim.memristive import IdealMemristiveSimulator
 from test_compile import random_input
 from test_hdl_memristive import memristive_image

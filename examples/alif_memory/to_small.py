@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.fileio import read_npz, write_npz
+from small.fileio import read_npz, write_npz
 from compiler.ir import ALIF, LI, LIF, Input, Network, Population, Projection
 from compiler.netfile import save_network
 

@@ -43,8 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.errors import FileFormatError
-from compiler.fileio import atomic_output, write_npz
+from small.errors import FileFormatError
+from small.fileio import atomic_output, write_npz
 
 __all__ = ["ArmParams", "TrajectoryFileError", "Trajectories", "clock_input", "forward_kinematics", "load_trajectories",
            "loss", "plot", "random_trajectories", "save_trajectories", "velocities_from_angles"]
@@ -53,7 +53,7 @@ __all__ = ["ArmParams", "TrajectoryFileError", "Trajectories", "clock_input", "f
 class TrajectoryFileError(FileFormatError, ValueError):
     """A trajectory file that cannot be used: missing, not ``.npz``, no ``angles``, wrong shape or values.
 
-    A :class:`~compiler.errors.FileFormatError` (the command line reports it as a user error,
+    A :class:`~small.errors.FileFormatError` (the command line reports it as a user error,
     exit status 2) and a ``ValueError`` (for callers that catch bad values generically).
     """
 

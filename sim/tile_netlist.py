@@ -35,7 +35,7 @@ T_PULSE = 10e-9
 
 def _crossbar_subckt(name: str, g: np.ndarray, r_wire: float) -> list[str]:
     """``g`` as ``.subckt name rd0 .. rd{R-1} s0 .. s{C-1}`` (drivers and sense nodes as pins)."""
-    from .crossbar import netlist
+    from analog_models.crossbar import netlist
 
     R, C = g.shape
     deck = netlist(g, np.zeros(R), r_wire, equation_order=False).splitlines()
@@ -46,7 +46,7 @@ def _crossbar_subckt(name: str, g: np.ndarray, r_wire: float) -> list[str]:
 
 def neuron_subckt(params=None) -> list[str]:
     """The analog LIF neuron as ``.subckt small_lif mem rleak_scale`` -> see :func:`tile_deck`."""
-    from .neuron import NeuronParams, netlist
+    from analog_models.neuron import NeuronParams, netlist
 
     p = params or NeuronParams()
     lines = netlist(p, 0.0).splitlines()
@@ -63,7 +63,7 @@ def tile_deck(image: HardwareImage, t: int, *, r_wire: float = 1.0, steps: int =
     With ``analysis``, a ``.tran`` over ``steps`` network steps, ``.print`` of every neuron's
     membrane ``v(mem<c>)`` and ``.end``, so ``ngspice -b`` runs the file as it is.
     """
-    from .neuron import NeuronParams
+    from analog_models.neuron import NeuronParams
 
     if image.target != "memristive":
         raise ValueError(f"a SPICE deck needs a memristive image, not a {image.target!r} one: "
@@ -121,7 +121,7 @@ def tile_deck(image: HardwareImage, t: int, *, r_wire: float = 1.0, steps: int =
 def membrane_step(image: HardwareImage, t: int, rows) -> np.ndarray:
     """What one step with ``rows`` active (payload 1) should add to each column's membrane in the
     deck, in volts, with ideal wires: ``V_th / threshold_c * sum_r (l+_rc - l-_rc)`` (0 elsewhere)."""
-    from .neuron import NeuronParams
+    from analog_models.neuron import NeuronParams
 
     a = image.arrays
     pos, neg = image.effective_levels()

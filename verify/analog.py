@@ -25,7 +25,7 @@ Models (:data:`MODELS`, by name; a factory ``image -> model``) hold the array an
 spike for spike. ``"pcm"`` and ``"tiox"`` hold the conductances :class:`sim.analog.AnalogSimulator`
 draws for those devices (its seed 0), so the chip must equal that simulator.
 
-:func:`attach` plays a model on a cocotb DUT (``hdl/verify/testbench.py``); the Amaranth-simulator
+:func:`attach` plays a model on a cocotb DUT (``verify/testbench.py``); the Amaranth-simulator
 tests (``tests/test_hdl_memristive.py``) drive :class:`IdealAnalog` themselves. Nothing here
 imports cocotb at module level, so the models can be imported anywhere.
 """
@@ -38,7 +38,7 @@ import numpy as np
 
 from compiler.image import COL_NEURON, MODEL_CODES, HardwareImage
 
-from ..events import Geometry
+from hdl.events import Geometry
 
 
 def decode_drive(word: int, rows: int, bits: int) -> np.ndarray:

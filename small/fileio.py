@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -78,6 +79,30 @@ def atomic_directory(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def json_text(doc: Any, *, sort_keys: bool = True) -> str:
+    """``doc`` as SMALL writes JSON: strict (no NaN or infinity), indented by one, one final newline."""
+    return json.dumps(doc, indent=1, sort_keys=sort_keys, allow_nan=False) + "\n"
+
+
+def write_json(path: str | os.PathLike, doc: Any, *, sort_keys: bool = True) -> None:
+    """Write ``doc`` as :func:`json_text` atomically, flushed to disk before the rename, so that a
+    crash leaves either the old file or the new one."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json_text(doc, sort_keys=sort_keys))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str] = ("*",)) -> None:
+    """Remove what a killed writer left in ``folder``: :func:`atomic_output`'s ``.<name>.*.tmp<suffix>``
+    files for each of ``names`` (file names or glob patterns)."""
+    for name in names:
+        for stale in Path(folder).glob(f".{name}.*.tmp*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

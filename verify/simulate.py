@@ -1,6 +1,6 @@
 """Run a generated :class:`~hdl.chip.Chip` in Amaranth's simulator, as a host would drive it.
 
-:func:`run_chip` sends each step's input events (from :class:`~hdl.verify.model.ReferenceModel`)
+:func:`run_chip` sends each step's input events (from :class:`~verify.model.ReferenceModel`)
 and ``OP_STEP`` over the ``commands`` port,
 collects the ``outputs`` events of every step, and (for the tests) also watches every spike that
 enters the router, so the whole chip can be compared with ``sim/digital.py``, not only what
@@ -18,9 +18,9 @@ from amaranth.sim import Simulator
 
 from compiler.image import HardwareImage
 
-from .chip import Chip
-from .events import OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE
-from .verify.model import ReferenceModel
+from hdl.chip import Chip
+from hdl.events import OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE
+from .model import ReferenceModel
 
 
 @dataclass

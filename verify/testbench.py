@@ -1,6 +1,6 @@
 """The cocotb testbench of a generated chip: driver, monitors, reference model, scoreboard.
 
-cocotb imports this module inside the HDL simulator (Icarus or Verilator); :mod:`hdl.verify.runner`
+cocotb imports this module inside the HDL simulator (Icarus or Verilator); :mod:`verify.runner`
 launches it and passes a JSON configuration in ``SMALL_VERIFY_CONFIG``:
 
 ``image``     the build folder of the compiled image;
@@ -19,7 +19,7 @@ Components (the structure of cocotb's examples):
 - :class:`OutputMonitor` / :class:`UartMonitor` collect output events into the step the host is
   running; :class:`SpikeProbe` watches every spike where it enters the router, so a mismatch is
   located at the neuron that caused it, not where it reaches the host;
-- :class:`~hdl.verify.model.ReferenceModel` gives the commands and the expected events
+- :class:`~verify.model.ReferenceModel` gives the commands and the expected events
   (``sim/digital.py`` or ``sim/memristive.py``);
 - :class:`Scoreboard` compares step by step and records the first mismatch with its sample,
   step, address and both values.
@@ -40,8 +40,8 @@ from cocotb.utils import get_sim_time
 
 from compiler.image import load_image
 
-from ..events import OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE
-from ..host_bridge import decode_outputs, encode_commands, frame_bytes
+from hdl.events import OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE
+from hdl.host_bridge import decode_outputs, encode_commands, frame_bytes
 from .model import ReferenceModel, StepEvents, codecs
 
 PERIOD_NS = 10

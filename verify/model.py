@@ -5,7 +5,7 @@
 transactions a host sees on the chip's ports (``hdl/chip.py``): per sample, the commands of
 every chip step and the events every step must produce. :class:`Codec` packs and unpacks those
 events with the layouts of ``hdl/events.py``. Nothing here imports a simulator of HDL, so the
-cocotb testbench and the Amaranth-simulator driver (``hdl/simulate.py``) share it.
+cocotb testbench and the Amaranth-simulator driver (``verify/simulate.py``) share it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from amaranth.lib import data
 from compiler.image import MODEL_CODES, HardwareImage
 from sim import chip_simulator
 
-from .. import events
-from ..events import OP_INPUT, Geometry
+from hdl import events
+from hdl.events import OP_INPUT, Geometry
 from .analog import adc_code
 
 

