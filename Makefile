@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 help:
 	@echo "make demo   install what is missing, then run SMALL on the bundled examples (and build the digits chip)"
-	@echo "make test   install what is missing, then run the whole test suite"
+	@echo "make test   install what is missing, check the package layers (lint-imports), then run the whole test suite"
 	@echo "make bench  run the benchmarks (figures go to bench/RESULTS.md by hand)"
 	@echo "make clean  remove .venv and build outputs"
 
@@ -54,7 +54,10 @@ demo: install
 	$(VENV)/bin/small l2l eval examples/arm --plots build/arm
 	@echo "reports: build/digits/report.html, build/alif_memory/report.html (open them in a browser)"
 
+# lint-imports first: an upward import between the packages' layers ([tool.importlinter] in
+# pyproject.toml, docs/code-map.md) fails the suite before any test runs.
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 bench: install

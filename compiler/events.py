@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .image import COL_PARTIAL, Arithmetic, HardwareImage
+from .image import Arithmetic, HardwareImage
 
 Field = tuple[str, int, bool]
 """One field of an event: ``(name, width in bits, signed)``."""

@@ -12,8 +12,11 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from compiler import events
-from compiler.events import (OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Field, Geometry,  # noqa: F401
-                             bits_for)
+from compiler.events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Field, Geometry, bits_for
+
+__all__ = ["OP_INPUT", "OP_RESET", "OP_STEP", "OUT_SPIKE", "OUT_STEP", "OUT_VALUE", "Geometry", "bits_for",
+           "command_layout", "input_layout", "input_row_layout", "output_layout", "row_layout", "spike_layout",
+           "struct", "value_layout"]
 
 
 def struct(fields: list[Field]) -> data.StructLayout:

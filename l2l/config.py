@@ -32,8 +32,6 @@ Tasks validate their own ``[task]`` section with the same helper, so their messa
 from __future__ import annotations
 
 import inspect
-import json
-import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,152 +39,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from small.errors import FileFormatError
+from l2l.fields import REQUIRED, ConfigError, Field, show, fields
 from l2l.optimizers import OPTIMIZERS, Optimizer, make
+from l2l.tasks import TASKS
 
 __all__ = ["REQUIRED", "Config", "ConfigError", "DaskConfig", "Field", "OptimizerConfig", "RunConfig", "fields",
            "load_config", "parse_config"]
-
-
-class ConfigError(FileFormatError, ValueError):
-    """A configuration that cannot be used: bad TOML, a missing or unknown field, a wrong type or value.
-
-    A :class:`~small.errors.FileFormatError`, so the command line reports it as one line and
-    exits with status 2.
-    """
-
-
-class _Required:
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-#: Default of a `Field` that must be given.
-REQUIRED: Any = _Required()
-
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table",
-               list: "an array"}
-
-
-@dataclass(frozen=True)
-class Field:
-    """One field of a configuration section.
-
-    Parameters
-    ----------
-    type : type
-        ``bool``, ``int``, ``float`` (an integer is accepted and converted), ``str``, ``list``
-        or ``dict`` (a TOML table).
-    default : object
-        Value when the field is absent; `REQUIRED` makes it mandatory, ``None`` optional.
-    minimum : float or None
-        Smallest allowed value of a number (inclusive).
-    choices : tuple or None
-        Allowed values.
-    items : type or None
-        For ``list``: the type of every element (checked like a field of that type).
-    doc : str
-        One line for the documentation and for "missing field" messages.
-    """
-
-    type: type
-    default: Any = REQUIRED
-    minimum: float | None = None
-    choices: tuple | None = None
-    items: type | None = None
-    doc: str = ""
-
-    def __post_init__(self):
-        if self.type not in _TYPE_NAMES:
-            raise TypeError(f"Field type must be one of {', '.join(t.__name__ for t in _TYPE_NAMES)}, not {self.type!r}")
-        if self.items is not None and (self.type is not list or self.items not in _TYPE_NAMES):
-            raise TypeError(f"Field items applies to list fields, with an element type of {list(_TYPE_NAMES)!r}")
-
-    @property
-    def expected(self) -> str:
-        """What the field must be, in words ("an integer >= 1")."""
-        text = _TYPE_NAMES[self.type]
-        if self.items is not None:
-            text += f" of {_plural(self.items)}"
-        if self.minimum is not None:
-            text += f" >= {self.minimum:g}"
-        if self.choices is not None:
-            text = "one of " + ", ".join(map(_show, self.choices))
-        return text
-
-
-def _plural(kind: type) -> str:
-    return {bool: "booleans", int: "integers", float: "numbers", str: "strings", dict: "tables", list: "arrays"}[kind]
-
-
-def _show(value) -> str:
-    """A value as it would be written in TOML (strings in double quotes, true/false)."""
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _check(value, kind: type, what: str, expected: str):
-    """``value`` as ``kind``, or a ConfigError saying ``what must be <expected>, not <value>``."""
-    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
-    if not ok:
-        raise ConfigError(f"{what} must be {expected}, not {_show(value)}")
-    if kind is float and not math.isfinite(value):
-        raise ConfigError(f"{what} must be a finite number, not {value!r}")
-    return value
-
-
-def fields(section: Mapping[str, Any], where: str, spec: Mapping[str, Field], *, extra: bool = False) -> dict[str, Any]:
-    """Check a configuration section against ``spec``; its values, with the defaults filled in.
-
-    Parameters
-    ----------
-    section : mapping
-        The section as read from TOML.
-    where : str
-        How messages name the section, e.g. ``"config.toml: [task]"``.
-    spec : mapping of str to Field
-        The known fields.
-    extra : bool
-        Pass fields that ``spec`` does not name through unchecked (the caller checks them)
-        instead of refusing them.
-
-    Raises
-    ------
-    ConfigError
-        A missing field, an unknown field (unless ``extra``), a wrong type, a value below the
-        minimum or outside the choices; the message names ``where``, the field and what it
-        must be.
-    """
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"{where} must be a table, not {_show(section)}")
-    unknown = [k for k in section if k not in spec]
-    if unknown and not extra:
-        raise ConfigError(f"{where} has no field {_show(unknown[0])}: its fields are {', '.join(spec) or 'none'}")
-    values: dict[str, Any] = {}
-    for name, field in spec.items():
-        if name not in section:
-            if field.default is REQUIRED:
-                doc = f" ({field.doc})" if field.doc else ""
-                raise ConfigError(f"{where} is missing {name}{doc}: give {field.expected}")
-            values[name] = field.default
-            continue
-        what = f"{where} {name}"
-        value = _check(section[name], field.type, what, field.expected if field.choices is None
-                       else _TYPE_NAMES[field.type])
-        if field.items is not None:
-            value = [_check(v, field.items, f"{what}[{i}]", _TYPE_NAMES[field.items]) for i, v in enumerate(value)]
-        if field.minimum is not None and value < field.minimum:
-            raise ConfigError(f"{what} must be {field.expected}, not {_show(value)}")
-        if field.choices is not None and value not in field.choices:
-            raise ConfigError(f"{what} must be {field.expected}, not {_show(value)}")
-        values[name] = value
-    for name in unknown:
-        values[name] = section[name]
-    return values
 
 
 # -- the schema --------------------------------------------------------------------------------
@@ -286,8 +144,6 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config(text: str, name: str = "config.toml") -> Config:
     """Check the TOML ``text`` of a configuration file called ``name`` (in messages)."""
-    from l2l.tasks import TASKS  # here: task modules import this one for `fields`
-
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -302,7 +158,7 @@ def parse_config(text: str, name: str = "config.toml") -> Config:
 
     run = RunConfig(**fields(doc["run"], f"{name}: [run]", RUN_FIELDS))
     if run.task not in TASKS:
-        raise ConfigError(f"{name}: [run] task must be one of {', '.join(map(_show, TASKS))}, not {_show(run.task)}")
+        raise ConfigError(f"{name}: [run] task must be one of {', '.join(map(show, TASKS))}, not {show(run.task)}")
     where = f"{name}: [task]"
     try:
         task = TASKS[run.task].from_config(doc.get("task", {}), where)
@@ -315,11 +171,11 @@ def parse_config(text: str, name: str = "config.toml") -> Config:
     values = fields(doc["optimizer"], where, OPTIMIZER_FIELDS, extra=True)
     options = {k: values.pop(k) for k in list(values) if k not in OPTIMIZER_FIELDS}
     if values["name"] not in OPTIMIZERS:
-        raise ConfigError(f"{where} name must be one of {', '.join(map(_show, OPTIMIZERS))}, not {_show(values['name'])}")
+        raise ConfigError(f"{where} name must be one of {', '.join(map(show, OPTIMIZERS))}, not {show(values['name'])}")
     allowed = _options(OPTIMIZERS[values["name"]])
     for key in options:
         if key not in allowed:
-            raise ConfigError(f"{where} {values['name']} has no option {_show(key)}: its options are "
+            raise ConfigError(f"{where} {values['name']} has no option {show(key)}: its options are "
                               + (", ".join(allowed) or "none"))
     optimizer = OptimizerConfig(**values, options=options)
 

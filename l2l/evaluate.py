@@ -34,14 +34,14 @@ import numpy as np
 from small.errors import FileFormatError
 from small.fileio import atomic_output, read_npz, write_npz
 
-__all__ = ["TEST_SEED", "load_model", "main", "evaluate_arm"]
+__all__ = ["TEST_SEED", "load_meta_trained", "main", "evaluate_arm"]
 
 #: Seed of the default evaluation trajectories (meta-training draws its own from SeedSequence).
 TEST_SEED = 20261124
 MODEL_FILE = "model.npz"
 
 
-def load_model(folder: str | Path):
+def load_meta_trained(folder: str | Path):
     """``(config, x, history)`` of a run folder or a model folder (see the module docstring)."""
     from l2l.config import load_config
     from l2l.loop import CHECKPOINT_FILE, CONFIG_FILE, load_checkpoint
@@ -193,7 +193,7 @@ def main(args: argparse.Namespace) -> int:
     from l2l.tasks import arm
     from l2l.tasks.oneshot import ArmTask
 
-    config, x, history = load_model(args.run_dir)
+    config, x, history = load_meta_trained(args.run_dir)
     task = config.task
     if args.save_model:
         save_model(args.save_model, Path(args.run_dir) / CONFIG_FILE, x, history)

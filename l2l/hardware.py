@@ -1,14 +1,14 @@
 """The chip a learning-to-learn candidate runs on, and the inner loop's weight update as device writes.
 
 A candidate network is compiled (``compiler.compile_network``) to a HardwareImage and run by the
-chip simulators of ``sim/``. :class:`Chip` adds what learning in the field needs on top:
+chip simulators of ``sim/``. :class:`ChipDevices` adds what learning in the field needs on top:
 
 * **where every synapse sits**: crossbar row ``rho = tile * R + row`` and neuron ``k`` (the
   simulators' column folding), device ``(tile, row, col)`` and the column's weight per level;
 * **one chip per task**: the learning rule changes each task's chip differently, so the chip
   keeps a ``[tasks, synapses]`` state and runs every task's chip in one batch
   (``ChipSimulator.run(weights=...)``);
-* **device writes** (:meth:`Chip.write`): a requested change in weight levels is rounded to
+* **device writes** (:meth:`ChipDevices.write`): a requested change in weight levels is rounded to
   the device's programming step (one level: with 17 levels a PCM step is 1/16 of the range),
   the new signed level is clipped to ``+-(L - 1)`` and split over the differential pair
   (``compiler.quantize.level_pairs``), and only devices whose level changes are written. Each
@@ -47,7 +47,7 @@ from compiler.mapper import CompileOptions, compile_network
 from compiler.quantize import level_pairs
 from sim import chip_simulator
 
-__all__ = ["HARDWARE", "Chip", "Sites"]
+__all__ = ["HARDWARE", "ChipDevices", "Sites"]
 
 HARDWARE = ("float", "digital", "ideal", "pcm", "tiox")
 
@@ -106,8 +106,9 @@ class Sites:
                    scale=a["scale"][tile, col].astype(np.float64))
 
 
-class Chip:
-    """A compiled candidate with one device state per task (see the module docstring).
+class ChipDevices:
+    """The devices of a simulated chip running a compiled candidate, one device state per task
+    (see the module docstring); not the generated RTL chip (``hdl.chip.Chip``).
 
     Parameters
     ----------

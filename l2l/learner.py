@@ -33,7 +33,7 @@ import numpy as np
 from compiler.ir import ALIF, LI, LIF, Input, Network, Population, Projection
 
 from . import eprop
-from .hardware import Chip
+from .hardware import ChipDevices
 from .tasks import arm
 
 __all__ = ["LearnerSpec", "OneShotResult", "one_shot"]
@@ -192,7 +192,7 @@ def one_shot(spec: LearnerSpec, x, targets: arm.Trajectories, hardware: str = "f
     w = spec.unpack(x)
     net = spec.network(x)
     src, tgt, val, cls = spec.synapses(x)
-    chip = Chip(net, (src, tgt, val), hardware, levels=spec.levels, rows=spec.tile, cols=spec.tile,
+    chip = ChipDevices(net, (src, tgt, val), hardware, levels=spec.levels, rows=spec.tile, cols=spec.tile,
                 t_learn=t_learn, t_test=t_test, seed=seed)
     n = targets.n
     clock = spec.clock()

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import time
 import tomllib
 from pathlib import Path

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from l2l import eprop
-from l2l.hardware import Chip
+from l2l.hardware import ChipDevices
 from l2l.learner import LearnerSpec, one_shot
 from l2l.tasks import arm
 from sim.digital import DigitalSimulator
@@ -22,10 +22,10 @@ from sim.memristive import IdealMemristiveSimulator
 SMALL = LearnerSpec(n_clock=5, n_lif=4, n_alif=4, levels=17, tile=8)
 
 
-def small_chip(hardware: str, seed: int = 0, spec: LearnerSpec = SMALL) -> tuple[Chip, np.ndarray]:
+def small_chip(hardware: str, seed: int = 0, spec: LearnerSpec = SMALL) -> tuple[ChipDevices, np.ndarray]:
     x = spec.initial(seed)
     src, tgt, val, _ = spec.synapses(x)
-    return Chip(spec.network(x), (src, tgt, val), hardware, levels=spec.levels, rows=spec.tile, cols=spec.tile,
+    return ChipDevices(spec.network(x), (src, tgt, val), hardware, levels=spec.levels, rows=spec.tile, cols=spec.tile,
                 seed=seed), x
 
 

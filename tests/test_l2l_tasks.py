@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from l2l.evaluate import TEST_SEED, load_model
+from l2l.evaluate import TEST_SEED, load_meta_trained
 from l2l.learner import one_shot
 from l2l.tasks import arm
 
@@ -65,7 +65,7 @@ def test_the_shipped_arm_model_learns_unseen_trajectories_from_one_demonstration
 
 
 def test_meta_training_beats_its_starting_point():
-    config, x, _ = load_model(ARM_MODEL)
+    config, x, _ = load_meta_trained(ARM_MODEL)
     task = config.task
     targets = arm.random_trajectories(20, task.spec.arm, rng=np.random.default_rng(TEST_SEED + 1))
     trained = one_shot(task.spec, x, targets, "pcm")

@@ -64,7 +64,7 @@ class AlifTask(Task):
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], where: str) -> AlifTask:
-        from l2l.config import Field, fields
+        from l2l.fields import Field, fields
         from l2l.hardware import HARDWARE
 
         values = fields(section, where, {
@@ -133,7 +133,7 @@ class AlifTask(Task):
 
     def evaluate(self, x: np.ndarray, seed: int) -> tuple[float, dict]:
         from l2l import eprop
-        from l2l.hardware import Chip
+        from l2l.hardware import ChipDevices
         from sim.evaluate import classify
 
         h = self.hyperparameters(x)
@@ -148,7 +148,7 @@ class AlifTask(Task):
                 src.append(n_in + offset[proj.source] + pre), tgt.append(offset["out"] + post)
                 val.append(proj.weight[post, pre])
         synapses = tuple(np.concatenate(a) for a in (src, tgt, val))
-        chip = Chip(net, synapses, self.hardware, levels=self.levels, rows=self.tile, cols=self.tile, seed=seed)
+        chip = ChipDevices(net, synapses, self.hardware, levels=self.levels, rows=self.tile, cols=self.tile, seed=seed)
         chip.reset(1)
         start, end = test.window
         x_all, labels = test.x, test.labels

@@ -69,7 +69,7 @@ class FunctionTask(Task):
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], where: str) -> FunctionTask:
-        from l2l.config import Field, fields
+        from l2l.fields import Field, fields
 
         values = fields(section, where, {
             "function": Field(str, default="sphere", choices=FUNCTIONS),

@@ -58,7 +58,7 @@ class ArmTask(Task):
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], where: str) -> ArmTask:
-        from l2l.config import Field, fields
+        from l2l.fields import Field, fields
         from l2l.hardware import HARDWARE
         from l2l.learner import LearnerSpec
 
