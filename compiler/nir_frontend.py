@@ -441,24 +441,14 @@ def _linear_step(name: str, node: Any, matrix: sp.csr_array, dt: float) -> list[
     if kind in ("Affine", "Linear"):
         return [(sp.csr_array(np.asarray(node.weight, dtype=np.float64)) @ matrix, 0)]
     if kind == "Scale":
-        scale = np.asarray(node.scale, dtype=np.float64).reshape(-1)
-        n = matrix.shape[0]
-        if scale.size == 1:
-            scale = np.full(n, scale[0])
-        if scale.size != n:
-            raise NetworkError(f"Scale node {name!r} has {scale.size} factors but receives {n} values")
+        scale = _per_element(node.scale, matrix.shape[0], f"Scale node {name!r}", "factors")
         return [(sp.diags_array(scale) @ matrix, 0)]
     if kind in ("Conv1d", "Conv2d"):
         conv, _ = conv_matrix(node.weight, node._small_in_shape, node.stride, node.padding, node.dilation, node.groups,
                               where=f"{kind} node {name!r}")
         return [(conv @ matrix, 0)]
     if kind == "Delay":
-        delay = np.asarray(node.delay, dtype=np.float64).reshape(-1)
-        n = matrix.shape[0]
-        if delay.size == 1:
-            delay = np.full(n, delay[0])
-        if delay.size != n:
-            raise NetworkError(f"Delay node {name!r} has {delay.size} delays but receives {n} values")
+        delay = _per_element(node.delay, matrix.shape[0], f"Delay node {name!r}", "delays")
         steps = delay / dt
         rounded = np.round(steps)
         if np.any(delay < 0) or not np.allclose(steps, rounded, rtol=0, atol=1e-6):
@@ -636,6 +626,16 @@ def _output_order(small_meta: Mapping[str, Any], names: list[str]) -> list[str]:
 
 def _compact(values: np.ndarray) -> float | np.ndarray:
     return float(values[0]) if values.size and np.all(values == values[0]) else values
+
+
+def _per_element(values: Any, n: int, what: str, plural: str) -> np.ndarray:
+    """A node's per-element parameter as ``n`` floats: one value is broadcast, else there must be ``n``."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size == 1:
+        values = np.full(n, values[0])
+    if values.size != n:
+        raise NetworkError(f"{what} has {values.size} {plural} but receives {n} values")
+    return values
 
 
 def _node_bias(name: str, node: Any, out_shape: tuple[int, ...]) -> np.ndarray | None:
