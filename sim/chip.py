@@ -29,7 +29,24 @@ from .reference import SimulationResult
 
 
 class ChipSimulator:
-    """Base of the chip-level simulators. ``weights`` are per-device levels ``(pos, neg)``."""
+    """Base of the chip-level simulators. ``weights`` are per-device levels ``(pos, neg)``.
+
+    :meth:`run` executes a whole run from reset. Verification, which plays the chip's
+    surroundings one step at a time, drives the same arithmetic through
+    :meth:`encode_inputs` (host values to row payloads), :meth:`initial_state` and
+    :meth:`step` (one neuron update of every column), with the public attributes below:
+
+    ``addr``
+        column address ``tile * C + col`` of each neuron index ``k`` (``[K]``);
+    ``index``
+        the inverse: neuron index of each column address, -1 for a column without a neuron;
+    ``w``
+        the folded crossbars, sparse ``[T * R, K]``: ``rows @ w`` is the current of a step
+        (``rows`` the payload each crossbar row carries; partial sums merged onto their neuron);
+    ``start``
+        each column's first chip step (its population's latency); before it, :meth:`run`
+        holds the column.
+    """
 
     value_dtype: type = np.int64
 
@@ -71,8 +88,9 @@ class ChipSimulator:
         self.n_in = sum(int(i["size"]) for i in self.inputs)
 
     # -- arithmetic: the subclass says how numbers are represented ------------------------
-    def _encode_inputs(self, x: np.ndarray) -> np.ndarray:
-        """Host input values ``[T, batch, n_in]`` (already divided by the input scale) to row payloads."""
+    def encode_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Host input values ``[T, batch, n_in]`` (already divided by the input scale, as
+        :meth:`prepare_inputs` returns them) to the payloads the crossbar rows carry, same shape."""
         raise NotImplementedError
 
     def _drive(self, current: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -92,21 +110,26 @@ class ChipSimulator:
         return state["v"]
 
     # -- neurons ---------------------------------------------------------------------------
-    def _init_state(self, batch: int) -> dict[str, np.ndarray]:
+    def initial_state(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """Every neuron column's state after reset, for ``batch`` samples: ``[batch, K]`` arrays
+        ``v`` (membrane), ``i`` (CubaLIF synaptic current), ``b`` (ALIF threshold adaptation),
+        ``c`` (refractory steps left) and ``s`` (spiked in the previous step)."""
         k, dtype = self.addr.size, self.value_dtype
         return {"v": np.tile(self.params["v_init"].astype(dtype), (batch, 1)), "i": np.zeros((batch, k), dtype=dtype),
                 "b": np.zeros((batch, k), dtype=dtype), "c": np.zeros((batch, k), dtype=np.int64),
                 "s": np.zeros((batch, k), dtype=bool)}
 
-    def _step_neurons(self, state: dict[str, np.ndarray], current: np.ndarray, t: int) -> np.ndarray:
-        """One step of every neuron column, in the order of docs/architecture.md; returns spikes.
+    def step(self, state: dict[str, np.ndarray], current: np.ndarray, hold: np.ndarray | None = None) -> np.ndarray:
+        """One update of every neuron column, in the order of docs/architecture.md; returns the spikes.
 
-        A column whose ``start`` step (its population's latency) has not come yet holds its
-        initial state: its network step 0 is chip step ``start``.
+        ``state`` (of :meth:`initial_state`) is updated in place; ``current`` ``[batch, K]`` is
+        the step's column sums in weight levels (``rows @ w``). Columns where ``hold`` (``[K]``
+        or ``[batch, K]`` bool) is set keep their state and do not spike: :meth:`run` holds a
+        column before its ``start`` step (its network step 0 is chip step ``start``), a
+        memristive tile's controller holds the columns it names.
         """
-        if t >= self.start.max(initial=0):
+        if hold is None:
             return self._update(state, current)
-        hold = t < self.start
         old = {k: v.copy() for k, v in state.items()}
         spikes = self._update(state, current)
         for k, v in old.items():
@@ -114,6 +137,7 @@ class ChipSimulator:
         return spikes & ~hold
 
     def _update(self, state: dict[str, np.ndarray], current: np.ndarray) -> np.ndarray:
+        """The neuron arithmetic of :meth:`step`, every column updated (no hold)."""
         p, sat, mulr = self.params, self._sat, self._mulr
         drive = self._drive(current, p["bias"])
         i = sat(mulr(state["i"], p["alpha_syn"]) + drive)  # CubaLIF synaptic current
@@ -200,10 +224,11 @@ class ChipSimulator:
         meta = self.image.meta
         extra = max([int(o["latency"]) for o in meta["outputs"]] + [0])
         total = n_steps + extra
-        payload = self._encode_inputs(x)
+        payload = self.encode_inputs(x)
         in_hist = np.zeros((self.depth, batch, self.n_in), dtype=payload.dtype)
         s_hist = np.zeros((self.depth, batch, self.addr.size), dtype=bool)
-        state = self._init_state(batch)
+        state = self.initial_state(batch)
+        last_start = int(self.start.max(initial=0))
         rows = np.zeros((batch, self.n_rows), dtype=self.value_dtype)
         out_idx = {o["name"]: self.neurons(o["population"]) for o in meta["outputs"]}
         outputs = {o["name"]: np.zeros((n_steps, batch, out_idx[o["name"]].size), dtype=np.float32) for o in meta["outputs"]}
@@ -227,7 +252,7 @@ class ChipSimulator:
             else:
                 current = np.matmul(rows[:, None, :], weights)[:, 0]
             self.row_events += np.count_nonzero(rows, axis=0)
-            spikes = self._step_neurons(state, current, t)
+            spikes = self.step(state, current, t < self.start if t < last_start else None)
             s_hist[t % self.depth] = spikes
             if chip is not None:
                 chip[t], chip_v[t], chip_b[t], chip_rows[t] = spikes, state["v"], state["b"], rows

@@ -44,7 +44,7 @@ class DigitalSimulator(ChipSimulator):
     def _mulr(self, x: np.ndarray, a: np.ndarray) -> np.ndarray:
         return (x * a + self.half) >> self.decay_bits
 
-    def _encode_inputs(self, x: np.ndarray) -> np.ndarray:
+    def encode_inputs(self, x: np.ndarray) -> np.ndarray:
         # Host events carry a signed input_bits payload: round to nearest (ties to even), saturate.
         if x.dtype.kind in "biu":
             q = x.astype(np.int64)

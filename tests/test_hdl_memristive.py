@@ -5,7 +5,7 @@ The testbench plays the chip's sequencer and router in Python (from the image's 
 cocotb testbench of the whole chip, ``verify/analog.py``) plays the analog side of every
 tile: it reads each tile's ``row_drive`` during ``pulse``, sums the column currents with the image's
 device levels (partial-sum columns merged onto their neuron, ``ChipSimulator.w``), and on
-``evaluate`` updates the ideal neurons with ``IdealMemristiveSimulator._update`` (the
+``evaluate`` updates the ideal neurons with ``IdealMemristiveSimulator.step`` (the
 simulator's own arithmetic, not a copy), keeping the columns the controller ``hold``s, then
 presents ``fired`` and ``settled`` after a random latency; LI membranes are served on the ADC
 port. The spikes the controllers emit must equal ``IdealMemristiveSimulator(image).run(...)``'s

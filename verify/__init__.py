@@ -1,5 +1,21 @@
-"""Verification of generated chips under real HDL simulators (cocotb 2.x, Icarus and Verilator).
+"""Verification of generated chips against the simulators of ``sim/``.
 
-``model`` (reference transactions from ``sim/``), ``testbench`` (the cocotb test module:
-driver, monitors, scoreboard), ``runner`` (build and run through ``cocotb_tools.runner``).
+Above both ``sim`` and ``hdl`` in the layers (``docs/code-map.md``), using only ``sim``'s public
+API (``ChipSimulator.run``, and ``encode_inputs``, ``initial_state``, ``step`` to play neurons
+one step at a time):
+
+``model``
+    the reference side: the commands of every chip step and the events each step must produce,
+    from one run of the image's simulator; codecs of the ``hdl.events`` layouts;
+``testbench``
+    the cocotb test module (cocotb 2.x under Icarus or Verilator): driver, monitors, probe,
+    scoreboard, UART frames;
+``runner``
+    builds the generated Verilog and runs the testbench through ``cocotb_tools.runner``;
+``simulate``
+    the Amaranth-simulator driver: a generated :class:`~hdl.chip.Chip` run as a host drives it,
+    compared with the digital twin (the block-level tests and ``bench/hdl.py``);
+``analog``
+    the analog side of a memristive chip's tiles (devices and neurons from ``sim/memristive.py``
+    or ``sim/analog.py``), attached to the chip's analog ports.
 """

@@ -69,7 +69,7 @@ class IdealAnalog:
         from sim.memristive import IdealMemristiveSimulator
 
         self.sim = sim or IdealMemristiveSimulator(image)
-        self.state = self.sim._init_state(1)
+        self.state = self.sim.initial_state(1)
         self.R, self.C = image.rows, image.cols
         self.charge = np.zeros(self.sim.addr.size)
         self.drop = None if drop_row is None else drop_row[0] * self.R + drop_row[1]
@@ -94,11 +94,7 @@ class IdealAnalog:
         hold = np.array([(hold_words[t] >> c) & 1 for t, c in zip(self.tile_of, self.col_of)], dtype=bool)
         if self.ignore_hold:
             hold[:] = False
-        old = {k: v.copy() for k, v in self.state.items()}
-        spikes = self.sim._update(self.state, self.charge[None, :])[0]
-        for k, v in old.items():
-            self.state[k] = np.where(hold[None, :], v, self.state[k])
-        spikes &= ~hold
+        spikes = self.sim.step(self.state, self.charge[None, :], hold)[0]
         self.charge[:] = 0
         fired = [0] * len(hold_words)
         for k in np.flatnonzero(spikes):
@@ -111,7 +107,7 @@ class IdealAnalog:
 
     def clear(self):
         """``neuron_clear``: every neuron to its initial state, the integrated charge discarded."""
-        self.state = self.sim._init_state(1)
+        self.state = self.sim.initial_state(1)
         self.charge[:] = 0
 
 

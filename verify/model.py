@@ -78,7 +78,7 @@ class ReferenceModel:
 
     def commands(self, x: np.ndarray) -> list[list[dict]]:
         """Per chip step, the ``OP_INPUT`` commands of one sample ``x`` ``[T, n_in]``."""
-        payload = self.sim._encode_inputs(np.asarray(x)[:, None, :])[:, 0]
+        payload = self.sim.encode_inputs(np.asarray(x)[:, None, :])[:, 0]
         if payload.dtype.kind == "f":  # a memristive image: the chip's rows take integer payloads
             if not np.all(payload == np.rint(payload)):
                 raise ValueError("the chip's host inputs are integers: the inputs (divided by the input scale) "
