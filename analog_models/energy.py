@@ -88,4 +88,6 @@ def per_inference(image, row_events: np.ndarray, spikes: int, samples: int, ener
             "pJ_per_row_event": read * 1e12 / events if events else 0.0,
             "pJ_per_synaptic_event": energy["read_J_per_S"] * float(np.mean(row_g)) / image.cols * 1e12,
             "pJ_per_spike": energy["spike_J"] * 1e12, "v_read_V": energy["v_read_V"], "t_pulse_s": energy["t_pulse_s"],
+            # the figures used, so that `small report` estimates with the build's calibration too
+            "read_J_per_S": energy["read_J_per_S"], "spike_J": energy["spike_J"],
             "assumptions": energy["assumptions"]}

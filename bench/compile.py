@@ -42,7 +42,7 @@ What is measured
   value 5; Linux resets ``ru_maxrss`` with it), so the figure is the peak *during the
   compile*, the resident network included. ``gen GiB`` is the peak before the reset. If the
   reset is not permitted the figure is the whole process's peak (reported as ``reset=False``).
-* tiles used, the compiler's lower bound (``report["tiles_lower_bound"]``) and their ratio;
+* tiles used, the compiler's lower bound (``report.tiles_lower_bound``) and their ratio;
   routing entries.
 * inter-tile events per step, two ways:
 
@@ -71,6 +71,7 @@ change ``peak GiB``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -296,12 +297,12 @@ def run_one(n: int, tile: str, part: str, args) -> dict:
     rep, image = result.report, result.image
     out = {
         "neurons": n, "recurrent_synapses": n_rec, "input_synapses": n_inp, "tile": f"{R}x{C}", "partitioner": part,
-        "partitioner_used": rep["partitioner"], "gen_s": gen_s, "gen_peak_gib": _gib(gen_peak),
+        "partitioner_used": rep.partitioner, "gen_s": gen_s, "gen_peak_gib": _gib(gen_peak),
         "compile_s": compile_s, "peak_gib": _gib(peak), "peak_reset": reset,
-        "tiles_used": rep["tiles_used"], "tiles_lower_bound": rep["tiles_lower_bound"],
-        "lower_bound_terms": rep["lower_bound_terms"], "routing_entries": rep["routing_entries"],
-        "fan_in_splits": rep["fan_in_splits"], "row_utilisation": rep["row_utilisation"],
-        "col_utilisation": rep["col_utilisation"], "code": version,
+        "tiles_used": rep.tiles_used, "tiles_lower_bound": rep.tiles_lower_bound,
+        "lower_bound_terms": dataclasses.asdict(rep.lower_bound_terms), "routing_entries": rep.routing_entries,
+        "fan_in_splits": rep.fan_in_splits, "row_utilisation": rep.row_utilisation,
+        "col_utilisation": rep.col_utilisation, "code": version,
     }
     del net
     gc.collect()

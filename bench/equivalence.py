@@ -18,7 +18,7 @@ from compiler.mapper import CompileOptions, compile_network  # noqa: E402
 from sim.digital import DigitalSimulator  # noqa: E402
 from sim.evaluate import accuracy, load_test_set  # noqa: E402
 from sim.memristive import IdealMemristiveSimulator  # noqa: E402
-from small.cli import load_model  # noqa: E402
+from small.flow import load_model  # noqa: E402
 
 EXAMPLES = [("digits", ROOT / "examples/digits/digits.nir"), ("alif_memory", ROOT / "examples/alif_memory/network.small")]
 LEVELS = (4, 8, 16)
@@ -42,7 +42,7 @@ def main() -> None:
                 row["report"] = result.report
             rep = row["report"]
             print(f"{name:<12} {scale:>6} {levels:>6} {ref * 100:>9.2f}% {row['digital'] * 100:>7.2f}% {row['memristive'] * 100:>9.2f}% "
-                  f"{rep['tiles_used']:>5} {rep['quantisation_rmse_relative'] * 100:>8.1f} {row['seconds']:>9.2f}")
+                  f"{rep.tiles_used:>5} {rep.quantisation_rmse_relative * 100:>8.1f} {row['seconds']:>9.2f}")
 
 
 if __name__ == "__main__":

@@ -36,32 +36,23 @@ sys.path.insert(0, str(ROOT))
 DIGITS = ROOT / "examples" / "digits" / "digits.nir"
 
 
-def compile_digits(out: Path, *extra: str) -> None:
-    from small.cli import main
+def compile_digits(out: Path, **options) -> None:
+    from small.flow import BuildOptions, compile_build, load_model_and_test_set
 
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["compile", str(DIGITS), "-o", str(out), *extra]) == 0
+    compile_build(load_model_and_test_set(DIGITS), BuildOptions(**options), out)
 
 
 def bench_report(tmp: Path, repeat: int) -> list[str]:
+    from compiler.faults import random_faults, save_faults
     from small.report import build_sections, load_build, write_report
 
     lines = []
     faults = tmp / "faults.json"
-    from small.cli import main
-
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["faults", "random", "--rate", "0.05", "--tiles", "8", "--tile", "64x64", "-o", str(faults)]) == 0
-    for name, extra in (("digital, 8 levels", ("--levels", "8")),
-                        ("memristive, 16 levels, 5 % stuck", ("--target", "memristive", "--faults", str(faults)))):
+    save_faults(random_faults(8, 64, 64, 0.05, seed=0), faults)
+    for name, options in (("digital, 8 levels", {"levels": 8}),
+                          ("memristive, 16 levels, 5 % stuck", {"target": "memristive", "faults": faults})):
         build = tmp / name.split(",")[0]
-        compile_digits(build, *extra)
+        compile_digits(build, **options)
         times = []
         for _ in range(repeat):
             t0 = time.perf_counter()
@@ -83,7 +74,7 @@ def bench_report(tmp: Path, repeat: int) -> list[str]:
 def bench_sweep(tmp: Path, quick: bool) -> list[str]:
     from analog_models.energy import measure
     from l2l.runner import Runner
-    from small.cli import load_model
+    from small.flow import load_model
     from small.sweep import Grid, run_sweep
     from sim.evaluate import load_test_set
 

@@ -117,19 +117,13 @@ def _verilator_version() -> str:
 # -------------------------------------------------------------------------------------------
 def compile_design(tile: str, out: Path, levels: int) -> dict:
     """``small compile`` + ``small hdl`` into ``out``; the image, its Verilog and timings."""
-    import contextlib
-    import io
-
     from compiler.image import load_image
-    from small.cli import generate_hdl, main
+    from small.flow import BuildOptions, compile_build, generate_hdl, load_model_and_test_set
 
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        rc = main(["compile", str(MODEL), "--target", "digital", "--levels", str(levels), "--tile", tile,
-                   "-o", str(out)])
-    if rc != 0:
-        raise RuntimeError(f"small compile --tile {tile} failed ({rc})")
+    compile_build(load_model_and_test_set(MODEL), BuildOptions(target="digital", levels=levels,
+                                                               tile=tuple(int(v) for v in tile.split("x"))), out)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     generate_hdl(out, 1)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -99,9 +99,99 @@ class CompileOptions:
 
 
 @dataclass
+class FaultReport:
+    """What the chip's stuck devices did to the mapping (``report.json`` ``faults``)."""
+
+    chip_tiles: int
+    stuck_devices_on_chip: int
+    used_cells_with_stuck_device: int
+    stuck_error_rmse_naive: float
+    """RMS weight error (in weight units, over used cells) with the identity placement."""
+    stuck_error_rmse_placed: float
+    """The same after fault-aware placement (equal to the naive one with ``fault_aware=False``)."""
+
+
+@dataclass
+class LowerBoundTerms:
+    """The three bounds whose maximum is ``tiles_lower_bound``."""
+
+    neurons_over_cols: int
+    row_keys_over_rows: int
+    column_segments_over_cols: int
+
+
+@dataclass
+class CompileReport:
+    """What a compile found: the figures of ``report.json``.
+
+    The compiler fills the mapping's figures; the measured ones (``inter_tile_events_per_step``,
+    ``accuracy``, ``energy``, ``test_samples``) stay None until a test set has been run
+    (:func:`small.flow.compile_build` sets them from :func:`sim.evaluate.measure`).
+    :meth:`to_dict` is the file format.
+    """
+
+    network: str
+    target: str
+    tile: str
+    """``"<rows>x<cols>"``."""
+    levels: int
+    seed: int
+    neurons: int
+    synapses_mapped: int
+    tiles_used: int
+    tiles_lower_bound: int
+    lower_bound_terms: LowerBoundTerms
+    partitioner: str
+    """The partitioner that ran (``"auto"`` resolved)."""
+    rows_used_per_tile: list[int]
+    cols_used_per_tile: list[int]
+    row_utilisation: float
+    col_utilisation: float
+    fan_in_splits: int
+    """Neurons whose input rows span more than one tile."""
+    routing_entries: int
+    input_map_entries: int
+    delay_slots: int
+    latency: dict[str, int]
+    """Steps from a network step to the population's update on the chip, per population."""
+    quantisation_rmse: float
+    quantisation_rmse_relative: float
+    compile_seconds: float
+    events: dict
+    """The chip's address-event layouts (:func:`compiler.events.describe`)."""
+    faults: FaultReport | None = None
+    inter_tile_events_per_step: float | None = None
+    accuracy: dict[str, float] | None = None
+    """Test-set accuracy per simulation (``reference``, ``digital``, ``memristive_ideal``, ...)."""
+    energy: dict | None = None
+    """:func:`analog_models.energy.per_inference` on the example input (calibrated memristive builds)."""
+    test_samples: int | None = None
+
+    _OPTIONAL = ("faults", "accuracy", "energy", "test_samples")  # left out of the file when None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``report.json``'s content (``inter_tile_events_per_step`` is written even when unknown)."""
+        d = asdict(self)
+        for key in self._OPTIONAL:
+            if d[key] is None:
+                del d[key]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompileReport:
+        """A report read back from ``report.json`` (keys this SMALL does not know are ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        values["lower_bound_terms"] = LowerBoundTerms(**values["lower_bound_terms"])
+        if values.get("faults") is not None:
+            values["faults"] = FaultReport(**values["faults"])
+        return cls(**values)
+
+
+@dataclass
 class CompileResult:
     image: HardwareImage
-    report: dict[str, Any]
+    report: CompileReport
 
 
 # -------------------------------------------------------------------------------------------
@@ -368,7 +458,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
 
     # -- fault-aware placement ------------------------------------------------------------
     placement = identity_placement(T, R, C)
-    fault_report: dict[str, Any] = {}
+    fault_report: FaultReport | None = None
     if opts.faults is None:
         g_pos, g_neg = level_pairs(q_tiles)
     else:
@@ -390,13 +480,13 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
         g_pos, g_neg = achievable(q_phys, stuck_pos, stuck_neg, L)
         g_pos, g_neg = g_pos.astype(np.uint8), g_neg.astype(np.uint8)
         n_used = max(1, int(used.sum()))
-        fault_report = {
-            "chip_tiles": fmap.tiles,
-            "stuck_devices_on_chip": int((fmap.stuck >= 0).sum()),
-            "used_cells_with_stuck_device": int(np.sum(used_phys & ((stuck_pos >= 0) | (stuck_neg >= 0)))),
-            "stuck_error_rmse_naive": math.sqrt(err_naive / n_used),
-            "stuck_error_rmse_placed": math.sqrt(err_placed / n_used),
-        }
+        fault_report = FaultReport(
+            chip_tiles=fmap.tiles,
+            stuck_devices_on_chip=int((fmap.stuck >= 0).sum()),
+            used_cells_with_stuck_device=int(np.sum(used_phys & ((stuck_pos >= 0) | (stuck_neg >= 0)))),
+            stuck_error_rmse_naive=math.sqrt(err_naive / n_used),
+            stuck_error_rmse_placed=math.sqrt(err_placed / n_used),
+        )
     rp, cp = placement.row_perm, placement.col_perm
 
     def permute_cols(arr: np.ndarray) -> np.ndarray:
@@ -478,26 +568,22 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     rows_used = row_used.sum(axis=1)
     cols_used = (arrays["col_kind"] > 0).sum(axis=1)
     seg_bound = math.ceil(float(np.sum(np.maximum(1, -(-fan_in // R)))) / C)
-    report: dict[str, Any] = {
-        "network": net.name, "target": opts.target, "tile": f"{R}x{C}", "levels": L, "seed": opts.seed,
-        "neurons": n, "synapses_mapped": int(w.size),
-        "tiles_used": T,
-        "tiles_lower_bound": max(math.ceil(n / C), math.ceil(syn.n_keys / R), seg_bound),
-        "lower_bound_terms": {"neurons_over_cols": math.ceil(n / C), "row_keys_over_rows": math.ceil(syn.n_keys / R),
-                              "column_segments_over_cols": seg_bound},
-        "partitioner": grouping.method,
-        "rows_used_per_tile": rows_used.tolist(), "cols_used_per_tile": cols_used.tolist(),
-        "row_utilisation": float(rows_used.sum() / (T * R)), "col_utilisation": float(cols_used.sum() / (T * C)),
-        "fan_in_splits": int(np.sum(n_seg[group_of] > 1)),
-        "routing_entries": int(route_t.size), "input_map_entries": int(in_t.size),
-        "delay_slots": delay_slots, "latency": lat,
-        "quantisation_rmse": q_rmse, "quantisation_rmse_relative": q_rmse / w_rms if w_rms else 0.0,
-        "inter_tile_events_per_step": None,
-        "compile_seconds": time.perf_counter() - t_start,
-    }
-    if fault_report:
-        report["faults"] = fault_report
-    report["events"] = describe(Geometry.of(image))
+    terms = LowerBoundTerms(neurons_over_cols=math.ceil(n / C), row_keys_over_rows=math.ceil(syn.n_keys / R),
+                            column_segments_over_cols=seg_bound)
+    report = CompileReport(
+        network=net.name, target=opts.target, tile=f"{R}x{C}", levels=L, seed=opts.seed,
+        neurons=n, synapses_mapped=int(w.size),
+        tiles_used=T, tiles_lower_bound=max(terms.neurons_over_cols, terms.row_keys_over_rows, seg_bound),
+        lower_bound_terms=terms, partitioner=grouping.method,
+        rows_used_per_tile=rows_used.tolist(), cols_used_per_tile=cols_used.tolist(),
+        row_utilisation=float(rows_used.sum() / (T * R)), col_utilisation=float(cols_used.sum() / (T * C)),
+        fan_in_splits=int(np.sum(n_seg[group_of] > 1)),
+        routing_entries=int(route_t.size), input_map_entries=int(in_t.size),
+        delay_slots=delay_slots, latency=lat,
+        quantisation_rmse=q_rmse, quantisation_rmse_relative=q_rmse / w_rms if w_rms else 0.0,
+        compile_seconds=time.perf_counter() - t_start,
+        events=describe(Geometry.of(image)), faults=fault_report,
+    )
     return CompileResult(image, report)
 
 

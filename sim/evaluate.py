@@ -1,4 +1,5 @@
-"""Labelled test sets and classification accuracy.
+"""Labelled test sets, classification accuracy, and :func:`measure`: a compiled image's accuracy,
+inter-tile traffic and energy on a test set.
 
 A test set is an ``.npz`` archive (read with ``allow_pickle=False``) with
 
@@ -94,3 +95,121 @@ def accuracy(model: Network | Any, test: TestSet, *, batch_size: int = 256) -> f
         predicted = classify(result.output_array(), test.readout, test.window)
         correct += int(np.sum(predicted == test.labels[start : start + batch_size]))
     return correct / n
+
+
+# -- measuring a compiled image --------------------------------------------------------------
+EXAMPLE_SAMPLES = 256
+"""How many of the first test samples traffic and energy are counted on (the "example input")."""
+T_READ = 3600.0
+"""Seconds between programming and reading the device-level memristive chip (drift, read noise)."""
+BATCH = 256  # samples per simulator run
+
+
+def accuracy_key(image: Any) -> str:
+    """The name of an image's own simulator in ``report.json`` ``accuracy``."""
+    return "digital" if image.target == "digital" else "memristive_ideal"
+
+
+def analog_key(image: Any) -> str:
+    """The name of :func:`measure`'s device-level simulation of a memristive image (the image's
+    calibrated device, else PCM, read after an hour)."""
+    return f"memristive_{(image.meta.get('device') or {}).get('model', 'pcm')}_1h"
+
+
+@dataclass
+class Measurement:
+    """What :func:`measure` found for one compiled image."""
+
+    accuracy: dict[str, float]
+    """Test-set accuracy per simulation, named as in ``report.json``: ``reference`` (the float
+    network), :func:`accuracy_key` (the image's own simulator), :func:`analog_key`."""
+    test_samples: int
+    """Labelled samples the accuracies are over (0: inputs without labels)."""
+    counted_samples: int
+    """The first inputs the event counts below cover."""
+    steps: int
+    spike_counts: np.ndarray
+    """Each neuron's spikes over the counted inputs (neuron order of ``image.neuron_addresses()``)."""
+    row_events: np.ndarray
+    """Each crossbar row's events over the counted inputs, ``[tiles * rows]``."""
+    input_events: np.ndarray
+    """Each input element's host events (nonzero inputs) over the counted inputs."""
+    inter_tile_events_per_step: float
+    """Per input and network step: every spike times the tiles other than its own it is routed to."""
+    energy: dict | None = None
+    """:func:`analog_models.energy.per_inference` on the counted inputs (memristive images given
+    energy figures)."""
+
+
+class _Counter:
+    """A chip simulator that adds up its runs' spike and row-event counts while fewer than
+    ``limit`` samples were counted (:func:`accuracy` runs in batches; each run resets the counts)."""
+
+    def __init__(self, sim: Any, limit: int | None):
+        self.sim, self.limit, self.samples = sim, limit, 0
+        self.spike_counts: Any = 0
+        self.row_events: Any = 0
+
+    def run(self, x: np.ndarray) -> Any:
+        result = self.sim.run(x)
+        if self.limit is None or self.samples < self.limit:
+            self.spike_counts = self.spike_counts + self.sim.spike_counts
+            self.row_events = self.row_events + self.sim.row_events
+            self.samples += x.shape[1]
+        return result
+
+
+def measure(image: Any, network: Network, test: TestSet | None = None, *, inputs: np.ndarray | None = None,
+            reference: bool = False, analog: bool = False, energy: dict | None = None,
+            counted: int | None = EXAMPLE_SAMPLES, known: dict[str, float] | None = None) -> Measurement:
+    """Accuracy, inter-tile traffic and energy of a compiled image of ``network``.
+
+    Runs the image's own simulator (:func:`sim.chip_simulator`) over ``test`` (or over unlabelled
+    ``inputs`` ``[T, N, ...]``: no accuracy) and counts its spikes, row events and host events on
+    the first ``counted`` inputs (None: all), rounded up to whole batches of ``BATCH`` (the counts
+    come from the accuracy run when there is one).
+
+    reference : also the float network's accuracy (``sim/reference.py``).
+    analog : a memristive image's device-level accuracy too (:class:`sim.analog.AnalogSimulator`,
+        its calibrated device or PCM, read ``T_READ`` after programming, seed 0).
+    energy : energy figures (:func:`analog_models.energy.measure`, or a calibration's): a
+        memristive image's analog energy per inference on the counted inputs.
+    known : accuracies already measured (``report.json``), taken instead of measured again.
+    """
+    from analog_models.energy import per_inference
+    from compiler.mapper import inter_tile_events_per_step
+
+    from . import chip_simulator
+
+    if test is None and inputs is None:
+        raise SimulationError("measure needs a test set or inputs")
+    x = test.x if test is not None else inputs
+    known = known or {}
+    acc: dict[str, float] = {}
+
+    def score(key: str, make: Any) -> None:  # make(): the model to score, unless its accuracy is known
+        if test is not None:
+            acc[key] = known[key] if known.get(key) is not None else accuracy(make(), test, batch_size=BATCH)
+
+    sim = chip_simulator(image)
+    counter = _Counter(sim, counted)
+    if reference:
+        score("reference", lambda: network)
+    score(accuracy_key(image), lambda: counter)
+    if counter.samples == 0:  # no accuracy run (known, or no labels): count on runs of their own
+        for start in range(0, x.shape[1] if counted is None else min(x.shape[1], counted), BATCH):
+            counter.run(x[:, start : start + BATCH])
+    memristive = image.target == "memristive"
+    if analog and memristive:
+        from .analog import AnalogSimulator
+
+        score(analog_key(image), lambda: AnalogSimulator(image, t_read=T_READ, seed=0))
+    n, steps = counter.samples, int(x.shape[0])
+    spikes, rows = np.asarray(counter.spike_counts), np.asarray(counter.row_events)
+    host = np.count_nonzero(sim.prepare_inputs(x[:, :n])[0], axis=(0, 1))
+    return Measurement(
+        accuracy=acc, test_samples=int(test.labels.size) if test is not None else 0, counted_samples=n, steps=steps,
+        spike_counts=spikes, row_events=rows, input_events=host,
+        inter_tile_events_per_step=inter_tile_events_per_step(image, spikes, steps, n),
+        energy=per_inference(image, rows, int(spikes.sum()), n, energy) if energy and memristive else None,
+    )

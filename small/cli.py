@@ -1,4 +1,5 @@
-"""The ``small`` command line.
+"""The ``small`` command line: the parser, calls into the library (:mod:`small.flow`,
+:mod:`small.report`, :mod:`small.sweep`, ...) and printing.
 
 Exit status: 0 success; 1 a check found a mismatch; 2 a user error (bad file, bad option,
 bad network), reported as one line on stderr without a traceback. Heavy modules are imported
@@ -9,17 +10,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
+from small import flow
+from small import options as check
+
 EXIT_OK, EXIT_MISMATCH, EXIT_USER = 0, 1, 2
 BOARDS = ("icebreaker", "hx8k", "ulx3s")  # hdl.export.BOARDS, without importing Amaranth for --help
-EXAMPLE_INPUTS = "example_inputs.npy"  # the test set's first samples, written by compile for verify
-VERIFY_SAMPLES = 50
-NETWORK_FILE = "network.small"  # the network as compiled (imported, discretised), in the build folder
-TEST_SET_FILE = "test_set.npz"  # a copy of the labelled test set, in the build folder
-FRAMEWORKS = ("nir", "snntorch", "norse")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,56 +29,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER, f"{self.prog}: error: {message}\n")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
-    return value
+def _indent(text: str) -> str:
+    return "      " + text.replace("\n", "\n      ")
 
 
-def _add_verify_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--simulator", choices=("icarus", "verilator"), default="verilator",
-                   help="HDL simulator of the verification (default verilator; both are installed by `make install`)")
-    p.add_argument("--inputs", metavar="X.npy", help="inputs to verify with, [T, batch, *input_shape] (default: the "
-                   f"build's {EXAMPLE_INPUTS}, the test set's first {VERIFY_SAMPLES} samples)")
-    p.add_argument("--samples", type=_positive_int, default=VERIFY_SAMPLES, metavar="N",
-                   help=f"verify at most N samples of the inputs (default {VERIFY_SAMPLES})")
+def _progress(line: str) -> None:
+    print(line, flush=True)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
-
-
-def _tile(text: str) -> tuple[int, int]:
-    rows, sep, cols = text.lower().partition("x")
-    try:
-        r, c = int(rows), int(cols)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not ROWSxCOLS (e.g. 64x64)") from None
-    if not sep or r < 1 or c < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: a tile needs at least 1 row and 1 column (e.g. 64x64)")
-    return r, c
-
-
+# -- option groups -----------------------------------------------------------------------------
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dt", type=_positive_float, metavar="SECONDS",
+    p.add_argument("--dt", type=check.positive_float, metavar="SECONDS",
                    help="time step to discretise a NIR file at (default: the framework's implicit step)")
-    p.add_argument("--framework", choices=FRAMEWORKS, default=None,
+    p.add_argument("--framework", choices=flow.FRAMEWORKS, default=None,
                    help="whose conventions the NIR file follows (default: nir, the literal equations)")
 
 
 def _add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", choices=("digital", "memristive"), default="digital")
-    p.add_argument("--tile", type=_tile, default=(64, 64), metavar="ROWSxCOLS", help="crossbar geometry (default 64x64)")
+    p.add_argument("--tile", type=check.tile, default=(64, 64), metavar="ROWSxCOLS",
+                   help="crossbar geometry (default 64x64)")
     p.add_argument("--levels", type=int, default=None,
                    help="conductance levels per device (default 16, or the calibration's distinguishable levels)")
     p.add_argument("--calibration", metavar="CALIB.json", help="memristive target: a device calibration "
@@ -95,30 +65,41 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
     _add_model_options(p)
 
 
-def load_model(path: str | Path, dt: float | None = None, framework: str | None = None):
-    """Load a network from a ``.nir`` file (imported at ``dt``/``framework``) or a ``.small`` file."""
-    from small.errors import FileFormatError
-    from compiler.netfile import SUFFIX, load_network
-
-    path = Path(path)
-    if not path.exists():
-        raise FileFormatError(f"model file {str(path)!r} does not exist")
-    with open(path, "rb") as f:
-        magic = f.read(8)
-    if magic.startswith(b"PK") or path.suffix == SUFFIX:
-        if dt is not None or framework is not None:
-            raise FileFormatError(
-                f"{str(path)!r} is a SMALL network file, already discretised at its own dt: drop --dt/--framework"
-            )
-        return load_network(path)
-    from compiler.nir_frontend import import_nir
-
-    return import_nir(path, dt=dt, framework=framework or "nir")
+def _add_lanes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lanes", type=check.lanes, default=1,
+                   help="crossbar columns each tile accumulates per cycle (power of 2; default 1, the smallest tiles)")
 
 
-# -- subcommands ---------------------------------------------------------------------------
+def _add_verify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--simulator", choices=("icarus", "verilator"), default="verilator",
+                   help="HDL simulator of the verification (default verilator; both are installed by `make install`)")
+    p.add_argument("--inputs", metavar="X.npy", help="inputs to verify with, [T, batch, *input_shape] (default: the "
+                   f"build's {flow.EXAMPLE_INPUTS}, the test set's first {flow.VERIFY_SAMPLES} samples)")
+    p.add_argument("--samples", type=check.positive_int, default=flow.VERIFY_SAMPLES, metavar="N",
+                   help=f"verify at most N samples of the inputs (default {flow.VERIFY_SAMPLES})")
+
+
+def _add_cluster_options(p: argparse.ArgumentParser, default: str = "[dask] in the config, else one per CPU core") -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=check.workers, metavar="N", help="evaluate on a local Dask cluster of N "
+                       f"worker processes (default: {default}; 0: in this process, no Dask)")
+    where.add_argument("--scheduler", metavar="ADDR", help="evaluate on a running Dask cluster, e.g. tcp://host:8786 "
+                       "(`dask scheduler`, `dask worker ADDR`, or dask-jobqueue on SLURM: see docs/l2l.md)")
+
+
+def _model(args: argparse.Namespace) -> flow.Model:
+    return flow.load_model_and_test_set(args.model, test_set=args.test_set, dt=args.dt, framework=args.framework)
+
+
+def _build_options(args: argparse.Namespace) -> flow.BuildOptions:
+    return flow.BuildOptions(target=args.target, tile=args.tile, levels=args.levels, calibration=args.calibration,
+                             faults=args.faults, seed=args.seed, max_tiles=args.max_tiles, max_split=args.max_split,
+                             partitioner=args.partitioner, scale=args.scale)
+
+
+# -- subcommands ---------------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> int:
-    net = load_model(args.model, args.dt, args.framework)
+    net = flow.load_model(args.model, args.dt, args.framework)
     print(net.summary())
     if args.output:
         from compiler.netfile import save_network
@@ -131,252 +112,65 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_to_nir(args: argparse.Namespace) -> int:
     from compiler.nir_backend import write_nir
 
-    net = load_model(args.model, args.dt, args.framework)
+    net = flow.load_model(args.model, args.dt, args.framework)
     write_nir(net, args.output)
     print(f"wrote {args.output} ({len(net.populations)} neuron nodes, {len(net.projections)} projections)")
     return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from small.errors import SimulationError
-    from small.fileio import write_npy, write_npz
-
-    if not Path(args.input).is_file():
-        raise SimulationError(f"input file {args.input!r} does not exist")
-    try:
-        x = np.load(args.input, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise SimulationError(f"cannot read {args.input!r} as a .npy array ({exc})") from None
-    if not isinstance(x, np.ndarray):
-        raise SimulationError(f"{args.input!r} is an .npz archive: give one .npy array [T, batch, n_in]")
-    if Path(args.model).is_dir():
-        # A build folder: run its HardwareImage on the target's simulator.
-        from compiler.image import load_image
-        from sim import chip_simulator
-
-        if args.dt is not None or args.framework is not None or args.membrane or args.float64:
-            raise SimulationError("a build folder is simulated as compiled: drop --dt/--framework/--membrane/--float64")
-        image = load_image(args.model)
-        result = chip_simulator(image).run(x)
-        names = [o["name"] for o in image.meta["outputs"]]
-        spiking = [o["name"] for o in image.meta["outputs"] if o["kind"] == "spikes"]
-        what = f"the {image.target} image"
-    else:
-        from sim.reference import ReferenceSimulator
-
-        net = load_model(args.model, args.dt, args.framework)
-        if not net.outputs:
-            raise SimulationError("the network has no outputs to write")
-        sim = ReferenceSimulator(net, dtype=np.float64 if args.float64 else np.float32)
-        result = sim.run(x.astype(np.float32, copy=False), record_membrane=bool(args.membrane))
-        names = list(net.outputs)
-        spiking = [k for k in names if net.population(net.outputs[k]).neuron.spiking]
-        what = "the reference"
-    y = result.output_array()
-    write_npy(args.output, y)
-    if args.membrane:
-        write_npz(args.membrane, result.membrane)
-    spikes = sum(float(result.outputs[k].sum()) for k in spiking)
-    print(f"simulated {y.shape[0]} steps x batch {y.shape[1]} on {what}: wrote {args.output} {list(y.shape)} "
-          f"({', '.join(names)}; {int(spikes)} output spikes)")
+    print(flow.simulate(args.model, args.input, args.output, dt=args.dt, framework=args.framework,
+                        membrane=args.membrane, float64=args.float64).summary())
     return EXIT_OK
-
-
-def _model_and_test_set(args: argparse.Namespace):
-    """The model (at the test set's dt/framework unless given), the labelled test set beside it (or
-    ``--test-set``; None without one), the framework and the test set's path."""
-    from small.errors import SimulationError
-    from sim.evaluate import load_test_set
-
-    model = Path(args.model)
-    test_path = Path(args.test_set) if args.test_set else model.with_name("test_set.npz")
-    if args.test_set and not test_path.is_file():
-        raise SimulationError(f"test set {args.test_set!r} does not exist")
-    test = load_test_set(test_path) if test_path.is_file() else None
-    dt = args.dt if args.dt is not None else (test.dt if test and model.suffix == ".nir" else None)
-    framework = args.framework or (test.framework if test and model.suffix == ".nir" else None)
-    return load_model(model, dt, framework), test, framework, test_path if test is not None else None
 
 
 def cmd_flow(args: argparse.Namespace) -> int:
-    """import -> reference -> compile (with the twin's accuracy) -> hdl -> verify -> export."""
-    import json
-    import time
+    """import -> reference -> compile (with the twin's accuracy) -> hdl -> verify -> export -> report."""
+    from small.report import write_report
 
-    from sim.evaluate import accuracy
-
-    model = Path(args.model)
     stages = 7 if args.target == "digital" and args.board != "none" else 6
     t0 = time.perf_counter()
 
-    def stage(k: int, name: str, text: str) -> None:
+    def stage(k: int, name: str, text: str = "") -> None:
         print(f"[{k}/{stages}] {name:<10} {text}".rstrip(), flush=True)
 
-    def indent(text: str) -> str:
-        return "      " + text.replace("\n", "\n      ")
-
-    net, test, framework, test_path = _model_and_test_set(args)
-    how = f"framework {framework or 'nir'}" if model.suffix == ".nir" else "SMALL network file"
-    stage(1, "import", f"{model} ({how}, dt {net.dt:g} s)")
-    print(indent(net.summary()))
-    if test is None:
-        stage(2, "reference", f"skipped: no labelled test set beside {model}")
+    model = _model(args)
+    stage(1, "import", model.summary())
+    print(_indent(model.network.summary()))
+    if model.test is None:
+        stage(2, "reference", f"skipped: no labelled test set beside {model.path}")
     else:
-        acc = accuracy(net, test)
-        stage(2, "reference", f"accuracy {acc * 100:.2f} % on {len(test.labels)} test samples "
-              f"({test.x.shape[0]} steps each, readout {test.readout}) in {time.perf_counter() - t0:.1f} s")
-        # A bundled example records what its training framework measured on the same inputs.
-        for name, who in (("snntorch_result.json", "snnTorch"), ("torch_result.json", "the torch training model")):
-            expected = model.with_name(name)
-            if expected.is_file():
-                ref = json.loads(expected.read_text())
-                print(f"      {who} measured {ref['accuracy'] * 100:.2f} % on the same inputs")
-    output = args.output or str(Path("build") / net.name)
+        head, _, more = flow.reference_accuracy(model).summary().partition("\n")
+        stage(2, "reference", head)
+        if more:
+            print(_indent(more))
+    output = args.output or str(Path("build") / model.network.name)
     t = time.perf_counter()
-    summary = _compile_and_write(net, model, test, test_path, args, output)
+    build = flow.compile_build(model, _build_options(args), output)
     stage(3, "compile", f"{time.perf_counter() - t:.1f} s")
-    print(indent(summary))
-    stage(4, "hdl", "")
-    print(indent(generate_hdl(output, args.lanes)))
-    status = EXIT_OK
-    if test is None and args.inputs is None:
+    print(_indent(build.summary()))
+    stage(4, "hdl")
+    print(_indent(flow.generate_hdl(output, args.lanes).summary()))
+    passed = True
+    if model.test is None and args.inputs is None:
         stage(5, "verify", "skipped: no test set to take inputs from (give --inputs X.npy)")
     else:
         stage(5, "verify", f"{args.simulator}, cocotb, up to {args.samples} inputs ...")
-        result = run_verify(output, simulator=args.simulator, inputs=args.inputs, samples=args.samples)
-        print(indent(_verify_report(result, output)))
-        status = EXIT_OK if result.passed else EXIT_MISMATCH
-    if stages == 7 and status == EXIT_OK:
+        verification = flow.verify_build(output, simulator=args.simulator, inputs=args.inputs, samples=args.samples)
+        print(_indent(verification.summary()))
+        passed = verification.passed
+    if stages == 7 and passed:
         stage(6, "export", f"bitstream for {args.board} ...")
-        print(indent(export(output, board=args.board, netlist=False, lanes=args.lanes)))
-    from small.report import write_report
-
-    stage(stages, "report", "")  # also after a mismatch: the page shows it
-    print(indent(write_report(output)))
-    print(f"flow {'done' if status == EXIT_OK else 'FAILED'} in {time.perf_counter() - t0:.0f} s: {output}/")
-    return status
+        print(_indent(flow.export(output, board=args.board, lanes=args.lanes).summary()))
+    stage(stages, "report")  # also after a mismatch: the page shows it
+    print(_indent(write_report(output).summary()))
+    print(f"flow {'done' if passed else 'FAILED'} in {time.perf_counter() - t0:.0f} s: {output}/")
+    return EXIT_OK if passed else EXIT_MISMATCH
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    net, test, _, test_path = _model_and_test_set(args)
-    print(_compile_and_write(net, Path(args.model), test, test_path, args, args.output))
+    print(flow.compile_build(_model(args), _build_options(args), args.output).summary())
     return EXIT_OK
-
-
-def _compile_and_write(net, model: Path, test, test_path: Path | None, args: argparse.Namespace, output: str) -> str:
-    """Compile with the options in ``args``, measure on the test set, write the build folder (with
-    the network as compiled and a copy of the test set, so that `small report` needs nothing else)."""
-    import hashlib
-    import json
-    import shutil
-
-    import numpy as np
-
-    from small.errors import SmallError
-    from compiler.faults import load_faults
-    from small.fileio import atomic_directory
-    from compiler.mapper import CompileOptions, compile_network, input_scales_for, inter_tile_events_per_step
-    from compiler.netfile import save_network
-    from sim import chip_simulator
-    from sim.evaluate import accuracy
-
-    levels, cal, calibrated = args.levels or 16, None, {}
-    if args.calibration:
-        from analog_models.calibration import Calibration
-
-        if args.target != "memristive":
-            raise SmallError("--calibration describes memristive devices: use it with --target memristive")
-        cal = Calibration.load(args.calibration)
-        levels = args.levels or cal.levels
-        calibrated = {"g_min_us": cal.g_min_uS, "g_max_us": cal.g_max_uS,  # CompileOptions fields
-                      "device": {"model": cal.device, "r_wire_ohm": cal.r_wire}}
-    opts = CompileOptions(target=args.target, rows=args.tile[0], cols=args.tile[1], levels=levels, seed=args.seed,
-                          max_tiles=args.max_tiles, max_split=args.max_split, partitioner=args.partitioner, scale=args.scale,
-                          faults=load_faults(args.faults) if args.faults else None, **calibrated)
-    opts.validate()
-    scales = input_scales_for(net, test.x) if test is not None else {}
-    result = compile_network(net, opts, source_sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
-                             source_name=model.name, input_scales=scales)
-    image, report = result.image, result.report
-    if test is not None:
-        sim = chip_simulator(image)
-        sample = test.x[:, :256]
-        sim.run(sample)
-        report["inter_tile_events_per_step"] = inter_tile_events_per_step(image, sim.spike_counts, sample.shape[0],
-                                                                          sample.shape[1])
-        report["accuracy"] = {"reference": accuracy(net, test), _SIM_NAME[image.target]: accuracy(sim, test)}
-        if cal is not None:  # the calibrated devices (sim/analog.py: noise, drift at 1 h, IR drop)
-            from sim.analog import AnalogSimulator
-
-            report["accuracy"][f"memristive_{cal.device}_1h"] = accuracy(
-                AnalogSimulator(image, t_read=3600.0), test)
-            if cal.energy:
-                from analog_models.energy import per_inference
-
-                report["energy"] = per_inference(image, sim.row_events, int(sim.spike_counts.sum()), sample.shape[1],
-                                                 cal.energy)
-        report["test_samples"] = int(test.labels.size)
-    with atomic_directory(output, marker="image.json") as tmp:
-        image.save(tmp)
-        (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-        save_network(net, tmp / NETWORK_FILE)
-        if test is not None:  # what `small verify` runs by default
-            np.save(tmp / EXAMPLE_INPUTS, test.x[:, :VERIFY_SAMPLES])
-            shutil.copyfile(test_path, tmp / TEST_SET_FILE)
-    return _compile_summary(net, image, report, output)
-
-
-_SIM_NAME = {"digital": "digital", "memristive": "memristive_ideal"}
-
-
-def _compile_summary(net, image, report: dict, output: str) -> str:
-    """The few lines a hardware engineer reads after `small compile`."""
-    import numpy as np
-
-    rows = np.asarray(report["rows_used_per_tile"])
-    cols = np.asarray(report["cols_used_per_tile"])
-    R, C = image.rows, image.cols
-    lines = [
-        f"compiled {net.name!r} for the {image.target} target: {report['neurons']} neurons, "
-        f"{report['synapses_mapped']} synapses on {R}x{C} tiles, {image.levels} levels",
-        f"  tiles            {report['tiles_used']} used, lower bound {report['tiles_lower_bound']} "
-        f"(partitioner {report['partitioner']})",
-        f"  rows per tile    min {rows.min()} / mean {rows.mean():.1f} / max {rows.max()} of {R} "
-        f"({report['row_utilisation'] * 100:.0f} % used)",
-        f"  columns per tile min {cols.min()} / mean {cols.mean():.1f} / max {cols.max()} of {C} "
-        f"({report['col_utilisation'] * 100:.0f} % used)",
-        *(["  per tile         " + ", ".join(f"{t}: {r}x{c}" for t, (r, c) in enumerate(zip(rows, cols)))
-           + " (rows x columns used)"] if len(rows) <= 16 else []),
-        f"  fan-in splits    {report['fan_in_splits']} neurons read rows on more than one tile",
-        f"  routing          {report['routing_entries']} table entries, {report['input_map_entries']} input-map entries, "
-        f"{report['delay_slots']} delay slot(s)",
-        "  latency          " + ", ".join(f"{k} {v}" for k, v in report["latency"].items()) + " steps",
-        f"  quantisation     RMSE {report['quantisation_rmse']:.4g} ({report['quantisation_rmse_relative'] * 100:.1f} % of "
-        "the RMS weight)",
-    ]
-    if report.get("inter_tile_events_per_step") is not None:
-        lines.append(f"  traffic          {report['inter_tile_events_per_step']:.2f} inter-tile events per step "
-                     "on the example input")
-    faults = report.get("faults")
-    if faults:
-        lines.append(f"  stuck devices    {faults['used_cells_with_stuck_device']} used cells have a stuck device; "
-                     f"weight RMSE {faults['stuck_error_rmse_naive']:.4g} placed naively, "
-                     f"{faults['stuck_error_rmse_placed']:.4g} fault-aware")
-    energy = report.get("energy")
-    if energy:
-        lines.append(f"  energy           {energy['pJ_per_inference']:,.1f} pJ per inference on the example input "
-                     f"(crossbar reads {energy['read_pJ']:,.1f}, neurons {energy['neuron_pJ']:,.1f}; "
-                     f"{energy['row_events_per_inference']:,.0f} row events, {energy['spikes_per_inference']:,.0f} spikes; "
-                     "analog only, assumptions in report.json)")
-    acc = report.get("accuracy")
-    if acc:
-        lines.append("  accuracy         " + ", ".join(f"{k} {v * 100:.2f} %" for k, v in acc.items())
-                     + f" on {report['test_samples']} test samples")
-    lines.append(f"wrote {output}/image.json, image.npz, report.json, {NETWORK_FILE}"
-                 + (f", {EXAMPLE_INPUTS}, {TEST_SET_FILE}" if report.get("test_samples") else ""))
-    return "\n".join(lines)
 
 
 def cmd_faults_random(args: argparse.Namespace) -> int:
@@ -391,250 +185,70 @@ def cmd_faults_random(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_digital(image) -> None:
-    from small.errors import SmallError
-
-    if image.target != "digital":
-        raise SmallError(f"the image targets {image.target!r}: its tiles are analog, so there is no FPGA design to "
-                         "build; compile with --target digital for an all-digital chip")
-
-
-def _chip(image, lanes: int):
-    """The generated chip of a build's image, or a one-line reason why there is none."""
-    from small.errors import SmallError
-    from hdl.chip import Chip
-
-    try:
-        return Chip(image, lanes=lanes)
-    except ValueError as exc:
-        raise SmallError(str(exc)) from None
-
-
-def _add_lanes(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lanes", type=_lanes, default=1,
-                   help="crossbar columns each tile accumulates per cycle (power of 2; default 1, the smallest tiles)")
-
-
-def _lanes(text: str) -> int:
-    """``--lanes``: a power of two."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1 or n & (n - 1):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a power of two (1, 2, 4, 8, ...)")
-    return n
-
-
-def generate_hdl(build: str | Path, lanes: int) -> str:
-    """Write ``build/hdl/`` (Verilog, RTLIL, summary.json) for the build's image; the report lines."""
-    import json
-
-    from small.fileio import atomic_directory
-    from compiler.image import load_image
-    from hdl.chip import step_cycles
-    from hdl.export import write_hdl
-
-    image = load_image(build)
-    chip = _chip(image, lanes)
-    digital = image.target == "digital"
-    out = Path(build) / "hdl"
-    with atomic_directory(out, marker="small_chip.v") as tmp:
-        summary = write_hdl(chip, None, tmp)
-        summary.update(image_sha256=image.meta.get("arrays_sha256"), target=image.target, tiles=image.n_tiles,
-                       rows=image.rows, cols=image.cols, delay_slots=image.delay_slots)
-        if digital:
-            summary.update(lanes=chip.tiles[0].lanes, cycles_per_step_idle=step_cycles(image, 0, lanes=lanes),
-                           cycles_per_active_row=chip.tiles[0].words + 4)
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    mems = summary["memories"]
-    by_kind = {}
-    for mem in mems:
-        by_kind.setdefault(mem["name"].rsplit(".", 1)[-1], []).append(mem)
-    tiles = (f"{chip.tiles[0].lanes} lane{'s' if chip.tiles[0].lanes > 1 else ''} a tile" if digital
-             else "analog arrays and neurons outside the RTL")
-    lines = [f"generated the chip of {str(build)!r}: {image.n_tiles} {image.target} tiles of {image.rows}x{image.cols}, "
-             f"{tiles}, router with {int(image.arrays['route_ptr'][-1])} entries, input map with "
-             f"{int(image.arrays['input_ptr'][-1])} ({summary['seconds']:.1f} s)",
-             f"  memories       {len(mems)}, {summary['memory_bits'] / 8192:.1f} KiB: "
-             + ", ".join(f"{k} {len(v)} x {max(m['depth'] for m in v)}x{max(m['width'] for m in v)}"
-                         for k, v in sorted(by_kind.items())) + " (largest depth x width)"]
-    host = [p for p in summary["ports"] if p["name"] not in ("clk", "rst") and not p["name"].startswith("tile")]
-    lines.append("  host ports     " + ", ".join(f"{p['name']} {p['direction']} {p['width']}" for p in host))
-    if digital:
-        lines.append(f"  step latency   {summary['cycles_per_step_idle']} cycles with no activity, "
-                     f"+{summary['cycles_per_active_row']} per active row of the busiest tile, +1 per routed event")
-    else:
-        lines.append(f"  analog ports   {len(summary['ports']) - len(host) - 2} (tile<t>__row_drive, __pulse, __fired, "
-                     "...: see hdl/memristive_tile.py)")
-    lines.append(f"wrote {out}/small_chip.v, small_chip.il, summary.json")
-    return "\n".join(lines)
-
-
 def cmd_hdl(args: argparse.Namespace) -> int:
-    print(generate_hdl(args.build, args.lanes))
+    print(flow.generate_hdl(args.build, args.lanes).summary())
     return EXIT_OK
-
-
-def export_spice(build: str | Path, image, r_wire: float | None) -> str:
-    """``BUILD/spice/tile<t>.cir``: every tile's SPICE deck (``sim/tile_netlist.py``)."""
-    from sim.tile_netlist import tile_deck
-    from small.errors import SmallError
-    from small.fileio import atomic_directory
-
-    if image.target != "memristive":
-        raise SmallError("--spice writes the analog tiles of a memristive image: compile with --target memristive")
-    r = float((image.meta.get("device") or {}).get("r_wire_ohm", 1.0)) if r_wire is None else r_wire
-    out = Path(build) / "spice"
-    with atomic_directory(out, marker="tile0.cir") as tmp:
-        for t in range(image.n_tiles):
-            (tmp / f"tile{t}.cir").write_text(tile_deck(image, t, r_wire=r, source=str(build)))
-    return (f"spice: {image.n_tiles} tile decks ({image.rows}x{image.cols} device pairs, {r:g} ohm a wire segment, "
-            f"analog LIF neurons) in {out}/; run one with `ngspice -b {out}/tile0.cir`")
-
-
-def export(build: str | Path, *, board: str | None, netlist: bool, lanes: int, spice: bool = False,
-           r_wire: float | None = None) -> str:
-    """Synthesise the build's chip, or write its tiles' SPICE decks (``small export``); the report lines."""
-    from small.errors import SmallError
-    from compiler.image import load_image
-
-    image = load_image(build)
-    if not (board or netlist or spice):
-        raise SmallError("say what to export: --bitstream BOARD and/or --netlist (digital), or --spice (memristive)")
-    if spice and (board or netlist):
-        raise SmallError("--spice exports a memristive image's analog tiles, --bitstream and --netlist a digital "
-                         "image's logic: ask for one or the other")
-    if spice:
-        return export_spice(build, image, r_wire)
-    _check_digital(image)
-    lines = []
-    out = Path(build) / "hdl"
-    if netlist:
-        from hdl.export import write_netlist
-
-        info = write_netlist(_chip(image, lanes), out)
-        cells = info["cells"]
-        lines.append(f"netlist: {sum(cells.values())} cells (" + ", ".join(f"{k} {v}" for k, v in sorted(cells.items()))
-                     + f") in {info['seconds']:.0f} s; wrote {out}/small_chip_netlist.v, small_chip_netlist.json")
-    if board:
-        from hdl.board import BoardTop
-        from hdl.export import build_bitstream
-
-        lines.append(_fpga_summary(build_bitstream(BoardTop(image, lanes=lanes), out, board=board), out))
-    return "\n".join(lines)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    print(export(args.build, board=args.bitstream, netlist=args.netlist, lanes=args.lanes, spice=args.spice,
-                 r_wire=args.r_wire))
+    print(flow.export(args.build, board=args.bitstream, netlist=args.netlist, lanes=args.lanes, spice=args.spice,
+                      r_wire=args.r_wire).summary())
     return EXIT_OK
 
 
-def _verify_inputs(image, build: Path, path: str | None, samples: int):
-    """Inputs ``[T, batch, n_in]`` in host units: ``--inputs`` or the build's example inputs."""
-    import numpy as np
-
-    from small.errors import SimulationError, SmallError
-    from sim import chip_simulator
-
-    if path is None:
-        path = build / EXAMPLE_INPUTS
-        if not path.is_file():
-            raise SmallError(f"{str(build)!r} has no {EXAMPLE_INPUTS} (it was compiled without a test set): "
-                             "give inputs with --inputs X.npy [T, batch, n_in]")
-    elif not Path(path).is_file():
-        raise SmallError(f"input file {str(path)!r} does not exist")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise SimulationError(f"cannot read {str(path)!r} as a .npy array ({exc})") from None
-    if not isinstance(x, np.ndarray):
-        raise SimulationError(f"{str(path)!r} is an .npz archive: give one .npy array [T, batch, n_in]")
-    xs, _, _ = chip_simulator(image).prepare_inputs(x[:, :samples] if x.ndim >= 2 else x)
-    if image.target == "memristive" and not np.all(xs == np.rint(xs)):
-        raise SimulationError(f"{str(path)!r}: a memristive chip's host events carry whole-number payloads, and these "
-                              "inputs (divided by the input scale) are not whole numbers")
-    return xs
-
-
-def run_verify(build: str | Path, *, simulator: str, inputs: str | None = None, samples: int = VERIFY_SAMPLES,
-               waves: bool = False, uart: bool = False, backpressure: int | None = None, analog: str = "ideal"):
-    """Verify the generated chip of ``build`` (``small verify``); returns the :class:`VerifyResult`."""
-    import json
-
-    from small.errors import SmallError
-    from compiler.image import load_image
-    from verify.runner import verify
-
-    build = Path(build)
-    image = load_image(build)
-    verilog = build / "hdl" / "small_chip.v"
-    summary_file = build / "hdl" / "summary.json"
-    if not verilog.is_file() or not summary_file.is_file():
-        raise SmallError(f"no generated chip in {str(build / 'hdl')!r}: run `small hdl {build}` first")
-    hdl_summary = json.loads(summary_file.read_text())
-    if hdl_summary.get("image_sha256") not in (None, image.meta.get("arrays_sha256")):
-        warnings.warn(f"{verilog} was generated from another image than {build}/image.json: "
-                      f"run `small hdl {build}` again unless that is what you want to check")
-    xs = _verify_inputs(image, build, inputs, samples)
-    work = build / "verify"
-    kw = {}
-    if uart:
-        _check_digital(image)  # the board's design
-        from hdl.board import BridgedChip
-        from hdl.export import write_hdl
-
-        clk, baud = 12_000_000, 3_000_000  # 4 clock cycles a bit: short frames in simulation
-        out = work / "uart-hdl"
-        write_hdl(BridgedChip(image, clk_freq=clk, baud=baud, lanes=int(hdl_summary.get("lanes", 1))), None, out,
-                  name="small_chip_uart")
-        verilog = out / "small_chip_uart.v"
-        kw = {"top": "small_chip_uart", "kind": "uart", "divisor": clk // baud}
-    if analog != "ideal" and image.target != "memristive":
-        raise SmallError(f"--analog {analog} models the analog tiles of a memristive chip; {build} is {image.target}")
-    return verify(build, verilog, xs, simulator=simulator, work_dir=work, waves=waves, backpressure=backpressure,
-                  name="uart" if uart else f"chip-{analog}" if analog != "ideal" else "chip", analog=analog, **kw)
-
-
-def _verify_report(result, build) -> str:
-    s = result.summary
-    c = s["compared"]
-    steps = s["chip_steps"]
-    sim = result.simulator
-    lines = [f"verify {build} on {sim}: {s['samples']} input{'s' * (s['samples'] != 1)} x {s['network_steps']} steps "
-             f"({steps} chip steps compared)",
-             "  build        " + (f"{result.build_seconds:.1f} s" if result.built else "reused (same Verilog)"),
-             f"  simulate     {result.run_seconds:.1f} s: {s['cycles']:,} cycles, {s['mean_cycles_per_step']:,.0f} a step, "
-             f"{steps / max(result.run_seconds, 1e-9):,.0f} steps/s",
-             "  compared     " + (f"{c['spikes']:,} neuron spikes (where they enter the router), "
-                                   if s["internal_spikes_probed"] else "")
-             + f"{c['host_spikes']:,} host spikes, {c['values']:,} LI values, {c['steps']:,} end-of-step events"]
-    if result.waves:
-        lines.append(f"  waveform     {result.waves}")
-    if result.passed:
-        lines.append(f"PASS: the RTL equals {s['reference']} on every event")
-    else:
-        lines.append(f"FAIL: first mismatch: {s['mismatch']}")
-    return "\n".join(lines)
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    result = run_verify(args.build, simulator=args.simulator, inputs=args.inputs, samples=args.samples,
-                        waves=args.waves, uart=args.uart, backpressure=args.backpressure, analog=args.analog)
-    print(_verify_report(result, args.build))
-    return EXIT_OK if result.passed else EXIT_MISMATCH
+    verification = flow.verify_build(args.build, simulator=args.simulator, inputs=args.inputs, samples=args.samples,
+                                     waves=args.waves, uart=args.uart, backpressure=args.backpressure,
+                                     analog=args.analog)
+    print(verification.summary())
+    return EXIT_OK if verification.passed else EXIT_MISMATCH
 
 
-def _fpga_summary(report: dict, out: Path) -> str:
-    lines = [f"bitstream for {report['board']} ({report['device']}) in {report['seconds']:.0f} s"]
-    for name, use in report["resources"].items():
-        lines.append(f"  {name:<14} {use['used']} of {use['available']} ({use['used'] / max(1, use['available']) * 100:.0f} %)")
-    for clock, mhz in report["fmax_mhz"].items():
-        flag = "meets" if mhz >= report["required_mhz"] else "MISSES"
-        lines.append(f"  fmax {clock:<9} {mhz:.1f} MHz ({flag} {report['required_mhz']:.0f} MHz)")
-    lines.append(f"wrote {out}/small_chip.bin, small_chip_fpga.json")
-    return "\n".join(lines)
+def cmd_report(args: argparse.Namespace) -> int:
+    from small.report import REPORT_FILE, screenshot, write_report
+
+    print(write_report(args.build).summary())
+    if args.screenshot:
+        print(screenshot(Path(args.build) / REPORT_FILE, args.screenshot, *args.screenshot_size))
+    return EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from l2l.runner import Runner
+    from small import sweep
+    from small.errors import SimulationError
+
+    sweep.check_sweep_dir(args.output)  # before anything loads: a mistyped -o costs no time
+    model = _model(args)
+    if model.test is None:
+        raise SimulationError(f"no labelled test set beside {args.model!r} (test_set.npz): give one with --test-set "
+                              "TEST.npz, a sweep's main figure is accuracy")
+    net, test = model.network, model.test
+    grid = sweep.Grid(args.tile, args.levels, args.stuck)
+    options = sweep.SweepOptions(seed=args.seed, scale=args.scale, samples=args.samples, max_split=args.max_split,
+                                 max_tiles=args.max_tiles)
+    source = sweep.Source.files(model.path, model.test_path, framework=model.framework if model.is_nir else None)
+    # the whole check before a cluster starts; run_sweep checks again and clears with --force
+    sweep.check_sweep_dir(args.output, sweep.sweep_identity(net, test, source, options), args.force)
+    t0 = time.perf_counter()
+    with Runner(workers=args.workers, scheduler=args.scheduler) as runner:
+        where = runner.describe()
+        _progress(f"sweeping {net.name!r} over {len(grid)} points ({grid.describe()}), evaluated "
+                  f"{where if runner.backend == 'serial' else 'on ' + where}")
+        result = sweep.run_sweep(net, test, grid, args.output, runner, options=options, source=source,
+                                 force=args.force, progress=_progress)
+    print(result.summary())
+    for r in result.errors:
+        print(f"point {r.point.name} raised (a bug in SMALL, or its worker was lost):\n{r.traceback}", file=sys.stderr)
+    print(f"wrote {', '.join(str(p) for p in result.files)}")
+    rate = f" ({result.points_per_second:.2f} points/s)" if result.computed else ""
+    print(f"{result.computed} points computed in {result.seconds:.1f} s{rate}, {result.reused} reused; "
+          f"{time.perf_counter() - t0:.1f} s in all")
+    if result.errors:
+        print(f"small sweep: {len(result.errors)} points could not be evaluated (tracebacks above): rerun the same "
+              "command to retry them", file=sys.stderr)
+        return EXIT_MISMATCH
+    return EXIT_OK
 
 
 # -- analog models ------------------------------------------------------------------------------
@@ -779,25 +393,6 @@ def cmd_analog_neuron(args: argparse.Namespace) -> int:
 
 
 # -- learning to learn ---------------------------------------------------------------------------
-def _workers(text: str) -> int:
-    """``--workers``: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0 (0: evaluate in this process, no Dask)")
-    return value
-
-
-def _add_cluster_options(p: argparse.ArgumentParser, default: str = "[dask] in the config, else one per CPU core") -> None:
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_workers, metavar="N", help="evaluate on a local Dask cluster of N worker "
-                       f"processes (default: {default}; 0: in this process, no Dask)")
-    where.add_argument("--scheduler", metavar="ADDR", help="evaluate on a running Dask cluster, e.g. tcp://host:8786 "
-                       "(`dask scheduler`, `dask worker ADDR`, or dask-jobqueue on SLURM: see docs/l2l.md)")
-
-
 def _l2l_runner(args: argparse.Namespace, stack, config=None):
     """The started evaluation backend (closed with ``stack``): --workers/--scheduler, else the config's [dask].
 
@@ -813,10 +408,6 @@ def _l2l_runner(args: argparse.Namespace, stack, config=None):
     else:
         workers, scheduler = config.dask.workers, config.dask.scheduler
     return stack.enter_context(Runner(workers=workers, scheduler=scheduler, retries=config.dask.retries))
-
-
-def _progress(line: str) -> None:
-    print(line, flush=True)
 
 
 def cmd_l2l_run(args: argparse.Namespace) -> int:
@@ -909,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = fsub.add_parser("random", help="independent stuck devices at a given rate")
     q.add_argument("--rate", type=float, required=True, help="fraction of devices stuck, in [0, 1]")
     q.add_argument("--tiles", type=int, default=16, help="physical tiles on the chip (default 16)")
-    q.add_argument("--tile", type=_tile, default=(64, 64), metavar="ROWSxCOLS")
+    q.add_argument("--tile", type=check.tile, default=(64, 64), metavar="ROWSxCOLS")
     q.add_argument("--high-fraction", type=float, default=0.5, help="fraction of stuck devices stuck high (default 0.5)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("-o", "--output", required=True, metavar="CHIP.json")
@@ -954,8 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     q.set_defaults(func=cmd_analog_device)
     q = asub.add_parser("crossbar", help="column currents with wire resistance: ngspice, the nodal model, ideal")
-    q.add_argument("--rows", type=_positive_int, default=64)
-    q.add_argument("--cols", type=_positive_int, default=64)
+    q.add_argument("--rows", type=check.positive_int, default=64)
+    q.add_argument("--cols", type=check.positive_int, default=64)
     q.add_argument("--r-wire", type=float, default=1.0, metavar="OHM", help="resistance of each wire segment")
     q.add_argument("--conductances", metavar="G.npy", help="siemens, [rows, cols] (default: random 1-100 uS)")
     q.add_argument("--v-read", type=float, default=0.2, metavar="VOLT", help="voltage on every row (default 0.2)")
@@ -966,8 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = asub.add_parser("characterize", help="calibrate the flow: device levels and noise, IR drop, neuron fit")
     q.add_argument("--device", choices=("pcm", "tiox"), required=True)
     q.add_argument("--r-wire", type=float, default=1.0, metavar="OHM", help="wire resistance per segment (default 1)")
-    q.add_argument("--tile", type=_tile, default=(64, 64), metavar="ROWSxCOLS", help="tile for the IR drop (64x64)")
-    q.add_argument("--dt", type=_positive_float, default=1e-3, metavar="SECONDS", help="network step of the neuron fit")
+    q.add_argument("--tile", type=check.tile, default=(64, 64), metavar="ROWSxCOLS", help="tile for the IR drop (64x64)")
+    q.add_argument("--dt", type=check.positive_float, default=1e-3, metavar="SECONDS", help="network step of the neuron fit")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("-o", "--output", required=True, metavar="CALIB.json")
     q.set_defaults(func=cmd_analog_characterize)
@@ -993,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("run_dir", metavar="RUN_DIR", help="a run folder of `small l2l run`, or a model folder (examples/arm)")
     q.add_argument("--trajectories", metavar="FILE.npz", help="arm: trajectories to learn (array `angles` [n, 250, 2], "
                    "radians); default: --n drawn with a fixed test seed")
-    q.add_argument("--n", type=_positive_int, default=100, help="arm: trajectories drawn when no file is given (100)")
+    q.add_argument("--n", type=check.positive_int, default=100, help="arm: trajectories drawn when no file is given (100)")
     q.add_argument("--hardware", choices=("float", "digital", "ideal", "pcm", "tiox"),
                    help="arm: the chip to learn on (default: the run's [task] hardware)")
     q.add_argument("--seed", type=int, default=0, help="the chip's random draws (programming, drift, read noise)")
@@ -1009,33 +600,35 @@ def build_parser() -> argparse.ArgumentParser:
                        "(network, tiles, conductances, traffic, spikes, accuracy, FPGA, energy, verification)")
     p.add_argument("build", help="a `small compile` (or `small flow`) build folder")
     p.add_argument("--screenshot", metavar="PAGE.png", help="also render the page's top in headless Chromium to a PNG")
-    p.add_argument("--screenshot-size", type=_pixels, default=(1400, 2000), metavar="WIDTHxHEIGHT",
+    p.add_argument("--screenshot-size", type=check.pixels, default=(1400, 2000), metavar="WIDTHxHEIGHT",
                    help="pixels of the screenshot (default 1400x2000)")
     p.set_defaults(func=cmd_report)
 
-    from small import sweep  # light at import: it loads the compiler and Dask inside cmd_sweep
-
     p = sub.add_parser("sweep", help="compile and simulate a network over a grid of tile sizes, levels and stuck-device "
                        "rates (in parallel on Dask): a CSV, plots and the Pareto front")
-    sweep.add_arguments(p)
-    p.set_defaults(func=sweep.cmd_sweep)
+    p.add_argument("model", help="model.nir or net.small (a labelled test_set.npz beside it, or --test-set)")
+    p.add_argument("--tile", type=check.comma_list(check.tile), default=((64, 64),), metavar="ROWSxCOLS,...",
+                   help="crossbar geometries (default 64x64)")
+    p.add_argument("--levels", type=check.comma_list(check.levels), default=(16,), metavar="L,...",
+                   help=f"conductance levels per device, {check.MIN_LEVELS} to {check.MAX_LEVELS} (default 16)")
+    p.add_argument("--stuck", type=check.comma_list(check.stuck), default=(0.0,), metavar="RATE,...",
+                   help="fractions of devices stuck, half high and half low, in [0, 1) (default 0)")
+    p.add_argument("-o", "--output", required=True, metavar="SWEEP_DIR",
+                   help="sweep folder: points/, sweep.json, sweep.csv, plots; a rerun continues it")
+    p.add_argument("--test-set", metavar="TEST.npz", help="labelled test set (default: test_set.npz beside the model)")
+    p.add_argument("--samples", type=check.positive_int, metavar="N", help="measure on the first N test samples "
+                   "(default all)")
+    p.add_argument("--scale", choices=("tile", "column"), default="tile",
+                   help="weight scale per tile group (default) or per neuron column")
+    p.add_argument("--max-split", type=check.positive_int, default=16, metavar="N",
+                   help="most tiles one neuron's inputs may be split across (default 16)")
+    p.add_argument("--max-tiles", type=check.positive_int, metavar="N", help="a point that needs more tiles fails")
+    p.add_argument("--seed", type=int, default=0, help="seed of the partitioner and the fault maps (default 0)")
+    p.add_argument("--force", action="store_true", help="start over in a folder holding another (or this) sweep")
+    _add_cluster_options(p, default="one per CPU core")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_sweep)
     return parser
-
-
-def _pixels(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    if not (sep and w.isdigit() and h.isdigit() and 100 <= int(w) <= 8000 and 100 <= int(h) <= 16000):
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT in pixels (e.g. 1400x2000)")
-    return int(w), int(h)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from small.report import REPORT_FILE, screenshot, write_report
-
-    print(write_report(args.build))
-    if args.screenshot:
-        print(screenshot(Path(args.build) / REPORT_FILE, args.screenshot, *args.screenshot_size))
-    return EXIT_OK
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

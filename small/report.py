@@ -67,7 +67,7 @@ class Build:
     image: object  # HardwareImage
     net: object  # Network
     test: object | None  # TestSet
-    report: dict
+    report: object | None  # CompileReport (report.json), None if the build has none it can read
     digital: object | None  # the digital image (this build's, or compiled from the same network; None if it does not compile)
     memristive: object | None  # the memristive image (likewise)
     other_error: str = ""  # why the other target did not compile
@@ -75,9 +75,10 @@ class Build:
 
 def load_build(path: str | Path) -> Build:
     from compiler.image import load_image
+    from compiler.mapper import CompileReport
     from compiler.netfile import load_network
     from sim.evaluate import load_test_set
-    from small.cli import NETWORK_FILE, TEST_SET_FILE
+    from small.flow import NETWORK_FILE, REPORT_JSON, TEST_SET_FILE
 
     path = Path(path)
     if not (path / "image.json").is_file():
@@ -89,8 +90,12 @@ def load_build(path: str | Path) -> Build:
                          "with `small compile` or `small flow`")
     net = load_network(path / NETWORK_FILE)
     test = load_test_set(path / TEST_SET_FILE) if (path / TEST_SET_FILE).is_file() else None
-    report_file = path / "report.json"
-    report = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    report = None
+    if (path / REPORT_JSON).is_file():
+        try:
+            report = CompileReport.from_dict(json.loads((path / REPORT_JSON).read_text()))
+        except (ValueError, KeyError, TypeError, AttributeError):  # damaged, or of another SMALL: figures left out
+            report = None
     try:
         other, why = _counterpart(image, net), ""
     except SmallError as exc:  # e.g. parameters the digital twin's integers cannot hold
@@ -101,17 +106,14 @@ def load_build(path: str | Path) -> Build:
 
 def _counterpart(image, net):
     """The same network compiled for the other target with the image's own options."""
-    from compiler.mapper import CompileOptions, compile_network
+    from small.flow import BuildOptions, compile_model
 
     meta = image.meta
-    opts = meta.get("options", {})
     target = "memristive" if image.target == "digital" else "digital"
-    o = CompileOptions(target=target, rows=image.rows, cols=image.cols, levels=image.levels, seed=int(meta["seed"]),
-                       max_split=int(opts.get("max_split", 16)), partitioner=opts.get("partitioner", "auto"),
-                       scale=opts.get("scale", "tile"))
     scales = {i["name"]: float(i["scale"]) for i in meta["inputs"] if float(i["scale"]) != 1.0}
-    return compile_network(net, o, source_sha256=meta["network"].get("sha256", ""),
-                           source_name=meta["network"].get("source", ""), input_scales=scales).image
+    return compile_model(net, BuildOptions.of_image(image, target), input_scales=scales,
+                         source_name=meta["network"].get("source", ""),
+                         source_sha256=meta["network"].get("sha256", "")).image
 
 
 # -- figures -----------------------------------------------------------------------------------
@@ -468,7 +470,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _energy_params(b: Build) -> tuple[dict, str]:
     """The energy figures: the calibration's (report.json) when the build has them, else measured now."""
-    calibrated = (b.report.get("energy") or {})
+    calibrated = (b.report.energy if b.report is not None else None) or {}
     if calibrated.get("read_J_per_S") is not None:
         return calibrated, "the build's calibration"
     from analog_models.energy import measure
@@ -514,10 +516,10 @@ def _verification(b: Build) -> tuple[str, list[list[str]], str]:
 
 def build_sections(b: Build) -> tuple[list[Section], dict]:
     """Simulate, measure and draw; the sections of the page and the headline figures."""
-    from sim import chip_simulator
     from sim.analog import AnalogSimulator
     from sim.digital import DigitalSimulator
-    from sim.evaluate import accuracy
+    from sim.evaluate import T_READ, analog_key, measure
+    from small.flow import EXAMPLE_INPUTS
 
     image, net, test = b.image, b.net, b.test
     head: dict = {}
@@ -529,64 +531,68 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
     # tiles
     r = b.report
     util = ""
-    if r:
-        util = (f"<p>{r.get('tiles_used', image.n_tiles)} tiles used (lower bound {r.get('tiles_lower_bound', '?')}), "
-                f"rows {r.get('row_utilisation', 0) * 100:.0f} % and columns {r.get('col_utilisation', 0) * 100:.0f} % "
-                f"used; {r.get('fan_in_splits', 0)} neurons split across tiles; partitioner {html.escape(str(r.get('partitioner')))}.</p>")
+    if r is not None:
+        util = (f"<p>{r.tiles_used} tiles used (lower bound {r.tiles_lower_bound}), rows {r.row_utilisation * 100:.0f} % "
+                f"and columns {r.col_utilisation * 100:.0f} % used; {r.fan_in_splits} neurons split across tiles; "
+                f"partitioner {html.escape(str(r.partitioner))}.</p>")
     sections.append(Section("Tile map", util, [tile_map_figure(image, net)]))
-    faults = r.get("faults")
+    faults = r.faults if r is not None else None
     note = (f"<p>{image.levels} levels a device. " + (
-        f"{faults['used_cells_with_stuck_device']} used cells have a stuck device (weight RMSE "
-        f"{faults['stuck_error_rmse_naive']:.4g} placed naively, {faults['stuck_error_rmse_placed']:.4g} fault-aware).</p>"
+        f"{faults.used_cells_with_stuck_device} used cells have a stuck device (weight RMSE "
+        f"{faults.stuck_error_rmse_naive:.4g} placed naively, {faults.stuck_error_rmse_placed:.4g} fault-aware).</p>"
         if faults else "No fault map: no stuck devices.</p>"))
     if image.target == "digital":
         note += "<p>The digital tiles hold each weight as two unsigned levels, shown here as G+ and G- levels.</p>"
     sections.append(Section("Conductances", note, tile_figures(image)))
 
-    # simulations: one input for the rasters and the traffic; the test set for accuracy
+    # simulations: the test set (else the example inputs) for accuracy, traffic, energy; one input for the rasters
     if test is None:
-        x = np.load(b.path / "example_inputs.npy") if (b.path / "example_inputs.npy").is_file() else None
+        x = np.load(b.path / EXAMPLE_INPUTS) if (b.path / EXAMPLE_INPUTS).is_file() else None
     else:
         x = test.x
     device = ((b.memristive.meta.get("device") if b.memristive else None) or {}).get("model", "pcm")
-    twin = DigitalSimulator(b.digital) if b.digital else None
-    ideal = chip_simulator(b.memristive) if b.memristive else None
-    analog = AnalogSimulator(b.memristive, t_read=T_READ, seed=0) if b.memristive else None
     mem_label = f"memristive ({device.upper() if device in ('pcm', 'tiox') else device}, read after 1 h)"
-    own_sim = twin if image.target == "digital" else ideal
-    ideal_counts = None  # the ideal memristive tiles' row events and spikes on the first 256 inputs
-    other = "digital" if twin is None else "memristive"
+    other = "digital" if b.digital is None else "memristive"
     missing = (f"<p class='warn'>No {other} counterpart: the network does not compile for the {other} target "
                f"with this build's options ({html.escape(b.other_error)}).</p>" if b.other_error else "")
+    # Each image measured once, its accuracies from report.json where the build has them: the
+    # build's own for the traffic, the memristive one (this build's or the counterpart) for the energy.
+    measured = {}
+    energy_source = ""
     if x is not None:
-        one = x[:, RASTER_SAMPLE:RASTER_SAMPLE + 1]
-        runs = [reference_run(net, one)] + [chip_run(s, net, one, label) for s, label in
-                                            ((twin, "digital twin"), (analog, mem_label)) if s is not None]
-        sample = x[:, :256]
-        own_sim.run(sample)
-        if own_sim is ideal:  # the energy estimate counts the same run's events
-            ideal_counts = (ideal.row_events.copy(), int(ideal.spike_counts.sum()))
-        nonzero = np.count_nonzero(own_sim.prepare_inputs(sample)[0], axis=(0, 1))
-        entries, events = traffic(image, own_sim.spike_counts, nonzero, sample.shape[1])
+        energy, energy_source = _energy_params(b) if b.memristive else (None, "")
+        known = (r.accuracy if r is not None else None) or {}
+        for im in (b.digital, b.memristive):
+            if im is not None:
+                measured[im.target] = measure(im, net, test, inputs=x, reference=im is image, analog=True,
+                                              energy=energy, known=known)
+        own = measured[image.target]
+        runs = [reference_run(net, x[:, RASTER_SAMPLE:RASTER_SAMPLE + 1])]
+        for im, make, label in ((b.digital, DigitalSimulator, "digital twin"),
+                                (b.memristive, lambda m: AnalogSimulator(m, t_read=T_READ, seed=0), mem_label)):
+            if im is not None:
+                runs.append(chip_run(make(im), net, x[:, RASTER_SAMPLE:RASTER_SAMPLE + 1], label))
+        entries, events = traffic(image, own.spike_counts, own.input_events, own.counted_samples)
         sections.append(Section("Routing and traffic", f"<p>{int(image.arrays['route_ptr'][-1]):,} routing entries, "
                                 f"{int(image.arrays['input_ptr'][-1]):,} input-map entries, {image.delay_slots} delay "
-                                f"slot(s); events measured on {sample.shape[1]} test inputs.</p>",
-                                [traffic_figure(entries, events, f"{sample.shape[1]} test inputs")]))
+                                f"slot(s); events measured on {own.counted_samples} test inputs.</p>",
+                                [traffic_figure(entries, events, f"{own.counted_samples} test inputs")]))
         sections.append(Section("Spike rasters", missing, [raster_figure(net, runs, net.dt)]))
     else:
-        entries, events = traffic(image, np.zeros(own_sim.addr.size), np.zeros(int(image.arrays["input_ptr"].size - 1)), 1)
+        entries, events = traffic(image, np.zeros(image.neuron_addresses().size),
+                                  np.zeros(int(image.arrays["input_ptr"].size - 1)), 1)
         sections.append(Section("Routing and traffic", "<p>No test inputs in the build: table entries only.</p>",
                                 [traffic_figure(entries, events, "no inputs")]))
         sections.append(Section("Spike rasters", "<p>No test inputs in the build (compile with a test set).</p>"))
 
     # accuracy
     if test is not None:
-        acc = dict(r.get("accuracy") or {})
-        shown = {"reference (float)": acc.get("reference") or accuracy(net, test)}
-        for label, key, sim in (("digital twin", "digital", twin), ("memristive, ideal devices", "memristive_ideal", ideal),
-                                (mem_label, f"memristive_{device}_1h", analog)):
-            if sim is not None:
-                shown[label] = acc.get(key) or accuracy(sim, test)
+        shown = {"reference (float)": measured[image.target].accuracy["reference"]}
+        if "digital" in measured:
+            shown["digital twin"] = measured["digital"].accuracy["digital"]
+        if "memristive" in measured:
+            shown["memristive, ideal devices"] = measured["memristive"].accuracy["memristive_ideal"]
+            shown[mem_label] = measured["memristive"].accuracy[analog_key(b.memristive)]
         head["accuracy"] = shown
         rows = [[html.escape(k), f"{v * 100:.2f} %"] for k, v in shown.items()]
         sections.append(Section("Accuracy", _table(["simulation", "accuracy"], rows) + missing,
@@ -623,15 +629,8 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
                               + ".</p>")
 
     # energy
-    params, source = _energy_params(b)
-    from analog_models.energy import per_inference
-
-    if x is not None and ideal is not None:
-        sample = x[:, :256]
-        if ideal_counts is None:
-            ideal.run(sample)
-            ideal_counts = (ideal.row_events, int(ideal.spike_counts.sum()))
-        e = per_inference(b.memristive, *ideal_counts, sample.shape[1], params)
+    e = measured["memristive"].energy if "memristive" in measured else None
+    if e is not None:
         head["energy_pJ"] = e["pJ_per_inference"]
         which = "this build's tiles" if image.target == "memristive" else (
             f"the same network compiled for memristive tiles ({b.memristive.n_tiles} tiles of {image.rows}x{image.cols}, "
@@ -640,8 +639,8 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
                 ["neurons", f"{e['neuron_pJ']:,.1f} pJ"], ["row events per inference", f"{e['row_events_per_inference']:,.0f}"],
                 ["spikes per inference", f"{e['spikes_per_inference']:,.0f}"],
                 ["per synaptic event", f"{e['pJ_per_synaptic_event']:.3g} pJ"], ["per spike", f"{e['pJ_per_spike']:.3g} pJ"]]
-        body = (f"<p>Analog energy of {html.escape(which)}, on {sample.shape[1]} test inputs; energy figures from "
-                f"{html.escape(source)}.</p>" + _table(["figure", "value"], rows)
+        body = (f"<p>Analog energy of {html.escape(which)}, on {measured['memristive'].counted_samples} test inputs; "
+                f"energy figures from {html.escape(energy_source)}.</p>" + _table(["figure", "value"], rows)
                 + "<p>Assumptions:</p><ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in e["assumptions"]) + "</ul>")
         sections.append(Section("Energy estimate", body, [energy_figure(np.array(e["read_pJ_per_tile"]), e["neuron_pJ"])]))
     else:
@@ -717,8 +716,36 @@ def render(b: Build, sections: list[Section], head: dict, seconds: float) -> str
     return "".join(parts)
 
 
-def write_report(build: str | Path) -> str:
-    """Write ``BUILD/report.html`` and ``BUILD/report/*.png``; the lines that say what was written."""
+@dataclass
+class WrittenReport:
+    """What :func:`write_report` wrote, and the page's headline figures."""
+
+    build: Path
+    page: Path
+    figures_dir: Path
+    figures: int
+    megabytes: float
+    seconds: float
+    accuracy: dict[str, float]
+    """Test-set accuracy per simulation, labelled as on the page (empty: no test set)."""
+    energy_pJ: float | None
+    fmax: str | None
+    verification: str
+
+    def summary(self) -> str:
+        lines = [f"report of {self.build}: {self.figures} figures in {self.seconds:.1f} s"]
+        lines += [f"  accuracy   {k}: {v * 100:.2f} %" for k, v in self.accuracy.items()]
+        if self.energy_pJ is not None:
+            lines.append(f"  energy     {self.energy_pJ:,.1f} pJ per inference (analog estimate)")
+        if self.fmax is not None:
+            lines.append(f"  fmax       {self.fmax}")
+        lines.append(f"  verified   {self.verification}")
+        lines.append(f"wrote {self.page} ({self.megabytes:.1f} MB, self-contained) and {self.figures_dir}/*.png")
+        return "\n".join(lines)
+
+
+def write_report(build: str | Path) -> WrittenReport:
+    """Write ``BUILD/report.html`` and ``BUILD/report/*.png``."""
     from small.fileio import atomic_directory, atomic_output
 
     t0 = time.perf_counter()
@@ -732,16 +759,9 @@ def write_report(build: str | Path) -> str:
             (tmp / f"{f.name}.png").write_bytes(f.png)
     with atomic_output(b.path / REPORT_FILE) as tmp:
         tmp.write_text(page, encoding="utf-8")
-    lines = [f"report of {b.path}: {len(figures)} figures in {time.perf_counter() - t0:.1f} s"]
-    for k, v in (head.get("accuracy") or {}).items():
-        lines.append(f"  accuracy   {k}: {v * 100:.2f} %")
-    if "energy_pJ" in head:
-        lines.append(f"  energy     {head['energy_pJ']:,.1f} pJ per inference (analog estimate)")
-    if "fmax" in head:
-        lines.append(f"  fmax       {head['fmax']}")
-    lines.append(f"  verified   {head.get('verification')}")
-    lines.append(f"wrote {b.path / REPORT_FILE} ({len(page) / 1e6:.1f} MB, self-contained) and {out}/*.png")
-    return "\n".join(lines)
+    return WrittenReport(b.path, b.path / REPORT_FILE, out, len(figures), len(page) / 1e6, time.perf_counter() - t0,
+                         dict(head.get("accuracy") or {}), head.get("energy_pJ"), head.get("fmax"),
+                         str(head.get("verification")))
 
 
 def screenshot(page: str | Path, png: str | Path, width: int = 1400, height: int = 2000) -> str:

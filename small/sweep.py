@@ -16,13 +16,13 @@ most one chunk, and a rerun (or a grid extended with more values) computes only 
 points. A point's figures depend on its own parameters and the sweep's settings only: the
 same whatever else the grid holds, however many workers, however often it was resumed.
 
-This module is imported to build ``small --help``: its top level imports the standard
-library only; numpy, the compiler, Dask and matplotlib are imported where they are used.
+The command (``small sweep``: options, printing) is in :mod:`small.cli`; this module is the
+library. Its top level imports the standard library only; numpy, the compiler, Dask and
+matplotlib are imported where they are used.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import dataclasses
@@ -32,14 +32,12 @@ import itertools
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from small.cli import EXIT_MISMATCH, EXIT_OK, _add_cluster_options, _add_model_options, _positive_int, _tile
 from small.fileio import remove_stale_temporaries, write_json
 
 if TYPE_CHECKING:
@@ -47,7 +45,7 @@ if TYPE_CHECKING:
     from sim.evaluate import TestSet
 
 __all__ = ["Grid", "Point", "PointResult", "Source", "SweepOptions", "SweepResult", "SweepTask", "chip_seed",
-           "check_sweep_dir", "pareto_front", "run_sweep"]
+           "check_sweep_dir", "pareto_front", "run_sweep", "sweep_identity"]
 
 FORMAT = "small-sweep"
 VERSION = 1
@@ -55,7 +53,6 @@ SWEEP_FILE = "sweep.json"  # model and test set hashes, settings, reference accu
 CSV_FILE = "sweep.csv"
 POINTS_DIR = "points"  # one <point>.json per finished point
 PLOTS = ("accuracy.png", "tiles.png", "energy.png", "pareto.png")
-MIN_LEVELS, MAX_LEVELS = 2, 256  # compiler.mapper's range (not imported: `small --help` stays light)
 CSV_COLUMNS = (
     "rows", "cols", "levels", "stuck", "status", "accuracy", "reference_accuracy", "tiles", "tiles_lower_bound",
     "row_utilisation", "col_utilisation", "stuck_cells", "quantisation_rmse", "quantisation_rmse_relative",
@@ -128,9 +125,11 @@ class Grid:
         for r, c in tiles:
             if r < 1 or c < 1:
                 raise ValueError(f"tile {r}x{c} must have at least 1 row and 1 column")
+        from compiler.mapper import MAX_LEVELS
+
         for v in levels:
-            if not MIN_LEVELS <= v <= MAX_LEVELS:
-                raise ValueError(f"levels must lie in {MIN_LEVELS}..{MAX_LEVELS}, not {v!r}")
+            if not 2 <= v <= MAX_LEVELS:
+                raise ValueError(f"levels must lie in 2..{MAX_LEVELS}, not {v!r}")
         for v in stuck:
             if not 0 <= v < 1:
                 raise ValueError(f"stuck rates must lie in [0, 1), not {v!r}")
@@ -221,25 +220,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class _Tally:
-    """A chip simulator that adds up row events and spikes over all its runs.
-
-    (:func:`sim.evaluate.accuracy` runs the test set in batches, and each run resets the
-    simulator's counts; energy and traffic need the whole test set's.)
-    """
-
-    def __init__(self, sim):
-        self.sim = sim
-        self.row_events = 0
-        self.spike_counts = 0
-
-    def run(self, x):
-        result = self.sim.run(x)
-        self.row_events = self.row_events + self.sim.row_events
-        self.spike_counts = self.spike_counts + self.sim.spike_counts
-        return result
-
-
 @dataclass(frozen=True)
 class SweepTask:
     """Evaluates grid points for :meth:`l2l.runner.Runner.map`: everything a worker needs, no file paths.
@@ -273,11 +253,9 @@ class SweepTask:
 
     def measure(self, point: Point, seed: int) -> dict:
         """The figures of one point (raises :class:`small.errors.SmallError` if it does not compile)."""
-        from analog_models.energy import per_inference
         from compiler.faults import random_faults
-        from compiler.mapper import CompileOptions, compile_network, inter_tile_events_per_step
-        from sim import chip_simulator
-        from sim.evaluate import accuracy
+        from compiler.mapper import CompileOptions, compile_network
+        from sim.evaluate import accuracy_key, measure
 
         o = self.options
         opts = CompileOptions(target="memristive", rows=point.rows, cols=point.cols, levels=point.levels, seed=o.seed,
@@ -289,32 +267,29 @@ class SweepTask:
         if point.stuck > 0:
             # A chip with exactly the tiles the design needs: placement can move logical tiles
             # between them and permute rows and columns, but not avoid a bad tile altogether.
-            faults = random_faults(result.report["tiles_used"], point.rows, point.cols, point.stuck, seed=seed)
+            faults = random_faults(result.report.tiles_used, point.rows, point.cols, point.stuck, seed=seed)
             result = compile_network(self.net, dataclasses.replace(opts, faults=faults), **how)
         image, report = result.image, result.report
-        chip = _Tally(chip_simulator(image))
-        acc = accuracy(chip, self.test)
-        steps, samples = self.test.x.shape[0], int(self.test.labels.size)
-        energy = per_inference(image, chip.row_events, int(chip.spike_counts.sum()), samples, self.energy)
-        faults = report.get("faults", {})
+        m = measure(image, self.net, self.test, energy=self.energy, counted=None)  # traffic and energy: all samples
+        energy = m.energy
         return {
-            "accuracy": float(acc),
-            "tiles": int(report["tiles_used"]),
-            "tiles_lower_bound": int(report["tiles_lower_bound"]),
-            "row_utilisation": float(report["row_utilisation"]),
-            "col_utilisation": float(report["col_utilisation"]),
-            "stuck_cells": int(faults.get("used_cells_with_stuck_device", 0)),
-            "stuck_error_rmse": float(faults.get("stuck_error_rmse_placed", 0.0)),
-            "quantisation_rmse": float(report["quantisation_rmse"]),
-            "quantisation_rmse_relative": float(report["quantisation_rmse_relative"]),
-            "inter_tile_events_per_step": inter_tile_events_per_step(image, chip.spike_counts, steps, samples),
+            "accuracy": float(m.accuracy[accuracy_key(image)]),
+            "tiles": int(report.tiles_used),
+            "tiles_lower_bound": int(report.tiles_lower_bound),
+            "row_utilisation": float(report.row_utilisation),
+            "col_utilisation": float(report.col_utilisation),
+            "stuck_cells": int(report.faults.used_cells_with_stuck_device if report.faults else 0),
+            "stuck_error_rmse": float(report.faults.stuck_error_rmse_placed if report.faults else 0.0),
+            "quantisation_rmse": float(report.quantisation_rmse),
+            "quantisation_rmse_relative": float(report.quantisation_rmse_relative),
+            "inter_tile_events_per_step": m.inter_tile_events_per_step,
             "energy_pj_per_inference": float(energy["pJ_per_inference"]),
             "read_pj_per_inference": float(energy["read_pJ"]),
             "neuron_pj_per_inference": float(energy["neuron_pJ"]),
             "row_events_per_inference": float(energy["row_events_per_inference"]),
             "spikes_per_inference": float(energy["spikes_per_inference"]),
-            "fan_in_splits": int(report["fan_in_splits"]),
-            "partitioner": str(report["partitioner"]),
+            "fan_in_splits": int(report.fan_in_splits),
+            "partitioner": str(report.partitioner),
             "chip_seed": int(seed),
         }
 
@@ -360,6 +335,20 @@ class SweepResult:
     def errors(self) -> list[PointResult]:
         return [r for r in self.points if r.status.startswith("error")]
 
+    def summary(self) -> str:
+        """One line per point (``*`` on the Pareto front), then the reference accuracy."""
+        lines = [f"  {'tile':<10} {'levels':>6} {'stuck':>7} {'accuracy':>9} {'tiles':>6} {'energy/inference':>17}  status"]
+        for r in self.points:
+            p, f = r.point, r.figures
+            if r.ok:
+                figures = (f"{f['accuracy'] * 100:8.2f}% {f['tiles']:6d} {f['energy_pj_per_inference']:>14,.1f} pJ  ok")
+            else:
+                figures = f"{'-':>9} {'-':>6} {'-':>17}  {r.status}"
+            lines.append(f"{'*' if r.pareto else ' '} {p.tile:<10} {p.levels:6d} {p.stuck * 100:6.3g}% {figures}")
+        lines.append(f"* on the Pareto front (no other point is as accurate with as few tiles and as little energy); "
+                     f"reference (float network) {self.reference_accuracy * 100:.2f} % on {self.samples} test samples")
+        return "\n".join(lines)
+
 
 def pareto_front(results: Sequence[PointResult]) -> list[bool]:
     """Which results lie on the Pareto front of (accuracy higher, tiles fewer, energy lower).
@@ -377,7 +366,7 @@ def pareto_front(results: Sequence[PointResult]) -> list[bool]:
 
 
 # -- the sweep folder ----------------------------------------------------------------------
-def _identity(net: Network, test: TestSet, source: Source, options: SweepOptions) -> dict:
+def sweep_identity(net: Network, test: TestSet, source: Source, options: SweepOptions) -> dict:
     """What ``sweep.json`` records and a resume must match: toolchain, model, test set, settings."""
     from small import __version__
 
@@ -522,7 +511,7 @@ def run_sweep(net: Network, test: TestSet, grid: Grid, out_dir: str | os.PathLik
 
     out = Path(out_dir)
     source = source or Source.objects(net, test)
-    identity = _identity(net, test, source, options)
+    identity = sweep_identity(net, test, source, options)
     samples = identity["settings"]["samples"]
     previous = check_sweep_dir(out, identity, force)
     if previous is None and out.is_dir():
@@ -623,21 +612,6 @@ def _write_csv(path: Path, result: SweepResult) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(buf.getvalue())
     return path
-
-
-def summary(result: SweepResult) -> str:
-    """One line per point (``*`` on the Pareto front), then the reference accuracy."""
-    lines = [f"  {'tile':<10} {'levels':>6} {'stuck':>7} {'accuracy':>9} {'tiles':>6} {'energy/inference':>17}  status"]
-    for r in result.points:
-        p, f = r.point, r.figures
-        if r.ok:
-            figures = (f"{f['accuracy'] * 100:8.2f}% {f['tiles']:6d} {f['energy_pj_per_inference']:>14,.1f} pJ  ok")
-        else:
-            figures = f"{'-':>9} {'-':>6} {'-':>17}  {r.status}"
-        lines.append(f"{'*' if r.pareto else ' '} {p.tile:<10} {p.levels:6d} {p.stuck * 100:6.3g}% {figures}")
-    lines.append(f"* on the Pareto front (no other point is as accurate with as few tiles and as little energy); "
-                 f"reference (float network) {result.reference_accuracy * 100:.2f} % on {result.samples} test samples")
-    return "\n".join(lines)
 
 
 def _by_tile(result: SweepResult) -> dict[str, list[PointResult]]:
@@ -795,94 +769,3 @@ def _plot(out: Path, result: SweepResult, name: str) -> list[Path]:
                          f"{name}: crossbar reads and analog neurons per inference (analog_models/energy.py)"),
         _pareto_plot(result, out / "pareto.png", name),
     ]
-
-
-# -- command line --------------------------------------------------------------------------
-def _list(parse: Callable[[str], Any]) -> Callable[[str], tuple]:
-    def parse_list(text: str) -> tuple:
-        items = text.split(",")
-        if any(not item.strip() for item in items):
-            raise argparse.ArgumentTypeError(f"{text!r} has an empty item: give comma-separated values, e.g. 4,8,16")
-        return tuple(parse(item.strip()) for item in items)
-
-    return parse_list
-
-
-def _levels(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not MIN_LEVELS <= value <= MAX_LEVELS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of conductance levels from {MIN_LEVELS} to "
-                                         f"{MAX_LEVELS}")
-    return value
-
-
-def _stuck(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a stuck-device rate in [0, 1) (a fraction: 0.05 is 5 %)")
-    return value
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model.nir or net.small (a labelled test_set.npz beside it, or --test-set)")
-    p.add_argument("--tile", type=_list(_tile), default=((64, 64),), metavar="ROWSxCOLS,...",
-                   help="crossbar geometries (default 64x64)")
-    p.add_argument("--levels", type=_list(_levels), default=(16,), metavar="L,...",
-                   help=f"conductance levels per device, {MIN_LEVELS} to {MAX_LEVELS} (default 16)")
-    p.add_argument("--stuck", type=_list(_stuck), default=(0.0,), metavar="RATE,...",
-                   help="fractions of devices stuck, half high and half low, in [0, 1) (default 0)")
-    p.add_argument("-o", "--output", required=True, metavar="SWEEP_DIR",
-                   help="sweep folder: points/, sweep.json, sweep.csv, plots; a rerun continues it")
-    p.add_argument("--test-set", metavar="TEST.npz", help="labelled test set (default: test_set.npz beside the model)")
-    p.add_argument("--samples", type=_positive_int, metavar="N", help="measure on the first N test samples (default all)")
-    p.add_argument("--scale", choices=("tile", "column"), default="tile",
-                   help="weight scale per tile group (default) or per neuron column")
-    p.add_argument("--max-split", type=_positive_int, default=16, metavar="N",
-                   help="most tiles one neuron's inputs may be split across (default 16)")
-    p.add_argument("--max-tiles", type=_positive_int, metavar="N", help="a point that needs more tiles fails")
-    p.add_argument("--seed", type=int, default=0, help="seed of the partitioner and the fault maps (default 0)")
-    p.add_argument("--force", action="store_true", help="start over in a folder holding another (or this) sweep")
-    _add_cluster_options(p, default="one per CPU core")
-    _add_model_options(p)
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from small.errors import SimulationError
-    from l2l.runner import Runner
-    from small.cli import _model_and_test_set
-
-    check_sweep_dir(args.output)  # before anything loads: a mistyped -o costs no time
-    net, test, framework, test_path = _model_and_test_set(args)
-    if test is None:
-        raise SimulationError(f"no labelled test set beside {args.model!r} (test_set.npz): give one with --test-set "
-                              "TEST.npz, a sweep's main figure is accuracy")
-    grid = Grid(args.tile, args.levels, args.stuck)
-    options = SweepOptions(seed=args.seed, scale=args.scale, samples=args.samples, max_split=args.max_split,
-                           max_tiles=args.max_tiles)
-    source = Source.files(args.model, test_path, framework=framework if Path(args.model).suffix == ".nir" else None)
-    # the whole check before a cluster starts; run_sweep checks again and clears with --force
-    check_sweep_dir(args.output, _identity(net, test, source, options), args.force)
-    t0 = time.perf_counter()
-    with Runner(workers=args.workers, scheduler=args.scheduler) as runner:
-        where = runner.describe()
-        _print(f"sweeping {net.name!r} over {len(grid)} points ({grid.describe()}), evaluated "
-               f"{where if runner.backend == 'serial' else 'on ' + where}")
-        result = run_sweep(net, test, grid, args.output, runner, options=options, source=source, force=args.force)
-    print(summary(result))
-    for r in result.errors:
-        print(f"point {r.point.name} raised (a bug in SMALL, or its worker was lost):\n{r.traceback}", file=sys.stderr)
-    print(f"wrote {', '.join(str(p) for p in result.files)}")
-    rate = f" ({result.points_per_second:.2f} points/s)" if result.computed else ""
-    print(f"{result.computed} points computed in {result.seconds:.1f} s{rate}, {result.reused} reused; "
-          f"{time.perf_counter() - t0:.1f} s in all")
-    if result.errors:
-        print(f"small sweep: {len(result.errors)} points could not be evaluated (tracebacks above): rerun the same "
-              "command to retry them", file=sys.stderr)
-        return EXIT_MISMATCH
-    return EXIT_OK

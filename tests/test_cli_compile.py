@@ -9,6 +9,18 @@ import pytest
 from test_cli import run
 
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits.nir"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def assert_report_json_unchanged(build: Path, fixture: str) -> None:
+    """``report.json`` has the keys and values SMALL wrote before the report was typed (the
+    fixture, written by the untyped compiler; the compile time aside), and reads back unchanged."""
+    from compiler.mapper import CompileReport
+
+    new, old = (json.loads(p.read_text()) for p in (build / "report.json", FIXTURES / fixture))
+    assert CompileReport.from_dict(new).to_dict() == new
+    new.pop("compile_seconds"), old.pop("compile_seconds")
+    assert new == old
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +47,7 @@ def test_compile_prints_the_summary_and_writes_the_report(digits_build):
     events = report["events"]
     assert events["spike"] == {"bits": 8, "fields": {"tile": [0, 2, False], "col": [2, 6, False]}}
     assert events["command"]["fields"]["payload"] == [8, 8, True] and events["output"]["bits"] == 34
+    assert_report_json_unchanged(out, "report_digits_digital16.json")
     meta = json.loads((out / "image.json").read_text())
     assert meta["network"]["sha256"] == __import__("hashlib").sha256(DIGITS.read_bytes()).hexdigest()
     assert meta["toolchain"].startswith("small ") and meta["seed"] == 0
@@ -59,6 +72,32 @@ def test_memristive_compile_with_a_fault_map(tmp_path):
     assert "fault-aware" in proc.stdout and "memristive_ideal" in proc.stdout
     faults = json.loads((tmp_path / "m" / "report.json").read_text())["faults"]
     assert faults["stuck_error_rmse_placed"] < faults["stuck_error_rmse_naive"]
+    assert_report_json_unchanged(tmp_path / "m", "report_digits_memristive_faults.json")
+
+
+def test_traffic_and_energy_are_counted_on_the_first_256_test_samples():
+    """`measure` counts on the example input (the first 256 of digits' 540 samples), whether the
+    counts come from the accuracy run or from a run of their own."""
+    from compiler.mapper import CompileOptions, compile_network, input_scales_for
+    from sim import chip_simulator
+    from sim.evaluate import measure
+    from small.flow import load_model_and_test_set
+
+    model = load_model_and_test_set(DIGITS)
+    net, test = model.network, model.test
+    image = compile_network(net, CompileOptions(target="memristive", levels=5),
+                            input_scales=input_scales_for(net, test.x)).image
+    energy = {"read_J_per_S": 4e-10, "spike_J": 2e-13, "v_read_V": 0.2, "t_pulse_s": 1e-8, "assumptions": []}
+    sim = chip_simulator(image)
+    sim.run(test.x[:, :256])
+    measured = measure(image, net, test, energy=energy)
+    again = measure(image, net, test, energy=energy, known=measured.accuracy)  # no accuracy run
+    for m in (measured, again):
+        assert m.counted_samples == 256 and m.test_samples == 540
+        np.testing.assert_array_equal(m.row_events, sim.row_events)
+        np.testing.assert_array_equal(m.spike_counts, sim.spike_counts)
+        assert m.energy["row_events_per_inference"] == sim.row_events.sum() / 256
+    assert again.accuracy == measured.accuracy
 
 
 def test_recompiling_gives_byte_identical_images(digits_build, tmp_path):

@@ -250,16 +250,16 @@ def test_graph_partitioners_find_communities_that_sequential_placement_misses(pa
     opts = dict(rows=20, cols=16, levels=16)
     seq = compile_network(net, CompileOptions(partitioner="sequential", **opts)).report
     graph = compile_network(net, CompileOptions(partitioner=partitioner, **opts)).report
-    assert graph["tiles_used"] == graph["tiles_lower_bound"] == 6
-    assert seq["tiles_used"] > graph["tiles_used"]
-    assert graph["routing_entries"] < seq["routing_entries"]
+    assert graph.tiles_used == graph.tiles_lower_bound == 6
+    assert seq.tiles_used > graph.tiles_used
+    assert graph.routing_entries < seq.routing_entries
 
 
 def test_lower_bound_and_columns():
     net = community_network()
     report = compile_network(net, CompileOptions(rows=20, cols=16)).report
-    assert report["tiles_used"] >= report["tiles_lower_bound"]
-    assert max(report["cols_used_per_tile"]) <= 16 and max(report["rows_used_per_tile"]) <= 20
+    assert report.tiles_used >= report.tiles_lower_bound
+    assert max(report.cols_used_per_tile) <= 16 and max(report.rows_used_per_tile) <= 20
 
 
 # -- faults -----------------------------------------------------------------------------------
@@ -267,9 +267,9 @@ def test_fault_aware_placement_reduces_the_stuck_device_error():
     net = random_network(0)
     fmap = random_faults(12, 16, 12, 0.1, seed=1)
     result = compile_network(net, CompileOptions(target="memristive", rows=16, cols=12, faults=fmap))
-    faults = result.report["faults"]
-    assert faults["used_cells_with_stuck_device"] > 0
-    assert faults["stuck_error_rmse_placed"] < faults["stuck_error_rmse_naive"]
+    faults = result.report.faults
+    assert faults.used_cells_with_stuck_device > 0
+    assert faults.stuck_error_rmse_placed < faults.stuck_error_rmse_naive
     image = result.image
     pos, neg = image.effective_levels()
     stuck = image.arrays["stuck_pos"] >= 0
@@ -349,4 +349,4 @@ def test_without_pymetis_auto_falls_back_to_networkx(monkeypatch):
 
     monkeypatch.setattr(partition, "have_pymetis", lambda: False)
     report = compile_network(community_network(), CompileOptions(rows=20, cols=16)).report
-    assert report["partitioner"] == "networkx" and report["tiles_used"] == 6
+    assert report.partitioner == "networkx" and report.tiles_used == 6
