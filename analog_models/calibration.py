@@ -51,10 +51,10 @@ class Calibration:
     schema: int = SCHEMA
 
     def save(self, path: str | Path) -> None:
-        from small.fileio import atomic_output
+        from small.fileio import atomic_output, json_text
 
         with atomic_output(path) as tmp:
-            tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
+            tmp.write_text(json_text(asdict(self)))
 
     @classmethod
     def load(cls, path: str | Path) -> "Calibration":

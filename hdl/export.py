@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from small.errors import SmallError
-from small.fileio import atomic_output
+from small.fileio import atomic_output, json_text
 
 __all__ = ["BOARDS", "Board", "DEFAULT_NAME", "DesignTooLargeError", "ExportError", "REQUIRED_MHZ",
            "ToolchainError", "ToolchainMissingError", "build_bitstream", "overflow_message",
@@ -560,7 +560,7 @@ def build_bitstream(top, out_dir: str | os.PathLike, *, board: str = "icebreaker
     seconds = time.perf_counter() - t0
     files = _write_files(out_dir, {
         f"{name}{b.bitstream}": bit,
-        f"{name}_fpga.json": (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode(),
+        f"{name}_fpga.json": json_text(summary).encode(),
     })
     return {**summary, "files": files, "seconds": seconds}
 

@@ -51,6 +51,7 @@ def test_the_tree_keeps_every_contract(tree):
     ("compiler/mapper.py", "import hdl.chip", "compiler is not allowed to import hdl"),
     ("analog_models/crossbar.py", "from compiler.image import HardwareImage", "analog_models is not allowed to import compiler"),
     ("hdl/tile.py", "from sim.digital import DigitalSimulator", "hdl is not allowed to import sim"),
+    ("hdl/router.py", "import analog_models.crossbar", "hdl is not allowed to import analog_models"),
     ("sim/reference.py", "from verify.runner import verify", "sim is not allowed to import verify"),
     ("l2l/loop.py", "from small.cli import main", "l2l is not allowed to import small.cli"),
     ("small/fileio.py", "import compiler.ir", "small.fileio is not allowed to import compiler"),

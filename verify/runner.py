@@ -25,6 +25,7 @@ from unittest.mock import patch  # environment for the duration of a block: coco
 import numpy as np
 
 from small.errors import SmallError
+from small.fileio import write_json
 
 SIMULATORS = ("icarus", "verilator")
 VERILATOR_MIN = (5, 36)
@@ -173,7 +174,7 @@ def verify(image_dir: str | os.PathLike, verilog: str | os.PathLike, xs: np.ndar
     config = {"image": str(Path(image_dir).resolve()), "inputs": str(test_dir / "inputs.npy"),
               "result": str(test_dir / "result.json"), "top": kind, "divisor": divisor,
               "backpressure": backpressure, "reset_at": reset_at, "analog": analog}
-    (test_dir / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    write_json(test_dir / "config.json", config, sort_keys=False)
     env = {"SMALL_VERIFY_CONFIG": str(test_dir / "config.json"), "PYTHONPATH": os.pathsep.join(sys.path)}
     t0 = time.perf_counter()
     with patch.dict(os.environ, simulator_env(simulator)):
@@ -195,7 +196,7 @@ def verify(image_dir: str | os.PathLike, verilog: str | os.PathLike, xs: np.ndar
                    image_sha256=json.loads((Path(image_dir) / "image.json").read_text()).get("arrays_sha256"),
                    verilog_sha256=hashlib.sha256(Path(verilog).read_bytes()).hexdigest(),
                    finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-    result_file.write_text(json.dumps(summary, indent=1) + "\n")
+    write_json(result_file, summary, sort_keys=False)
     wave = None
     if waves:
         found = sorted(p for pat in ("*.fst", "*.vcd") for d in (test_dir, build_dir) for p in d.glob(pat))

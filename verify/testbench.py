@@ -38,6 +38,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event, FallingEdge, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 
+from small.fileio import write_json
 from compiler.image import load_image
 
 from hdl.events import OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE
@@ -343,6 +344,6 @@ async def verify_chip(dut):
         **({"analog": analog.summary()} if analog is not None else {}),
         "mismatch": scoreboard.describe() if scoreboard.mismatch else None,
     }
-    Path(config["result"]).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(config["result"], result, sort_keys=False)
     if not result["passed"]:
         raise AssertionError(result["mismatch"])  # cocotb records the test as failed
