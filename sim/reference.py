@@ -81,8 +81,7 @@ class _Synapses:
                 rows *= row[s_idx].astype(current.dtype, copy=False)[:, None]
             current[0] += rows.sum(axis=0)
             return
-        b_idx, s_idx = np.nonzero(values)
-        n_events = b_idx.size
+        n_events = int(np.count_nonzero(values))  # counted first: the matrix path needs no event list
         if n_events == 0:
             return
         if n_events > EVENT_FRACTION * values.size:
@@ -92,6 +91,7 @@ class _Synapses:
             else:
                 current += (self.w_csr @ v.T).T
             return
+        b_idx, s_idx = np.divmod(np.flatnonzero(values), values.shape[1])  # row-major: sorted by batch row
         scale = None if binary else values[b_idx, s_idx].astype(current.dtype, copy=False)
         if self.dense is not None:  # batch > 1 (batch 1 is handled above)
             # A sparse [batch, n_src] event matrix times the dense weights: one compiled loop
