@@ -32,6 +32,7 @@ from scipy.optimize import linear_sum_assignment
 
 from small.errors import FileFormatError, UnsupportedError
 from small.fileio import atomic_output
+from small.options import require
 
 FORMAT = "small-faults"
 VERSION = 1
@@ -75,9 +76,13 @@ class FaultMap:
 
 def random_faults(tiles: int, rows: int, cols: int, rate: float, *, seed: int = 0, high_fraction: float = 0.5) -> FaultMap:
     """Each device independently stuck with probability ``rate``; stuck high with ``high_fraction``."""
-    if not 0 <= rate <= 1 or not 0 <= high_fraction <= 1:
-        raise UnsupportedError(f"fault rate {rate} and high fraction {high_fraction} must lie in [0, 1]")
-    rng = np.random.default_rng(seed)
+    # the words of `small faults random`'s checks
+    require(("count", "tiles", tiles), ("count", "rows", rows), ("count", "cols", cols), ("fraction", "rate", rate),
+            ("fraction", "high_fraction", high_fraction), error=UnsupportedError)
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        raise UnsupportedError(f"seed {seed!r} is not a whole number >= 0") from None
     shape = (tiles, rows, cols, 2)
     stuck = np.where(rng.random(shape) < rate, (rng.random(shape) < high_fraction).astype(np.int8), -1).astype(np.int8)
     return FaultMap(stuck)

@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from small import __version__
-from small.errors import NetworkError, UnsupportedError
+from small.errors import NetworkError, SmallWarning, UnsupportedError
+from small.options import MAX_LEVELS as MAX_LEVELS, require  # MAX_LEVELS: small.sweep reads it here
 
 from .events import Geometry, describe
 from .faults import FaultMap, Placement, achievable, identity_placement, place, placement_error
@@ -39,11 +41,10 @@ from .image import (COL_NEURON, COL_PARTIAL, FORMAT, MODEL_CODES, NEURON_PARAMS,
                     HardwareImage)
 from .ir import ALIF, IF, LI, CubaLIF, Network
 from .partition import METHODS, Synapses, distinct, evaluate, group_neurons
-from .quantize import best_scale, level_pairs, quantize
+from .quantize import best_scale, level_pairs, quantize, zeroing_outliers
 
 TARGETS = ("digital", "memristive")
 SCALE_MODES = ("tile", "column")
-MAX_LEVELS = 256  # levels are stored as uint8
 
 
 @dataclass
@@ -75,14 +76,11 @@ class CompileOptions:
     def validate(self) -> None:
         if self.target not in TARGETS:
             raise UnsupportedError(f"target {self.target!r} is not one of {', '.join(TARGETS)}")
-        if self.rows < 1 or self.cols < 1:
-            raise UnsupportedError(f"tile {self.rows}x{self.cols} is empty: rows and columns must be at least 1 (e.g. --tile 64x64)")
-        if not 2 <= self.levels <= MAX_LEVELS:
-            raise UnsupportedError(f"--levels {self.levels}: a device needs between 2 and {MAX_LEVELS} levels")
-        if self.max_tiles is not None and self.max_tiles < 1:
-            raise UnsupportedError(f"--max-tiles {self.max_tiles} must be at least 1")
-        if self.max_split < 1:
-            raise UnsupportedError(f"--max-split {self.max_split} must be at least 1")
+        checks = [("count", "rows", self.rows), ("count", "cols", self.cols), ("levels", "levels", self.levels),
+                  ("seed", "seed", self.seed), ("count", "max_split", self.max_split)]
+        if self.max_tiles is not None:
+            checks.append(("count", "max_tiles", self.max_tiles))
+        require(*checks, error=UnsupportedError)  # the command line's rules, in the same words
         if self.scale not in SCALE_MODES:
             raise UnsupportedError(f"--scale {self.scale!r} is not one of {', '.join(SCALE_MODES)}")
         if self.partitioner not in METHODS:
@@ -425,8 +423,18 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     q_tiles = np.zeros((T, R, C), dtype=np.int16)  # |q| <= 255; int16 keeps 100k-neuron chips in memory
     q_tiles[syn_tile, syn_row, syn_col] = q
     err = w - q * scale_n[tgt]
-    w_rms = float(np.sqrt(np.mean(w ** 2))) if w.size else 0.0
-    q_rmse = float(np.sqrt(np.mean(err ** 2))) if w.size else 0.0
+    # outlying weights that set their group's scale and zero most of the others are named, and
+    # the error is reported over the weights they ruined: their own exact levels would hide them
+    outliers = zeroing_outliers(w, q, owner, scales, L)
+    if outliers:
+        top = outliers[0][1][0]
+        warnings.warn(_outlier_warning(net, outliers, elem[top], tgt[top], n_in,
+                                       "tile group" if opts.scale == "tile" else "neuron", L), SmallWarning)
+    rest = np.ones(w.size, dtype=bool)
+    for _, members, _ in outliers:
+        rest[members] = False
+    w_rms = float(np.sqrt(np.mean(w[rest] ** 2))) if rest.any() else 0.0
+    q_rmse = float(np.sqrt(np.mean(err[rest] ** 2))) if rest.any() else 0.0
 
     # -- columns ------------------------------------------------------------------------
     cols = neuron_columns(net, scale_n, opts)
@@ -611,13 +619,37 @@ def _table(src: np.ndarray, tile: np.ndarray, row: np.ndarray, delay: np.ndarray
     return ptr, tile[order].astype(np.int32), row[order].astype(np.int32), delay[order].astype(np.int16)
 
 
-def _neuron_name(net: Network, index: int) -> tuple[str, int]:
+def _outlier_warning(net: Network, outliers: list[tuple[int, np.ndarray, float]], elem: int, target: int, n_in: int,
+                     group: str, levels: int) -> str:
+    """The one line that names the worst zeroing outlier (:func:`compiler.quantize.zeroing_outliers`)."""
+    _, members, zeroed = outliers[0]
+    tgt_pop, j = _neuron_name(net, target)
+    if elem < n_in:
+        src, i = _element_name(net.inputs, elem)
+    else:
+        src, i = _neuron_name(net, elem - n_in)
+    # the projection's own value (parallel projections with one routed delay share a synapse)
+    proj = max((p for p in net.projections if p.source == src and p.target == tgt_pop),
+               key=lambda p: abs(float(p.weight[j, i])))
+    alone = "alone" if members.size == 1 else f"with {members.size - 1} more as large"
+    more = f" (and in {len(outliers) - 1} other {group}s)" if len(outliers) > 1 else ""
+    return (f"weight [{j}, {i}] = {float(proj.weight[j, i]):.4g} of projection {src!r} -> {tgt_pop!r} sets its {group}'s "
+            f"scale {alone}: {zeroed * 100:.1f} % of that {group}'s weights quantise to zero at {levels} levels{more}; "
+            "clip or fix that weight (a unit or export error?)")
+
+
+def _element_name(items, index: int) -> tuple[str, int]:
+    """The item (an input or population, in order) and its element holding flat ``index``."""
     off = 0
-    for p in net.populations:
-        if index < off + p.size:
-            return p.name, index - off
-        off += p.size
+    for item in items:
+        if index < off + item.size:
+            return item.name, index - off
+        off += item.size
     raise IndexError(index)
+
+
+def _neuron_name(net: Network, index: int) -> tuple[str, int]:
+    return _element_name(net.populations, index)
 
 
 def inter_tile_events_per_step(image: HardwareImage, spike_counts: np.ndarray, steps: int, batch: int) -> float:

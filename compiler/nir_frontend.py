@@ -139,12 +139,17 @@ def _str(value: Any) -> str:
 # -----------------------------------------------------------------------------------------
 # Graph preparation: flatten nested graphs, check edges, infer shapes
 # -----------------------------------------------------------------------------------------
-def _flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[str, str]], set[str]]:
+def _flatten(graph: Any, path: tuple[str, ...] = (),
+             seen: dict[str, tuple[str, ...]] | None = None) -> tuple[dict[str, Any], list[tuple[str, str]], set[str]]:
     """Return (nodes, edges, passthrough) with nested graphs inlined under dotted names.
 
     The Input and Output nodes of a nested graph become pass-through nodes; an edge to or from
-    the nested graph's own name is redirected to its single Input or Output node.
+    the nested graph's own name is redirected to its single Input or Output node. Two nodes
+    whose dotted names coincide (node ``b`` of a nested graph ``a`` beside a node named ``a.b``)
+    are refused: merged, they would become one population.
     """
+    seen = {} if seen is None else seen  # dotted name -> the path of names it came from
+    prefix = "".join(f"{p}." for p in path)
     nodes: dict[str, Any] = {}
     passthrough: set[str] = set()
     edges: list[tuple[str, str]] = []
@@ -152,8 +157,12 @@ def _flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[s
     exit_: dict[str, str] = {}
     for name, node in graph.nodes.items():
         full = prefix + name
+        if full in seen:
+            raise NetworkError(f"NIR nodes {_describe(seen[full])} and {_describe(path + (name,))} are both named "
+                               f"{full!r} once nested graphs are flattened: rename one of them")
+        seen[full] = path + (name,)
         if type(node).__name__ == "NIRGraph":
-            sub_nodes, sub_edges, sub_pass = _flatten(node, full + ".")
+            sub_nodes, sub_edges, sub_pass = _flatten(node, path + (name,), seen)
             nodes.update(sub_nodes)
             edges.extend(sub_edges)
             passthrough |= sub_pass
@@ -171,6 +180,13 @@ def _flatten(graph: Any, prefix: str = "") -> tuple[dict[str, Any], list[tuple[s
         a, b = prefix + _str(a), prefix + _str(b)
         edges.append((exit_.get(a, a), entry.get(b, b)))
     return nodes, edges, passthrough
+
+
+def _describe(path: tuple[str, ...]) -> str:
+    """A node by where it sits: ``'a.b'`` at the top, ``'b' of nested graph 'a'`` inside one."""
+    if len(path) == 1:
+        return repr(path[0])
+    return f"{path[-1]!r} of nested graph {'.'.join(path[:-1])!r}"
 
 
 def _kind(node: Any) -> str:

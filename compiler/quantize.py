@@ -19,6 +19,10 @@ from __future__ import annotations
 import numpy as np
 
 GRID = np.linspace(0.2, 1.0, 96)
+#: The most weights of one scale group that :func:`zeroing_outliers` considers outliers.
+MAX_OUTLIERS = 8
+#: How many times the next weight an outlier is at least.
+OUTLIER_GAP = 4.0
 
 
 def quantize(w: np.ndarray, scale: float, levels: int) -> np.ndarray:
@@ -64,3 +68,31 @@ def best_scale(w: np.ndarray, levels: int) -> float:
 def level_pairs(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Device levels ``(l+, l-)`` for signed level differences ``q``."""
     return np.maximum(q, 0).astype(np.uint8), np.maximum(-q, 0).astype(np.uint8)
+
+
+def zeroing_outliers(w: np.ndarray, q: np.ndarray, owner: np.ndarray, scales: np.ndarray,
+                     levels: int) -> list[tuple[int, np.ndarray, float]]:
+    """Groups where a few outlying weights set the scale and leave most of the others at level 0.
+
+    A scale group (``owner`` of each weight; ``scales`` per group) is flagged when more than
+    half of its weights quantise to ``q = 0`` because of outliers: its ``m`` largest ``|w|``
+    (``m`` up to :data:`MAX_OUTLIERS`) are at least :data:`OUTLIER_GAP` times the next one, and
+    without them the others' own best scale would keep at least half of them. A group whose
+    weights are merely too many for a coarse grid (2 or 3 levels) is not flagged. Returns
+    ``(group, indices of the outlying weights in w, largest first, fraction of the group's
+    weights at 0)`` for each flagged group, worst first.
+    """
+    count = np.bincount(owner, minlength=scales.size)
+    zeroed = np.bincount(owner, weights=(q == 0), minlength=scales.size) / np.maximum(count, 1)
+    order = np.lexsort((-np.abs(w), owner))  # by group, largest |w| first
+    mag = np.abs(w[order])
+    first = np.concatenate([[0], np.cumsum(count)])
+    flagged = []
+    for g in np.flatnonzero(zeroed > 0.5):
+        top = mag[first[g]:min(first[g + 1], first[g] + MAX_OUTLIERS + 1)]
+        for m in np.flatnonzero(top[:-1] >= OUTLIER_GAP * top[1:]) + 1:  # a gap after the m largest
+            rest = w[order[first[g] + m:first[g + 1]]]
+            if np.mean(quantize(rest, best_scale(rest, levels), levels) == 0) <= 0.5:
+                flagged.append((int(g), order[first[g]:first[g] + m], float(zeroed[g])))
+                break
+    return sorted(flagged, key=lambda f: -f[2])

@@ -74,15 +74,28 @@ def load_meta_trained(folder: str | Path):
 
 
 def save_model(folder: str | Path, config_file: Path, x: np.ndarray, history: dict) -> None:
-    """Write a model folder: the run's ``config.toml`` and ``model.npz``."""
+    """Write a model folder: the run's ``config.toml`` and ``model.npz``.
+
+    A ``config.toml`` already there is replaced only in a model folder SMALL wrote (one with
+    ``model.npz``): a user's own file, or a run folder's, is refused before anything is written.
+    ``model.npz`` is written first, so that a kill between the two files leaves no ``config.toml``
+    that a next ``--save-model`` would take for a user's.
+    """
+    from l2l.loop import CONFIG_FILE
+
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileFormatError(f"--save-model {str(folder)!r} exists and is not a folder: give a folder")
+    if (folder / CONFIG_FILE).exists() and not (folder / MODEL_FILE).is_file():
+        raise FileFormatError(f"--save-model: {str(folder / CONFIG_FILE)!r} is not part of a model SMALL wrote (no "
+                              f"{MODEL_FILE} beside it): give a new folder, or one that --save-model wrote")
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_output(folder / "config.toml") as tmp:
-        Path(tmp).write_text(Path(config_file).read_text(encoding="utf-8"), encoding="utf-8")
     arrays = {"x": np.asarray(x, dtype=float)}
     arrays.update({k: np.asarray([np.nan if v is None else v for v in history.get(k, [])], dtype=float)
                    for k in ("best", "mean")})
     write_npz(folder / MODEL_FILE, arrays)
+    with atomic_output(folder / CONFIG_FILE) as tmp:
+        Path(tmp).write_text(Path(config_file).read_text(encoding="utf-8"), encoding="utf-8")
 
 
 def evaluate_arm(task, x: np.ndarray, trajectories, hardware: str, *, seed: int = 0) -> tuple[dict, dict]:

@@ -20,6 +20,9 @@ in order. What it guarantees on Dask:
   unpickle it, say); if those persist, :class:`ClusterError` stops the run.
 * **No hang when the cluster goes away.** Losing the scheduler cancels the pending
   evaluations and raises :class:`ClusterError` (the loop's checkpoint is intact: resume).
+* **No hang on a wrong address.** A ``--scheduler`` that refuses, accepts and stays silent, or
+  answers in another protocol (the dashboard's HTTP port) is a :class:`SchedulerError` within
+  the connect timeout (:func:`_greeting`).
 
 The task object goes with each evaluation as an argument of ``client.submit``: Dask serialises
 it (cloudpickle, so a task class defined in a script travels by value). Tasks are small frozen
@@ -343,14 +346,72 @@ def local_cluster(workers: int, processes: bool = True):
 
 
 def _connect(address: str, timeout: float):
-    """A ``distributed.Client`` on ``address``, or a SchedulerError within ``timeout`` seconds."""
+    """A ``distributed.Client`` on ``address``, or a SchedulerError within about twice ``timeout`` seconds."""
     import distributed
 
     fix = (f"start one with `dask scheduler` (and workers with `dask worker {address}`), check the address, "
            "or leave out --scheduler to run on a local cluster")
     try:
+        _greeting(address, timeout)
         return distributed.Client(address, timeout=timeout)
     except ValueError as exc:
         raise SchedulerError(f"{address!r} is not a Dask scheduler address like tcp://host:8786 ({exc})") from None
     except (OSError, TimeoutError):
         raise SchedulerError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s: {fix}") from None
+    except MemoryError:  # another protocol's bytes read as a frame length (the check above makes it unlikely)
+        raise SchedulerError(f"{address} does not speak Dask's protocol: {fix}") from None
+
+
+#: The largest first frame a Dask scheduler sends (its handshake is about 60 bytes).
+GREETING_LIMIT = 1 << 16
+
+
+def _greeting(address: str, timeout: float) -> None:
+    """Check that a ``tcp://`` address answers as a Dask scheduler does, within ``timeout`` seconds.
+
+    ``distributed`` waits for the scheduler's handshake without a time limit, and reads any 8
+    bytes as the length of the frame to come: a port that accepts and stays silent (a firewall,
+    a wrong service) hangs the run, and an HTTP server's ``HTTP/1.1`` asks for exabytes. A Dask
+    scheduler speaks first: on connection it sends its handshake, an 8-byte little-endian
+    length and a frame of about 60 bytes. That is all this reads, and then it hangs up (the
+    scheduler logs the early close at INFO). Other schemes (``tls://``, ``ucx://``) are left to
+    ``distributed``.
+    """
+    from distributed.comm import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme != "tcp":
+        return
+    host, port = parse_host_port(location)
+    deadline = time.monotonic() + timeout
+    while True:  # a scheduler still starting refuses connections for a moment: retry, as distributed does
+        try:
+            conn = socket.create_connection((host, port), timeout=max(deadline - time.monotonic(), 1e-3))
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() + 0.1 > deadline:
+                raise
+            time.sleep(0.1)
+    with conn:
+
+        def read(n: int) -> bytes:
+            data = b""
+            while len(data) < n:
+                conn.settimeout(max(deadline - time.monotonic(), 1e-3))
+                try:
+                    chunk = conn.recv(n - len(data))
+                except socket.timeout:
+                    raise SchedulerError(f"{address} accepts connections but did not answer as a Dask scheduler "
+                                         f"within {timeout:g} s: is it the scheduler's port (8786 by default, not "
+                                         "the dashboard's 8787)?") from None
+                if not chunk:
+                    raise SchedulerError(f"{address} closed the connection without answering as a Dask scheduler: "
+                                         "check the address")
+                data += chunk
+            return data
+
+        head = read(8)
+        if not 0 < int.from_bytes(head, "little") <= GREETING_LIMIT:
+            raise SchedulerError(f"{address} does not speak Dask's protocol (it answered {head!r}...): is it the "
+                                 "scheduler's port (8786 by default, not the dashboard's 8787)?")
+        read(int.from_bytes(head, "little"))

@@ -149,8 +149,5 @@ class AnalogSimulator(ChipSimulator):
                          for gp, gn in zip(self.g_pos, self.g_neg)])
 
     # -- arithmetic: floats in level units, as sim/memristive.py ---------------------------------
-    def encode_inputs(self, x: np.ndarray) -> np.ndarray:
-        return x.astype(np.float64)
-
     def _drive(self, current: np.ndarray, bias: np.ndarray) -> np.ndarray:
         return current + bias

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from small.errors import SimulationError
-from compiler.image import MODEL_CODES, NEURON_PARAMS, HardwareImage
+from compiler.image import MODEL_CODES, NEURON_PARAMS, Arithmetic, HardwareImage
 
 from .reference import SimulationResult
 
@@ -86,12 +86,32 @@ class ChipSimulator:
         self.start = a["param/start"].reshape(-1)[self.addr].astype(np.int64)
         self.inputs = image.meta["inputs"]
         self.n_in = sum(int(i["size"]) for i in self.inputs)
+        # every chip's host events carry a signed input_bits payload (a memristive chip's are the
+        # default width, as compiler.events.Geometry.of says)
+        bits = (image.arithmetic if image.target == "digital" else Arithmetic()).input_bits
+        self.in_lo, self.in_hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
     # -- arithmetic: the subclass says how numbers are represented ------------------------
     def encode_inputs(self, x: np.ndarray) -> np.ndarray:
         """Host input values ``[T, batch, n_in]`` (already divided by the input scale, as
-        :meth:`prepare_inputs` returns them) to the payloads the crossbar rows carry, same shape."""
-        raise NotImplementedError
+        :meth:`prepare_inputs` returns them) to the payloads the crossbar rows carry, same shape.
+
+        Every simulator saturates them alike (:meth:`saturate_inputs`); the memristive ones drive
+        their rows with the saturated value as it is, the digital twin rounds it."""
+        return self.saturate_inputs(x).astype(self.value_dtype)
+
+    def saturate_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Host values clipped to the signed ``input_bits`` payload, ``[-2^(b-1), 2^(b-1) - 1]``
+        (``docs/architecture.md``, "Host inputs"): whole numbers stay int64, real ones float.
+
+        The clip comes before any conversion to integers: ``1e30`` saturates to the top, never
+        wraps (NaN and Inf never get here, :meth:`prepare_inputs` refuses them).
+        """
+        if x.dtype.kind in "biu":
+            x = x.astype(np.int64) if x.dtype.kind == "b" else x
+            info = np.iinfo(x.dtype)  # bounds in x's own type: a uint64 above 2^63 must not wrap
+            return np.clip(x, max(self.in_lo, info.min), min(self.in_hi, info.max)).astype(np.int64)
+        return np.clip(x, self.in_lo, self.in_hi)
 
     def _drive(self, current: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """Crossbar sum (in weight levels) plus bias, in state units."""
@@ -178,7 +198,8 @@ class ChipSimulator:
             x = x.reshape(x.shape[0], x.shape[1], -1)
             if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
                 raise SimulationError(f"input {spec['name']!r} contains NaN or Inf")
-            parts.append(x / float(spec["scale"]) if float(spec["scale"]) != 1 else x)
+            with np.errstate(over="ignore"):  # a huge value over a tiny scale is +-inf, which saturates
+                parts.append(x / float(spec["scale"]) if float(spec["scale"]) != 1 else x)
             shapes.add(x.shape[:2])
         if len(shapes) > 1:
             raise SimulationError(f"inputs disagree on [T, batch]: {sorted(shapes)}")

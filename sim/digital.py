@@ -35,7 +35,6 @@ class DigitalSimulator(ChipSimulator):
         ar = image.arithmetic
         self.frac, self.decay_bits = ar.frac_bits, ar.decay_bits
         self.lo, self.hi = -(1 << (ar.v_bits - 1)), (1 << (ar.v_bits - 1)) - 1
-        self.in_lo, self.in_hi = -(1 << (ar.input_bits - 1)), (1 << (ar.input_bits - 1)) - 1
         self.half = 1 << (ar.decay_bits - 1)
 
     def _sat(self, x: np.ndarray) -> np.ndarray:
@@ -45,12 +44,10 @@ class DigitalSimulator(ChipSimulator):
         return (x * a + self.half) >> self.decay_bits
 
     def encode_inputs(self, x: np.ndarray) -> np.ndarray:
-        # Host events carry a signed input_bits payload: round to nearest (ties to even), saturate.
-        if x.dtype.kind in "biu":
-            q = x.astype(np.int64)
-        else:
-            q = np.rint(x).astype(np.int64)
-        return np.clip(q, self.in_lo, self.in_hi)
+        # Host events carry a signed input_bits payload: saturate, round to nearest (ties to even).
+        # Saturating first equals rounding first for every finite value, and nothing wraps.
+        q = self.saturate_inputs(x)
+        return q if q.dtype.kind == "i" else np.rint(q).astype(np.int64)
 
     def _drive(self, current: np.ndarray, bias: np.ndarray) -> np.ndarray:
         return self._sat((current << self.frac) + bias)

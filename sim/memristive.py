@@ -31,8 +31,5 @@ class IdealMemristiveSimulator(ChipSimulator):
         pos_neg = image.effective_levels() if stuck else (image.arrays["g_pos"], image.arrays["g_neg"])
         super().__init__(image, weights=pos_neg)
 
-    def encode_inputs(self, x: np.ndarray) -> np.ndarray:
-        return x.astype(np.float64)
-
     def _drive(self, current: np.ndarray, bias: np.ndarray) -> np.ndarray:
         return current + bias

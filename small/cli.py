@@ -49,20 +49,25 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", choices=("digital", "memristive"), default="digital")
     p.add_argument("--tile", type=check.tile, default=(64, 64), metavar="ROWSxCOLS",
                    help="crossbar geometry (default 64x64)")
-    p.add_argument("--levels", type=int, default=None,
+    p.add_argument("--levels", type=check.levels, default=None,
                    help="conductance levels per device (default 16, or the calibration's distinguishable levels)")
     p.add_argument("--calibration", metavar="CALIB.json", help="memristive target: a device calibration "
                    "(`small analog characterize`): its levels, conductance range, device and wire resistance")
     p.add_argument("--faults", metavar="CHIP.json", help="stuck devices of the chip (memristive target)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the partitioner (default 0)")
-    p.add_argument("--max-tiles", type=int, metavar="N", help="fail if the network needs more tiles")
-    p.add_argument("--max-split", type=int, default=16, metavar="N",
+    p.add_argument("--seed", type=check.seed, default=0, help="seed of the partitioner (default 0)")
+    p.add_argument("--max-tiles", type=check.positive_int, metavar="N", help="fail if the network needs more tiles")
+    p.add_argument("--max-split", type=check.positive_int, default=16, metavar="N",
                    help="most tiles one neuron's inputs may be split across (default 16)")
     p.add_argument("--partitioner", choices=("auto", "metis", "networkx", "sequential"), default="auto")
     p.add_argument("--scale", choices=("tile", "column"), default="tile",
                    help="weight scale per tile group (default) or per neuron column")
     p.add_argument("--test-set", metavar="TEST.npz", help="labelled test set (default: test_set.npz beside the model)")
     _add_model_options(p)
+
+
+def _add_force(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true", help="write the build into an existing folder that is not a "
+                   "SMALL build (its files are kept)")
 
 
 def _add_lanes(p: argparse.ArgumentParser) -> None:
@@ -146,7 +151,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
             print(_indent(more))
     output = args.output or str(Path("build") / model.network.name)
     t = time.perf_counter()
-    build = flow.compile_build(model, _build_options(args), output)
+    build = flow.compile_build(model, _build_options(args), output, force=args.force)
     stage(3, "compile", f"{time.perf_counter() - t:.1f} s")
     print(_indent(build.summary()))
     stage(4, "hdl")
@@ -169,7 +174,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    print(flow.compile_build(_model(args), _build_options(args), args.output).summary())
+    print(flow.compile_build(_model(args), _build_options(args), args.output, force=args.force).summary())
     return EXIT_OK
 
 
@@ -482,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "hdl, verify, export")
     p.add_argument("model", help="model.nir or net.small (a test_set.npz beside it is used)")
     p.add_argument("-o", "--output", metavar="DIR", help="build folder (default: build/<network name>)")
+    _add_force(p)
     _add_compile_options(p)
     _add_lanes(p)
     _add_verify_options(p)
@@ -492,17 +498,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="map a network onto crossbar tiles and write a HardwareImage")
     p.add_argument("model", help="model.nir or net.small (a test_set.npz beside it is used for the report)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="build folder (image.json, image.npz, report.json)")
+    _add_force(p)
     _add_compile_options(p)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("faults", help="make chip fault maps")
     fsub = p.add_subparsers(dest="faults_command", metavar="KIND", parser_class=_Parser, required=True)
     q = fsub.add_parser("random", help="independent stuck devices at a given rate")
-    q.add_argument("--rate", type=float, required=True, help="fraction of devices stuck, in [0, 1]")
-    q.add_argument("--tiles", type=int, default=16, help="physical tiles on the chip (default 16)")
+    q.add_argument("--rate", type=check.fraction, required=True, help="fraction of devices stuck, in [0, 1]")
+    q.add_argument("--tiles", type=check.positive_int, default=16, help="physical tiles on the chip (default 16)")
     q.add_argument("--tile", type=check.tile, default=(64, 64), metavar="ROWSxCOLS")
-    q.add_argument("--high-fraction", type=float, default=0.5, help="fraction of stuck devices stuck high (default 0.5)")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--high-fraction", type=check.fraction, default=0.5,
+                   help="fraction of stuck devices stuck high (default 0.5)")
+    q.add_argument("--seed", type=check.seed, default=0)
     q.add_argument("-o", "--output", required=True, metavar="CHIP.json")
     q.set_defaults(func=cmd_faults_random)
 
@@ -518,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--waves", action="store_true", help="write a waveform (FST under Icarus, VCD under Verilator)")
     p.add_argument("--uart", action="store_true", help="drive the chip through its UART bridge (the board's "
                    "design, at 4 clock cycles a bit) instead of its host ports")
-    p.add_argument("--backpressure", type=int, metavar="SEED",
+    p.add_argument("--backpressure", type=check.seed, metavar="SEED",
                    help="random gaps between commands and random stalls of the outputs, seeded")
     p.add_argument("--analog", choices=("ideal", "pcm", "tiox"), default="ideal",
                    help="memristive builds: the devices of the analog tiles attached to the chip (default ideal; "
@@ -541,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = asub.add_parser("device", help="simulate a memristive device: I-V loop, conductance vs pulses, levels")
     q.add_argument("--model", choices=DEVICE_MODELS, required=True)
     q.add_argument("--plot", metavar="IV.png", help="write the figures as a PNG, and as JSON beside it")
-    q.add_argument("--seed", type=int, default=0, help="seed of the device-level noise (pcm, tiox)")
+    q.add_argument("--seed", type=check.seed, default=0, help="seed of the device-level noise (pcm, tiox)")
     q.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     q.set_defaults(func=cmd_analog_device)
     q = asub.add_parser("crossbar", help="column currents with wire resistance: ngspice, the nodal model, ideal")
@@ -551,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--conductances", metavar="G.npy", help="siemens, [rows, cols] (default: random 1-100 uS)")
     q.add_argument("--v-read", type=float, default=0.2, metavar="VOLT", help="voltage on every row (default 0.2)")
     q.add_argument("--v-rows", metavar="V.npy", help="one voltage per row instead of --v-read")
-    q.add_argument("--seed", type=int, default=0, help="seed of the random conductances")
+    q.add_argument("--seed", type=check.seed, default=0, help="seed of the random conductances")
     q.add_argument("--json", action="store_true", help="print one JSON object (currents in amperes, errors, times)")
     q.set_defaults(func=cmd_analog_crossbar)
     q = asub.add_parser("characterize", help="calibrate the flow: device levels and noise, IR drop, neuron fit")
@@ -559,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--r-wire", type=float, default=1.0, metavar="OHM", help="wire resistance per segment (default 1)")
     q.add_argument("--tile", type=check.tile, default=(64, 64), metavar="ROWSxCOLS", help="tile for the IR drop (64x64)")
     q.add_argument("--dt", type=check.positive_float, default=1e-3, metavar="SECONDS", help="network step of the neuron fit")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=check.seed, default=0)
     q.add_argument("-o", "--output", required=True, metavar="CALIB.json")
     q.set_defaults(func=cmd_analog_characterize)
     q = asub.add_parser("neuron", help="the analog LIF neuron circuit: membrane trace, f-I curve, fit to the digital LIF")
@@ -587,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--n", type=check.positive_int, default=100, help="arm: trajectories drawn when no file is given (100)")
     q.add_argument("--hardware", choices=("float", "digital", "ideal", "pcm", "tiox"),
                    help="arm: the chip to learn on (default: the run's [task] hardware)")
-    q.add_argument("--seed", type=int, default=0, help="the chip's random draws (programming, drift, read noise)")
+    q.add_argument("--seed", type=check.seed, default=0, help="the chip's random draws (programming, drift, read noise)")
     q.add_argument("--plots", metavar="DIR", help="arm: folder for the plots (default RUN_DIR/eval)")
     q.add_argument("--save-model", metavar="DIR", help="also write the evaluated candidate as a model folder "
                    "(config.toml + model.npz, small enough to commit)")
@@ -623,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-split", type=check.positive_int, default=16, metavar="N",
                    help="most tiles one neuron's inputs may be split across (default 16)")
     p.add_argument("--max-tiles", type=check.positive_int, metavar="N", help="a point that needs more tiles fails")
-    p.add_argument("--seed", type=int, default=0, help="seed of the partitioner and the fault maps (default 0)")
+    p.add_argument("--seed", type=check.seed, default=0, help="seed of the partitioner and the fault maps (default 0)")
     p.add_argument("--force", action="store_true", help="start over in a folder holding another (or this) sweep")
     _add_cluster_options(p, default="one per CPU core")
     _add_model_options(p)

@@ -2,16 +2,23 @@
 
 Every artifact SMALL writes goes through :func:`atomic_output`: it is written under a
 temporary name in the destination folder and renamed into place only when complete, so a
-failed run never leaves a half-written file. Archives of arrays are ``.npz`` files with fixed
-timestamps (byte-identical for identical content) and are read with ``allow_pickle=False``.
+failed run never leaves a half-written file. Output folders go through :func:`atomic_directory`:
+locked against concurrent writers, swapped in whole, finished by the next run after a kill, and
+the user's own files in them kept. Archives of arrays are ``.npz`` files with fixed timestamps
+(byte-identical for identical content) and are read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fnmatch
+import glob
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -20,7 +27,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .errors import FileFormatError
+from .errors import FileFormatError, SmallError
 
 # A fixed timestamp makes the zip container reproducible (zip cannot store dates before 1980).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -50,35 +57,239 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+#: Seconds a run waits for another SMALL run writing the same output folder before it gives up.
+LOCK_TIMEOUT = 600.0
+
+# What atomic_directory leaves beside a folder NAME while it works: `.NAME.XXXXXXXX.tmp` (being
+# written), `.NAME.XXXXXXXX.new` (complete, being swapped in; after the swap, the folder it replaced),
+# `.NAME.XXXXXXXX.old/previous` (the replaced folder, where the swap takes two renames). XXXXXXXX is
+# mkdtemp's random part, matched exactly so that `.a.b.XXXXXXXX.tmp` of a folder `a.b` is not `a`'s.
+_LEFTOVER = r"\.{name}\.[a-z0-9_]{{8}}\.(tmp|new|old)"
+# SMALL's own bookkeeping inside an output folder (a nested output's leftovers, atomic_output's
+# temporaries, a nested output's lock): never a user's file to keep
+_BOOKKEEPING = re.compile(r"\..+\.([a-z0-9_]{8}\.(tmp|new|old)\S*|lock)")
+
+# renameat2(2): RENAME_EXCHANGE swaps two names in one step (Linux 3.15+, most local filesystems)
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the names ``a`` and ``b`` atomically; False where the system or filesystem cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _resolve(path: str | os.PathLike) -> Path:
+    """``path`` without symlinks: ``-o link`` writes into the link's target and keeps the link."""
+    return Path(os.path.realpath(path))
+
+
+def _lock_file(path: Path) -> Path:
+    """The lock of output folder ``path``: ``.<name>.lock`` beside it; for a folder inside another
+    SMALL output (a build's ``hdl/``), that output's lock, so that a recompile of the build and
+    ``small hdl`` writing into it wait for each other."""
+    enclosing = path.parent.parent / f".{path.parent.name}.lock"
+    return enclosing if enclosing.is_file() else path.parent / f".{path.name}.lock"
+
+
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, *, marker: str) -> Iterator[Path]:
+def output_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold the lock of output folder ``path`` (its parent must exist) and yield its resolved path.
+
+    Writers of a folder (:func:`atomic_directory`) and readers that must not see it change (``small
+    verify``) hold it; the lock is reentrant within a thread. It is a file (``filelock``, ``flock``
+    underneath: released by the kernel when its holder dies) that stays beside the folder. After
+    :data:`LOCK_TIMEOUT` seconds of waiting, :class:`SmallError` names the folder.
+    """
+    from filelock import FileLock, Timeout
+
+    path = _resolve(path)
+    lock_file = _lock_file(path)
+    lock = FileLock(lock_file, is_singleton=True)
+    try:
+        lock.acquire(timeout=LOCK_TIMEOUT)
+    except Timeout:
+        raise SmallError(f"another SMALL run has been writing {str(path)!r} for {LOCK_TIMEOUT:g} s (it holds "
+                         f"{str(lock_file)!r}): wait until it ends, or choose another output folder") from None
+    try:
+        yield path
+    finally:
+        lock.release()
+
+
+def _is_owned(name: str, owned: Iterable[str] | None) -> bool:
+    return owned is None or any(fnmatch.fnmatchcase(name, pattern) for pattern in owned)
+
+
+def _users_entries(folder: Path, marker: str, owned: Iterable[str] | None) -> list[str]:
+    """The entries of ``folder`` that SMALL did not write: every entry of a folder without ``marker``
+    (not a SMALL output), else those that match no pattern of ``owned``."""
+    names = sorted(n for n in os.listdir(folder) if not _BOOKKEEPING.fullmatch(n))
+    if not (folder / marker).exists():
+        return names
+    return [n for n in names if not _is_owned(n, owned)]
+
+
+def _discard(folder: Path) -> None:
+    """Remove a leftover folder: renamed to a ``.tmp`` name first, so that a kill during the removal
+    leaves a folder the next run removes whole rather than half a build it might take for a user's."""
+    trash = folder.with_suffix(".tmp")
+    os.rename(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _give_back(replaced: Path, path: Path, marker: str, owned: Iterable[str] | None, holder: Path) -> None:
+    """Move the user's entries of ``replaced`` (the folder a swap took out) into ``path``, then remove
+    ``holder`` (``replaced`` or the ``.old`` folder around it). An entry whose name ``path`` already
+    has stays where it is, and so does ``holder``: no file of the user's is removed."""
+    clash = False
+    for name in _users_entries(replaced, marker, owned):
+        if os.path.lexists(path / name):
+            clash = True
+        else:
+            os.rename(replaced / name, path / name)
+    if not clash:
+        _discard(holder)
+
+
+def _leftovers(path: Path) -> dict[str, list[Path]]:
+    pattern = re.compile(_LEFTOVER.format(name=re.escape(path.name)))
+    found: dict[str, list[Path]] = {"tmp": [], "new": [], "old": []}
+    for entry in sorted(os.listdir(path.parent)):
+        m = pattern.fullmatch(entry)
+        if m and (path.parent / entry).is_dir():
+            found[m.group(1)].append(path.parent / entry)
+    return found
+
+
+def recover_directory(path: str | os.PathLike, *, marker: str, owned: Iterable[str] | None = None) -> None:
+    """Finish what a killed :func:`atomic_directory` on ``path`` left, with the folder's lock held.
+
+    If ``path`` is missing (a kill between the two renames of a swap), the folder it replaced comes
+    back, or else the complete new one is put in place; the user's files in a replaced folder are
+    moved back into ``path``; unfinished folders are removed. Nothing of the user's is removed.
+    """
+    path = _resolve(path)
+    left = _leftovers(path)
+    for unfinished in left["tmp"]:
+        shutil.rmtree(unfinished, ignore_errors=True)
+    if not os.path.lexists(path):
+        previous = [old / "previous" for old in left["old"] if (old / "previous").is_dir()]
+        if previous:
+            os.rename(previous[0], path)
+        elif left["new"]:
+            os.rename(left["new"].pop(0), path)
+    for holder in left["new"] + left["old"]:
+        replaced = holder / "previous" if holder.suffix == ".old" else holder
+        if replaced.is_dir() and path.is_dir():
+            _give_back(replaced, path, marker, owned, holder)
+        elif not replaced.exists():
+            _discard(holder)
+
+
+def check_output_folder(path: str | os.PathLike, *, marker: str, owned: Iterable[str] | None = None,
+                        force: bool | None = None) -> None:
+    """Refuse (:class:`FileFormatError`) an output folder :func:`atomic_directory` must not replace
+    (the arguments are its): a caller with long work before the write checks first."""
+    path = _resolve(path)
+    cwd = Path.cwd().resolve()
+    if path == cwd or path in cwd.parents:
+        raise FileFormatError(f"{str(path)!r} is the current folder or holds it: SMALL writes an output folder beside "
+                              "it and swaps it in whole, which would leave this shell in a removed folder; run from "
+                              "elsewhere, or choose another output folder")
+    if not path.exists():
+        if os.path.lexists(path):  # a symlink to nowhere
+            raise FileFormatError(f"{str(path)!r} is a broken symbolic link: remove it or choose another output folder")
+        return
+    if not path.is_dir():
+        raise FileFormatError(f"{str(path)!r} exists and is not a folder: choose another output folder")
+    if os.path.ismount(path):
+        raise FileFormatError(f"{str(path)!r} is a mount point, which SMALL cannot swap a new folder in for: choose a "
+                              "folder inside it")
+    if (path / marker).exists() or not any(path.iterdir()):
+        return
+    if not force:
+        hint = "" if force is None else ", or give --force to write into it (its files are kept)"
+        raise FileFormatError(f"{str(path)!r} exists and is not a SMALL output folder (no {marker}): choose another "
+                              f"output folder{hint}")
+    taken = [n for n in os.listdir(path) if owned is not None and _is_owned(n, owned)]
+    if taken:
+        raise FileFormatError(f"{str(path / sorted(taken)[0])!r} is not SMALL's, and SMALL writes a file of that "
+                              "name there: move it away, or choose another output folder")
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, marker: str, owned: Iterable[str] | None = None,
+                     force: bool | None = None) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it replaces ``path`` when the block succeeds.
 
-    An existing ``path`` is replaced only if it is empty or holds ``marker`` (a file SMALL
-    wrote there before), so a mistyped ``-o`` never deletes a user's folder. On any exception
-    the temporary folder is removed and ``path`` is untouched.
+    The swap is crash- and race-safe: the folder's lock (:func:`output_lock`) is held from start to
+    end, so concurrent writers take turns; the complete new folder and ``path`` trade names in one
+    atomic rename (``renameat2`` with ``RENAME_EXCHANGE``; two renames where the filesystem has no
+    such call), so a reader of ``path`` sees the whole old folder or the whole new one; and what a
+    killed writer left (:func:`recover_directory`) is finished before the next one starts.
+
+    marker : a file every such output holds: a folder with it (or an empty one) may be replaced, any
+        other only with ``force``, and a symlink is followed (its target is replaced, the link stays).
+    owned : glob patterns of the entries SMALL writes in such a folder, now or by later commands (a
+        build's ``hdl/``); every other entry is the user's and is moved into the new folder, so no
+        file SMALL did not write is removed (a name clash is refused). ``None``: the whole folder is
+        SMALL's (a build's ``report/``).
+    force : write into a folder that is not a SMALL output, keeping all its files; ``None`` where the
+        command offers no ``--force`` (the refusal then does not suggest it).
+
+    On any exception the temporary folder is removed and ``path`` is untouched.
     """
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / marker).exists())):
-        raise FileFormatError(
-            f"{str(path)!r} exists and is not a SMALL output folder (no {marker}): choose another output folder"
-        )
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
-            os.replace(path, old / "previous")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    path = _resolve(path)
+    check_output_folder(path, marker=marker, owned=owned, force=force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(path):
+        recover_directory(path, marker=marker, owned=owned)
+        check_output_folder(path, marker=marker, owned=owned, force=force)  # another run may have written it since
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            yield tmp
+            os.chmod(tmp, 0o755)
+            _swap_in(tmp, path, marker, owned)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _swap_in(tmp: Path, path: Path, marker: str, owned: Iterable[str] | None) -> None:
+    """Put the finished folder ``tmp`` in place of ``path``, keeping the user's entries of ``path``."""
+    if not path.exists():
+        os.rename(tmp, path)
+        return
+    if owned is not None:  # what this run wrote is SMALL's in the folder it replaces, listed or not
+        owned = (*owned, *map(glob.escape, os.listdir(tmp)))
+    clash = sorted(set(_users_entries(path, marker, owned)) & set(os.listdir(tmp)))
+    if clash:
+        raise FileFormatError(f"{str(path / clash[0])!r} is not SMALL's, and SMALL writes a file of that name there: "
+                              "move it away, or choose another output folder")
+    new = tmp.with_suffix(".new")  # complete: from here on a kill leaves a folder the next run can swap in
+    os.rename(tmp, new)
+    if _exchange(new, path):
+        replaced = holder = new
+    else:
+        holder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        replaced = holder / "previous"
+        os.rename(path, replaced)
+        try:
+            os.rename(new, path)
+        except BaseException:
+            os.rename(replaced, path)
+            raise
+    _give_back(replaced, path, marker, owned, holder)
 
 
 def json_text(doc: Any, *, sort_keys: bool = True) -> str:

@@ -16,7 +16,9 @@ HardwareImage), ``report.json`` (:class:`compiler.mapper.CompileReport`), ``netw
 (the network as compiled) and, with a test set, ``test_set.npz`` and ``example_inputs.npy``
 (its first samples, what :func:`verify_build` runs by default). :func:`generate_hdl` adds
 ``hdl/``, :func:`verify_build` ``verify/``, :func:`export` the netlist and bitstream in ``hdl/``
-or the SPICE decks in ``spice/``; ``small report`` (:mod:`small.report`) reads them all.
+or the SPICE decks in ``spice/``; ``small report`` (:mod:`small.report`) reads them all. Each is
+written with :func:`small.fileio.atomic_directory` (locked, swapped in whole, a user's own files in
+the folder kept) or, in place, with the build's lock held (:func:`small.fileio.output_lock`).
 
 Only the standard library is imported at the top: the command line imports this module to build
 its parser, and ``small --help`` stays fast.
@@ -24,6 +26,7 @@ its parser, and ``small --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -47,6 +50,11 @@ NETWORK_FILE = "network.small"  # the network as compiled (imported, discretised
 TEST_SET_FILE = "test_set.npz"  # a copy of the labelled test set, in the build folder
 REPORT_JSON = "report.json"  # CompileReport.to_dict(), in the build folder
 EXAMPLE_INPUTS = "example_inputs.npy"  # the test set's first samples, written by compile for verify
+# What SMALL writes in a build folder, by compile and by the commands after it (small.report's page
+# and figures among them): a recompile replaces these and keeps every other file, the user's.
+BUILD_FILES = ("image.json", "image.npz", REPORT_JSON, NETWORK_FILE, EXAMPLE_INPUTS, TEST_SET_FILE, "hdl", "spice",
+               "verify", "report.html", "report")
+HDL_FILES = ("small_chip*", "summary.json")  # generate_hdl's and export's files in BUILD/hdl/
 VERIFY_SAMPLES = 50
 FRAMEWORKS = ("nir", "snntorch", "norse")
 EXPECTED_RESULTS = (("snntorch_result.json", "snnTorch"), ("torch_result.json", "the torch training model"))
@@ -281,7 +289,7 @@ class BuildOptions:
         cal = calibration or self.load_calibration()
         calibrated = {} if cal is None else {"g_min_us": cal.g_min_uS, "g_max_us": cal.g_max_uS,
                                              "device": {"model": cal.device, "r_wire_ohm": cal.r_wire}}
-        levels = self.levels or (cal.levels if cal is not None else 16)
+        levels = self.levels if self.levels is not None else (cal.levels if cal is not None else 16)
         opts = CompileOptions(target=self.target, rows=self.tile[0], cols=self.tile[1], levels=levels, seed=self.seed,
                               max_tiles=self.max_tiles, max_split=self.max_split, partitioner=self.partitioner,
                               scale=self.scale, faults=load_faults(self.faults) if self.faults else None, **calibrated)
@@ -356,11 +364,12 @@ class CompiledBuild:
         return _lines(*lines)
 
 
-def compile_build(model: Model, options: BuildOptions, output: str | Path) -> CompiledBuild:
+def compile_build(model: Model, options: BuildOptions, output: str | Path, *, force: bool = False) -> CompiledBuild:
     """Compile the model as ``options`` say, measure the image on the test set (accuracy, inter-tile
     traffic; with a calibration the devices' accuracy and the analog energy too), and write the
     build folder ``output`` with the network as compiled and a copy of the test set, so that
-    ``small report`` needs nothing else. Nothing is written if any step fails."""
+    ``small report`` needs nothing else. Nothing is written if any step fails. ``force``: write into
+    a folder that is not a build (its files are kept)."""
     import shutil
 
     import numpy as np
@@ -368,8 +377,9 @@ def compile_build(model: Model, options: BuildOptions, output: str | Path) -> Co
     from compiler.mapper import compile_network, input_scales_for
     from compiler.netfile import save_network
     from sim.evaluate import measure
-    from small.fileio import atomic_directory, write_json
+    from small.fileio import atomic_directory, check_output_folder, write_json
 
+    check_output_folder(output, marker="image.json", owned=BUILD_FILES, force=force)  # before minutes of work
     cal = options.load_calibration()
     opts = options.compile_options(cal)
     net, test = model.network, model.test
@@ -383,7 +393,7 @@ def compile_build(model: Model, options: BuildOptions, output: str | Path) -> Co
         report = dataclasses.replace(report, inter_tile_events_per_step=measured.inter_tile_events_per_step,
                                      accuracy=measured.accuracy, energy=measured.energy,
                                      test_samples=measured.test_samples)
-    with atomic_directory(output, marker="image.json") as tmp:
+    with atomic_directory(output, marker="image.json", owned=BUILD_FILES, force=force) as tmp:
         image.save(tmp)
         write_json(tmp / REPORT_JSON, report.to_dict())
         save_network(net, tmp / NETWORK_FILE)
@@ -462,7 +472,7 @@ def generate_hdl(build: str | Path, lanes: int = 1) -> GeneratedHdl:
     build = Path(build)
     image = load_image(build)
     chip = _chip(image, lanes)
-    with atomic_directory(build / "hdl", marker="small_chip.v") as tmp:
+    with atomic_directory(build / "hdl", marker="small_chip.v", owned=HDL_FILES) as tmp:
         info = write_hdl(chip, None, tmp)
         info.update(image_sha256=image.meta.get("arrays_sha256"), target=image.target, tiles=image.n_tiles,
                     rows=image.rows, cols=image.cols, delay_slots=image.delay_slots)
@@ -532,7 +542,7 @@ def _spice_decks(build: str | Path, image: HardwareImage, r_wire: float | None) 
         raise SmallError("--spice writes the analog tiles of a memristive image: compile with --target memristive")
     r = float((image.meta.get("device") or {}).get("r_wire_ohm", 1.0)) if r_wire is None else r_wire
     out = Path(build) / "spice"
-    with atomic_directory(out, marker="tile0.cir") as tmp:
+    with atomic_directory(out, marker="tile0.cir", owned=("tile*.cir",)) as tmp:
         for t in range(image.n_tiles):
             (tmp / f"tile{t}.cir").write_text(tile_deck(image, t, r_wire=r, source=str(build)))
     return SpiceDecks(out, image.n_tiles, image.rows, image.cols, r)
@@ -545,6 +555,7 @@ def export(build: str | Path, *, board: str | None = None, netlist: bool = False
     the calibration's, else 1) (``small export``)."""
     from compiler.image import load_image
     from small.errors import SmallError
+    from small.fileio import output_lock
 
     image = load_image(build)
     if not (board or netlist or spice):
@@ -558,15 +569,16 @@ def export(build: str | Path, *, board: str | None = None, netlist: bool = False
     _check_digital(image)
     out = Path(build) / "hdl"
     result = Exported(out)
-    if netlist:
-        from hdl.export import write_netlist
+    with output_lock(build):  # the files go into hdl/ in place: no recompile swaps the build meanwhile
+        if netlist:
+            from hdl.export import write_netlist
 
-        result.netlist = write_netlist(_chip(image, lanes), out)
-    if board:
-        from hdl.board import BoardTop
-        from hdl.export import build_bitstream
+            result.netlist = write_netlist(_chip(image, lanes), out)
+        if board:
+            from hdl.board import BoardTop
+            from hdl.export import build_bitstream
 
-        result.bitstream = build_bitstream(BoardTop(image, lanes=lanes), out, board=board)
+            result.bitstream = build_bitstream(BoardTop(image, lanes=lanes), out, board=board)
     return result
 
 
@@ -634,34 +646,39 @@ def verify_build(build: str | Path, *, simulator: str, inputs: str | Path | None
     """
     from compiler.image import load_image
     from small.errors import SmallError
+    from small.fileio import output_lock
     from verify.runner import verify
 
     build = Path(build)
-    image = load_image(build)
-    verilog = build / "hdl" / "small_chip.v"
-    summary_file = build / "hdl" / "summary.json"
-    if not verilog.is_file() or not summary_file.is_file():
-        raise SmallError(f"no generated chip in {str(build / 'hdl')!r}: run `small hdl {build}` first")
-    hdl_summary = json.loads(summary_file.read_text())
-    if hdl_summary.get("image_sha256") not in (None, image.meta.get("arrays_sha256")):
-        warnings.warn(f"{verilog} was generated from another image than {build}/image.json: "
-                      f"run `small hdl {build}` again unless that is what you want to check")
-    xs = _verify_inputs(image, build, inputs, samples)
-    work = build / "verify"
-    kw = {}
-    if uart:
-        _check_digital(image)  # the board's design
-        from hdl.board import BridgedChip
-        from hdl.export import write_hdl
+    # BUILD/verify/ is written in place, and the simulator reads the build for minutes: hold the build's lock
+    # (a missing build is refused by load_image before anything is written)
+    with output_lock(build) if build.is_dir() else contextlib.nullcontext():
+        image = load_image(build)
+        verilog = build / "hdl" / "small_chip.v"
+        summary_file = build / "hdl" / "summary.json"
+        if not verilog.is_file() or not summary_file.is_file():
+            raise SmallError(f"no generated chip in {str(build / 'hdl')!r}: run `small hdl {build}` first")
+        hdl_summary = json.loads(summary_file.read_text())
+        if hdl_summary.get("image_sha256") not in (None, image.meta.get("arrays_sha256")):
+            warnings.warn(f"{verilog} was generated from another image than {build}/image.json: "
+                          f"run `small hdl {build}` again unless that is what you want to check")
+        xs = _verify_inputs(image, build, inputs, samples)
+        work = build / "verify"
+        kw = {}
+        if uart:
+            _check_digital(image)  # the board's design
+            from hdl.board import BridgedChip
+            from hdl.export import write_hdl
 
-        clk, baud = 12_000_000, 3_000_000  # 4 clock cycles a bit: short frames in simulation
-        out = work / "uart-hdl"
-        write_hdl(BridgedChip(image, clk_freq=clk, baud=baud, lanes=int(hdl_summary.get("lanes", 1))), None, out,
-                  name="small_chip_uart")
-        verilog = out / "small_chip_uart.v"
-        kw = {"top": "small_chip_uart", "kind": "uart", "divisor": clk // baud}
-    if analog != "ideal" and image.target != "memristive":
-        raise SmallError(f"--analog {analog} models the analog tiles of a memristive chip; {build} is {image.target}")
-    result = verify(build, verilog, xs, simulator=simulator, work_dir=work, waves=waves, backpressure=backpressure,
-                    name="uart" if uart else f"chip-{analog}" if analog != "ideal" else "chip", analog=analog, **kw)
-    return Verification(build, result)
+            clk, baud = 12_000_000, 3_000_000  # 4 clock cycles a bit: short frames in simulation
+            out = work / "uart-hdl"
+            write_hdl(BridgedChip(image, clk_freq=clk, baud=baud, lanes=int(hdl_summary.get("lanes", 1))), None, out,
+                      name="small_chip_uart")
+            verilog = out / "small_chip_uart.v"
+            kw = {"top": "small_chip_uart", "kind": "uart", "divisor": clk // baud}
+        if analog != "ideal" and image.target != "memristive":
+            raise SmallError(f"--analog {analog} models the analog tiles of a memristive chip; "
+                             f"{build} is {image.target}")
+        result = verify(build, verilog, xs, simulator=simulator, work_dir=work, waves=waves, backpressure=backpressure,
+                        name="uart" if uart else f"chip-{analog}" if analog != "ideal" else "chip", analog=analog, **kw)
+        return Verification(build, result)

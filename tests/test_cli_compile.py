@@ -144,7 +144,7 @@ def geometry_mismatch(tmp_path):
 @pytest.mark.parametrize("make_args,expected", [
     (lambda p: ["--tile", "0x64"], "at least 1 row"),
     (lambda p: ["--tile", "64by64"], "ROWSxCOLS"),
-    (lambda p: ["--levels", "1"], "between 2 and 256 levels"),
+    (lambda p: ["--levels", "1"], "is not a number of conductance levels from 2 to 256"),
     (lambda p: ["--max-tiles", "2"], "--max-tiles is 2"),
     (lambda p: ["--tile", "4x64", "--max-split", "2"], "even when its inputs are split"),
     (geometry_mismatch, "fault map is for 32x32 tiles"),

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -11,7 +12,7 @@ import pytest
 
 from l2l.config import parse_config
 from l2l.loop import CHECKPOINT_FILE, CONFIG_FILE, RunDirError, evaluation_seeds, load_checkpoint, meta_train, resume
-from l2l.runner import ClusterError, Runner, local_cluster
+from l2l.runner import ClusterError, Runner, SchedulerError, local_cluster
 from l2l.tasks.functions import FunctionTask
 
 
@@ -246,3 +247,38 @@ def test_a_lost_scheduler_stops_the_generation_with_an_error_instead_of_hanging(
             closer.join()
     finally:
         cluster.close()
+
+
+def test_a_web_server_given_as_scheduler_is_a_scheduler_error_within_the_timeout():
+    """An HTTP server (the dashboard's port, say) waits for a request, then answers: no hang, no EiB."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    if conn.recv(4096):
+                        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(SchedulerError, match="accepts connections but did not answer as a Dask scheduler within 1 s"):
+            with Runner(scheduler=address, timeout=1.0):
+                pass
+        assert time.monotonic() - t0 < 5
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()

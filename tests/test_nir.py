@@ -457,6 +457,22 @@ def test_nested_graph_imports_like_the_flat_equivalent(tmp_path):
     assert from_file.differences(want) == []
 
 
+@pytest.mark.parametrize("top_first", [False, True])
+def test_names_that_collide_once_flattened_are_refused_with_both_names(tmp_path, top_first):
+    """A nested graph ``a`` holding ``b`` beside a top-level ``a.b``: two layers, not one population."""
+    a = graph({"input": inp(3), "b": lif(3), "output": out(3)}, [("input", "b"), ("b", "output")])
+    nodes = {"x": inp(3), "a": a, "a.b": lif(3, tau=7e-3), "y": out(3)}
+    if top_first:
+        nodes = {"x": nodes["x"], "a.b": nodes["a.b"], "a": a, "y": nodes["y"]}
+    g = graph(nodes, [("x", "a"), ("a", "a.b"), ("a.b", "y")])
+    for source in (g, written(g, tmp_path)):  # (a file lists its nodes in its own order)
+        with pytest.raises(NetworkError, match="are both named 'a.b' once nested graphs are flattened: rename one"
+                           ) as err:
+            import_nir(source, dt=DT)
+        assert str(err.value).startswith(("NIR nodes 'a.b' and 'b' of nested graph 'a' are",
+                                          "NIR nodes 'b' of nested graph 'a' and 'a.b' are"))
+
+
 # -----------------------------------------------------------------------------------------
 # Round trips through SMALL's NIR export
 # -----------------------------------------------------------------------------------------

