@@ -26,16 +26,79 @@ the energy per inference on the example input, and records the calibration in th
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import numpy as np
 
 from small.errors import FileFormatError
 
 SCHEMA = 1
 DEVICES = ("pcm", "tiox")  # the devices sim/analog.py models (the SPICE compact models have no statistics)
+
+
+def _number(minimum: float, description: str, *, exclusive: bool = False) -> dict[str, Any]:
+    return {"type": "number", "exclusiveMinimum" if exclusive else "minimum": minimum, "description": description}
+
+
+_ENERGY_FIGURES = {"read_J_per_S": _number(0, "a number of joules per siemens >= 0"),
+                   "spike_J": _number(0, "a number of joules >= 0"),
+                   "v_read_V": _number(0, "a positive number of volts", exclusive=True),
+                   "t_pulse_s": _number(0, "a positive number of seconds", exclusive=True),
+                   "assumptions": {"type": "array", "items": {"type": "string"}, "description": "a list of strings"}}
+
+#: The calibration file (JSON Schema, draft 2020-12, checked by ``jsonschema``). Each field's
+#: ``description`` is what a refusal says it must be; the file is read as strict JSON (no NaN
+#: or infinity, which pass every ``minimum``), and ``g_max_uS > g_min_uS`` is checked after it.
+CALIBRATION_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "SMALL calibration file",
+    "type": "object",
+    "properties": {
+        "schema": {"const": SCHEMA},
+        "device": {"enum": list(DEVICES), "description": f"one of {', '.join(DEVICES)}"},
+        "levels": {"type": "integer", "minimum": 2, "maximum": 256, "description": "an integer in [2, 256]"},
+        "g_min_uS": _number(0, "a number >= 0"),
+        "g_max_uS": _number(0, "a number above g_min_uS", exclusive=True),
+        "parameters": {"type": "object", "description": "an object (the device model's parameters)"},
+        "ir_drop": {"type": "object", "description": "an object (the wire resistance and its error)", "properties": {
+            "r_wire_ohm": _number(0, "a number of ohms >= 0"),
+            "rows": {"type": "integer", "minimum": 1, "description": "a positive integer"},
+            "cols": {"type": "integer", "minimum": 1, "description": "a positive integer"}}},
+        "neuron": {"type": "object", "description": "an object (the analog neuron's fit)"},
+        # empty, or every figure analog_models.energy.per_inference reads
+        "energy": {"type": "object", "description": "an object (energy figures)", "properties": _ENERGY_FIGURES,
+                   "if": {"minProperties": 1}, "then": {"required": list(_ENERGY_FIGURES)}},
+    },
+    "required": ["schema", "device", "levels", "g_min_uS", "g_max_uS"],
+    "additionalProperties": False,
+}
+# a JSON integer, not 5.0: levels count devices' states
+_VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=(
+    jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, v: isinstance(v, int) and not isinstance(v, bool))))(CALIBRATION_SCHEMA)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+def _schema_problem(doc: Any) -> str | None:
+    """The first violation of :data:`CALIBRATION_SCHEMA` in words (None if ``doc`` holds it)."""
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
+    if error is None:
+        return None
+    where = ".".join(map(str, error.absolute_path))
+    if error.validator == "required":
+        missing = next(k for k in error.validator_value if k not in error.instance)
+        return f"{where + ' ' if where else ''}lacks the field {missing!r}"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return f"{where + ' ' if where else ''}has the unknown field {extra[0]!r}"
+    what = error.schema.get("description") or error.message
+    return f"{where!r} must be {what}, not {error.instance!r}"
 
 
 @dataclass
@@ -63,20 +126,17 @@ class Calibration:
             raise FileFormatError(f"calibration file {str(path)!r} does not exist: make one with "
                                   "`small analog characterize --device pcm -o calib.json`")
         try:
-            d = json.loads(path.read_text())
+            d = json.loads(path.read_text(), parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise FileFormatError(f"{str(path)!r} is not a JSON calibration file ({exc})") from None
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             raise FileFormatError(f"{str(path)!r} is not a SMALL calibration file of schema {SCHEMA}: write it again "
                                   "with `small analog characterize`")
-        checks = (("device", lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}"),
-                  ("levels", lambda v: isinstance(v, int) and 2 <= v <= 256, "an integer in [2, 256]"),
-                  ("g_min_uS", lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, "a number >= 0"),
-                  ("g_max_uS", lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > d.get("g_min_uS", 0),
-                   "a number above g_min_uS"))
-        for key, ok, what in checks:
-            if key not in d or not ok(d[key]):
-                raise FileFormatError(f"{str(path)!r}: {key!r} must be {what}, not {d.get(key)!r}")
+        problem = _schema_problem(d)
+        if problem is None and not d["g_max_uS"] > d["g_min_uS"]:
+            problem = f"'g_max_uS' must be a number above g_min_uS, not {d['g_max_uS']!r}"
+        if problem:
+            raise FileFormatError(f"{str(path)!r}: {problem}")
         return cls(**{k: d[k] for k in ("device", "levels", "g_min_uS", "g_max_uS", "parameters", "ir_drop", "neuron",
                                          "energy") if k in d})
 

@@ -23,6 +23,7 @@ neither improves.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ from small.errors import FileFormatError, UnsupportedError
 from small.fileio import atomic_output
 from small.options import require
 
+from .schemas import FAULTS_SCHEMA, check
+
 FORMAT = "small-faults"
 VERSION = 1
 DEVICES = {"pos": 0, "neg": 1}
@@ -41,6 +44,9 @@ STATES = ("high", "low")
 ROUNDS = 4
 # Above this many (logical tile x physical tile x cell) terms the tile assignment uses an estimate.
 EXACT_TILE_COST_CELLS = 200_000_000
+#: Most devices a fault map may describe (an int8 each, 256 MiB; 4096 tiles of 128x256, say): the
+#: geometry is checked against it before the map is allocated.
+MAX_DEVICES = 2**28
 
 
 @dataclass
@@ -84,6 +90,9 @@ def random_faults(tiles: int, rows: int, cols: int, rate: float, *, seed: int = 
     except (TypeError, ValueError):
         raise UnsupportedError(f"seed {seed!r} is not a whole number >= 0") from None
     shape = (tiles, rows, cols, 2)
+    if math.prod(shape) > MAX_DEVICES:  # what load_faults would refuse, refused before the allocation
+        raise UnsupportedError(f"{tiles} tiles of {rows}x{cols} hold {math.prod(shape)} devices, more than the "
+                               f"{MAX_DEVICES} a fault map may describe")
     stuck = np.where(rng.random(shape) < rate, (rng.random(shape) < high_fraction).astype(np.int8), -1).astype(np.int8)
     return FaultMap(stuck)
 
@@ -94,32 +103,48 @@ def save_faults(fmap: FaultMap, path: str | os.PathLike) -> None:
 
 
 def load_faults(path: str | os.PathLike) -> FaultMap:
-    """Read and check a fault map; :class:`FileFormatError` naming the problem."""
+    """Read and check a fault map; :class:`FileFormatError` naming the problem.
+
+    The file holds :data:`~compiler.schemas.FAULTS_SCHEMA` (integer indices, known devices and
+    states, a bounded geometry) before anything is allocated; then every index must lie inside
+    the geometry, the chip must fit :data:`MAX_DEVICES`, and no device may be listed twice
+    (stuck high and stuck low at once, say).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"fault map {str(path)!r} does not exist (make one with `small faults random`)")
     try:
         doc = json.loads(path.read_text())
-        if doc.get("format") != FORMAT:
-            raise FileFormatError(f"{str(path)!r} is not a SMALL fault map (format {doc.get('format')!r})")
-        if doc.get("version") != VERSION:
-            raise FileFormatError(f"{str(path)!r} has fault map version {doc.get('version')!r}; this SMALL reads {VERSION}")
-        geo = doc["geometry"]
-        shape = (int(geo["tiles"]), int(geo["rows"]), int(geo["cols"]), 2)
-        if min(shape) < 1:
-            raise FileFormatError(f"{str(path)!r}: geometry {geo} must be positive")
-        stuck = np.full(shape, -1, dtype=np.int8)
-        for entry in doc["stuck"]:
-            t, r, c, dev, state = entry
-            if dev not in DEVICES or state not in STATES:
-                raise FileFormatError(f"{str(path)!r}: entry {entry} needs device pos|neg and state high|low")
-            if not (0 <= t < shape[0] and 0 <= r < shape[1] and 0 <= c < shape[2]):
-                raise FileFormatError(f"{str(path)!r}: entry {entry} lies outside the geometry {geo}")
-            stuck[t, r, c, DEVICES[dev]] = 1 if state == "high" else 0
-    except FileFormatError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise FileFormatError(f"{str(path)!r} is not a valid fault map ({type(exc).__name__}: {exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"fault map {path} is not valid JSON ({exc})") from None
+    what = f"fault map {path}"
+    if isinstance(doc, dict) and doc.get("format") == FORMAT and isinstance(doc.get("version"), int) \
+            and not isinstance(doc["version"], bool) and doc["version"] > VERSION:
+        raise FileFormatError(f"{what} has version {doc['version']}; this SMALL reads {VERSION}: upgrade SMALL")
+    check(FAULTS_SCHEMA, doc, what)
+    geo = doc["geometry"]
+    shape = (geo["tiles"], geo["rows"], geo["cols"], 2)
+    if math.prod(shape) > MAX_DEVICES:
+        raise FileFormatError(f"invalid {what}: geometry {geo['tiles']} tiles of {geo['rows']}x{geo['cols']} holds "
+                              f"{math.prod(shape)} devices, more than the {MAX_DEVICES} a fault map may describe")
+    stuck = np.full(shape, -1, dtype=np.int8)
+    entries = doc["stuck"]
+    if entries:
+        index = np.array([entry[:3] for entry in entries], dtype=np.int64)
+        outside = np.flatnonzero(np.any(index >= np.array(shape[:3]), axis=1))
+        if outside.size:
+            i = int(outside[0])
+            raise FileFormatError(f"invalid {what}: stuck[{i}] {entries[i]} lies outside the geometry "
+                                  f"{geo['tiles']} tiles of {geo['rows']}x{geo['cols']}")
+        device = np.array([DEVICES[entry[3]] for entry in entries], dtype=np.int64)
+        flat = np.ravel_multi_index((*index.T, device), shape)
+        order = np.argsort(flat, kind="stable")
+        twice = np.flatnonzero(flat[order][1:] == flat[order][:-1])
+        if twice.size:
+            a, b = sorted(int(i) for i in order[twice[0]:twice[0] + 2])
+            raise FileFormatError(f"invalid {what}: stuck[{a}] {entries[a]} and stuck[{b}] {entries[b]} name the "
+                                  "same device: list each stuck device once, high or low")
+        stuck.reshape(-1)[flat] = [1 if entry[4] == "high" else 0 for entry in entries]
     return FaultMap(stuck)
 
 

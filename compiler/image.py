@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ import numpy as np
 
 from small.errors import FileFormatError
 from small.fileio import atomic_output, json_text, read_npz, write_npz
+
+from .schemas import IMAGE_SCHEMA, check
 
 FORMAT = "small-hardware-image"
 VERSION = 1
@@ -153,21 +156,38 @@ class HardwareImage:
 
     # -- files ----------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> None:
-        """Write ``image.npz`` then ``image.json`` into an existing ``folder`` (each atomically)."""
+        """Write ``image.npz`` then ``image.json`` into an existing ``folder`` (each atomically).
+
+        ``image.json`` records the SHA-256 of ``image.npz`` (``arrays_sha256``) and of its own
+        content (``json_sha256``, :func:`json_checksum`), so that :func:`load_image` names a
+        corrupt archive or a hand-edited description as such.
+        """
         folder = Path(folder)
         self.validate()
         write_npz(folder / "image.npz", self.arrays)
-        meta = dict(self.meta)
+        meta = {k: v for k, v in self.meta.items() if k != "json_sha256"}
         meta["arrays_sha256"] = hashlib.sha256((folder / "image.npz").read_bytes()).hexdigest()
+        meta["json_sha256"] = json_checksum(meta)
         self.meta = meta
         with atomic_output(folder / "image.json") as tmp:
             tmp.write_text(json_text(meta))
 
     # -- validation -----------------------------------------------------------------------
-    def validate(self) -> "HardwareImage":
-        """Check the image against the schema; raise :class:`FileFormatError` naming the problem."""
-        _Validator(self).run()
+    def validate(self, source: str | os.PathLike | None = None) -> "HardwareImage":
+        """Check ``meta`` against :data:`~compiler.schemas.IMAGE_SCHEMA`, then the arrays against
+        ``meta``; raise :class:`FileFormatError` naming the problem (and ``source``, the file)."""
+        what = "hardware image" + (f" {source}" if source is not None else "")
+        check(IMAGE_SCHEMA, self.meta, what)
+        _Validator(self, what).run()
         return self
+
+
+def json_checksum(meta: dict[str, Any]) -> str:
+    """SHA-256 of ``meta`` without its ``json_sha256`` field, as canonical JSON (keys sorted, no
+    spaces): a re-indented file keeps its checksum, a changed value does not."""
+    body = {k: v for k, v in meta.items() if k != "json_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_image(folder: str | os.PathLike) -> HardwareImage:
@@ -191,6 +211,14 @@ def load_image(folder: str | os.PathLike) -> HardwareImage:
             f"{str(jpath)!r} has image schema version {version!r}; this SMALL reads version {VERSION}"
             + (": it was made by a newer SMALL, upgrade SMALL" if newer else ": recompile it with this SMALL")
         )
+    what = f"hardware image {jpath}"
+    check(IMAGE_SCHEMA, meta, what)
+    # images written before the checksum have none, and still load
+    if "json_sha256" in meta and json_checksum(meta) != meta["json_sha256"]:
+        raise FileFormatError(
+            f"{jpath} was edited by hand (its checksum differs): recompile it with `small compile`, "
+            "or delete its json_sha256 field to run the edited image as it is"
+        )
     npz = folder / "image.npz"
     if npz.is_file() and "arrays_sha256" in meta:
         digest = hashlib.sha256(npz.read_bytes()).hexdigest()
@@ -199,18 +227,21 @@ def load_image(folder: str | os.PathLike) -> HardwareImage:
                 f"{str(npz)!r} does not match image.json (SHA-256 differs): the image is corrupt or was edited; recompile it"
             )
     arrays = read_npz(npz, what="image arrays")
-    return HardwareImage(meta, arrays).validate()
+    image = HardwareImage(meta, arrays)
+    _Validator(image, what).run()  # the schema held above
+    return image
 
 
 # -------------------------------------------------------------------------------------------
 class _Validator:
-    """Every structural rule of docs/hardware-image.md, checked once at load and before save."""
+    """The rules of docs/hardware-image.md that the schema cannot state (arrays against ``meta``,
+    fields against each other), checked at load and before save on a ``meta`` that holds the schema."""
 
-    def __init__(self, image: HardwareImage):
-        self.image, self.meta, self.a = image, image.meta, image.arrays
+    def __init__(self, image: HardwareImage, what: str = "hardware image"):
+        self.image, self.meta, self.a, self.what = image, image.meta, image.arrays, what
 
     def fail(self, message: str) -> None:
-        raise FileFormatError(f"invalid hardware image: {message}")
+        raise FileFormatError(f"invalid {self.what}: {message}")
 
     def need(self, key: str, shape: tuple[int, ...] | None, kinds: str) -> np.ndarray:
         if key not in self.a:
@@ -226,20 +257,20 @@ class _Validator:
 
     def run(self) -> None:
         m = self.meta
-        for key in ("target", "tile", "levels", "n_tiles", "delay_slots", "inputs", "outputs", "populations", "network", "seed", "toolchain"):
-            if key not in m:
-                self.fail(f"image.json lacks the field {key!r}")
-        if m["target"] not in TARGETS:
-            self.fail(f"target {m['target']!r} is not one of {', '.join(TARGETS)}")
-        try:
-            T, R, C, L = int(m["n_tiles"]), int(m["tile"]["rows"]), int(m["tile"]["cols"]), int(m["levels"])
-            D = int(m["delay_slots"])
-        except (KeyError, TypeError, ValueError):
-            self.fail("tile geometry, levels, n_tiles or delay_slots is not an integer")
-        if min(T, R, C) < 1 or L < 2 or D < 1:
-            self.fail(f"geometry {T} tiles of {R}x{C}, {L} levels, {D} delay slots is out of range")
-        if m["target"] == "digital" and "arithmetic" not in m:
-            self.fail("a digital image needs the 'arithmetic' field")
+        T, R, C, L, D = m["n_tiles"], m["tile"]["rows"], m["tile"]["cols"], m["levels"], m["delay_slots"]
+        if m.get("chip_tiles", T) < T:
+            self.fail(f"chip_tiles ({m['chip_tiles']}) must be >= n_tiles ({T})")
+        if "arithmetic" in m and m["arithmetic"]["frac_bits"] >= m["arithmetic"]["v_bits"]:
+            self.fail("arithmetic.frac_bits must be below arithmetic.v_bits")
+        if "device" in m and not m["device"]["g_max_uS"] > m["device"]["g_min_uS"]:
+            self.fail("device.g_max_uS must be above device.g_min_uS")
+        for part in ("inputs", "populations", "outputs"):
+            names = [entry["name"] for entry in m[part]]
+            if len(set(names)) != len(names):
+                self.fail(f"{part} names {sorted(n for n in set(names) if names.count(n) > 1)[0]!r} twice")
+        for i, entry in enumerate(m["inputs"]):
+            if "shape" in entry and math.prod(entry["shape"]) != entry["size"]:
+                self.fail(f"inputs[{i}].size ({entry['size']}) is not the product of its shape {entry['shape']}")
         for name in ("g_pos", "g_neg"):
             g = self.need(name, (T, R, C), "u")
             if g.size and int(g.max()) > L - 1:
@@ -250,6 +281,8 @@ class _Validator:
         phys = self.need("tile_phys", (T,), "i")
         if len(set(phys.tolist())) != T or (T and phys.min() < 0):
             self.fail("tile_phys must name distinct physical tiles")
+        if T and phys.max() >= m.get("chip_tiles", T):
+            self.fail(f"tile_phys names physical tile {int(phys.max())}, beyond chip_tiles ({m.get('chip_tiles', T)})")
         kind = self.need("col_kind", (T, C), "i")
         model = self.need("col_model", (T, C), "i")
         self.need("col_reset", (T, C), "i")
@@ -307,6 +340,9 @@ class _Validator:
         for out in m["outputs"]:
             if out.get("population") not in pops:
                 self.fail(f"output {out.get('name')!r} refers to an unknown population")
+            if "size" in out and out["size"] != pops[out["population"]]["size"]:
+                self.fail(f"output {out['name']!r} has size {out['size']}, its population {out['population']!r} "
+                          f"{pops[out['population']]['size']}")
             if out.get("kind") == "value":
                 self.need(f"output/{out['name']}/value_scale", (int(pops[out["population"]]["size"]),), "f")
         if m["target"] == "memristive" and "stuck_pos" in self.a:
