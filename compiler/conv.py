@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from small.errors import NetworkError
+from small.limits import TAP_BYTES, check_memory
 
 
 def _per_dim(value, ndim: int, what: str, where: str) -> tuple[int, ...]:
@@ -88,6 +89,9 @@ def conv_matrix(
     kh, kw = weight.shape[2:]
     oh, ow = out_spatial2
     h, w = spatial
+    taps = c_out * c_in_g * kh * kw * oh * ow  # the index grids below hold one entry per tap and position
+    check_memory(taps * TAP_BYTES, f"{where}: unrolling the convolution of input {list(in_shape)} gives {taps} kernel "
+                 "taps, which", error=NetworkError)
     co, cig, ky, kx, oy, ox = np.meshgrid(
         np.arange(c_out), np.arange(c_in_g), np.arange(kh), np.arange(kw), np.arange(oh), np.arange(ow), indexing="ij"
     )

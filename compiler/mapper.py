@@ -33,6 +33,7 @@ import numpy as np
 
 from small import __version__
 from small.errors import NetworkError, SmallWarning, UnsupportedError
+from small.limits import CELL_BYTES, check_memory
 from small.options import MAX_LEVELS as MAX_LEVELS, require  # MAX_LEVELS: small.sweep reads it here
 
 from .events import Geometry, describe
@@ -399,6 +400,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     n_seg = np.maximum(1, -(-grouping.rows // R))
     base = np.concatenate([[0], np.cumsum(n_seg)[:-1]]).astype(np.int64)
     T = int(n_seg.sum())
+    check_memory(T * R * C * CELL_BYTES, f"the image ({T} tiles of {R}x{C}, {T * R * C} cells)", error=UnsupportedError)
     if opts.faults is not None and T > opts.faults.tiles:
         raise UnsupportedError(
             f"the network needs {T} tiles but the fault map's chip has {opts.faults.tiles}: use a fault map for a larger chip"

@@ -9,6 +9,7 @@ written atomically and byte-reproducibly.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 
 from small.errors import FileFormatError, NetworkError
 from small.fileio import read_npz, write_npz
+from small.limits import NEURON_BYTES, check_memory
 from .ir import Network
 
 FORMAT = "small-network"
@@ -76,8 +78,21 @@ def load_network(path: str | os.PathLike) -> Network:
             return [decode(v) for v in value]
         return value
 
+    _check_declared_sizes(doc.get("network"), path)
     try:
         net = Network.from_dict(decode(doc.get("network", {})))
         return net.validate()
     except NetworkError as exc:
         raise FileFormatError(f"{str(path)!r}: {exc}") from None
+
+
+def _check_declared_sizes(network: Any, path: Path) -> None:
+    """Refuse a network whose declared population and input sizes (not backed by arrays in the file:
+    a scalar parameter serves any size) would exceed the memory budget once simulated or compiled."""
+    if not isinstance(network, dict):
+        return
+    sizes = [p.get("size") for p in network.get("populations", []) if isinstance(p, dict)]
+    sizes += [math.prod(i["shape"]) for i in network.get("inputs", []) if isinstance(i, dict)
+              and isinstance(i.get("shape"), list) and all(isinstance(n, int) for n in i["shape"])]
+    neurons = sum(n for n in sizes if isinstance(n, int) and n > 0)
+    check_memory(neurons * NEURON_BYTES, f"{str(path)!r} declares {neurons} neurons and inputs, which", error=FileFormatError)

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from .conv import conv_matrix
 from small.errors import FileFormatError, NetworkError, SmallWarning, UnsupportedError
+from small.limits import NEURON_BYTES, SYNAPSE_BYTES, check_memory
 from .ir import ALIF, IF, LI, LIF, CubaLIF, Input, Network, NeuronModel, Population, Projection
 
 NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI", "I")
@@ -85,7 +86,6 @@ def read_nir(path: str | Path) -> Any:
     """
     import h5py
     import nir
-    from nir.serialization import hdf2dict
 
     path = Path(path)
     if not path.is_file():
@@ -94,7 +94,7 @@ def read_nir(path: str | Path) -> Any:
         with h5py.File(path, "r") as f:
             if "node" not in f:
                 raise FileFormatError(f"{str(path)!r} is an HDF5 file but not a NIR graph (no 'node' group)")
-            data = hdf2dict(f["node"])
+            data = _read_group(f["node"], path)
     except FileFormatError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
@@ -124,6 +124,35 @@ def read_nir(path: str | Path) -> Any:
             raise NetworkError(f"NIR node {name!r} ({kind}) is malformed: {message}") from None
 
     return build(data, "")
+
+
+def _read_group(group: Any, path: Path) -> dict[str, Any]:
+    """An HDF5 group as nested dicts, as ``nir.serialization.hdf2dict`` reads it, but with every
+    dataset's declared size (compressed or unwritten data take no room in the file) checked
+    against the memory budget before it is read."""
+    import h5py
+    from nir.serialization import try_byte_to_str
+
+    datasets: list[tuple[dict[str, Any], str, Any]] = []
+
+    def walk(node: Any, into: dict[str, Any]) -> None:
+        for key, item in node.items():
+            key = try_byte_to_str(key)
+            if isinstance(item, h5py.Group):
+                into[key] = {}
+                walk(item, into[key])
+            elif isinstance(item, h5py.Dataset):
+                datasets.append((into, key, item))
+
+    walk(group, data := {})
+    sizes = [math.prod(item.shape or ()) * item.dtype.itemsize for _, _, item in datasets]
+    for nbytes, (_, _, item) in zip(sizes, datasets):
+        check_memory(nbytes, f"NIR file {str(path)!r}: dataset {item.name!r} of shape {list(item.shape or ())}, which",
+                     error=FileFormatError)
+    check_memory(sum(sizes), f"NIR file {str(path)!r} (all its datasets)", error=FileFormatError)
+    for into, key, item in datasets:
+        into[key] = try_byte_to_str(item[()])
+    return data
 
 
 def _unsupported(name: str, kind: str) -> UnsupportedError:
@@ -213,7 +242,7 @@ def _infer_shapes(nodes: dict[str, Any], edges: list[tuple[str, str]], passthrou
             shape = _shape_of(node.input_type.get("input"))
             if shape is None:
                 raise NetworkError(f"Input node {name!r} has no shape: export the graph with its input shape")
-            shapes[name] = shape
+            shapes[name] = _checked_shape(name, shape)
     changed = True
     while changed:
         changed = False
@@ -227,9 +256,18 @@ def _infer_shapes(nodes: dict[str, Any], edges: list[tuple[str, str]], passthrou
             if len(sizes) > 1:
                 detail = ", ".join(f"{p} gives {math.prod(shapes[p])}" for p in preds[name] if p in shapes)
                 raise NetworkError(f"node {name!r} receives inputs of different sizes ({detail}): they must match")
-            shapes[name] = _output_shape(name, node, known[0], passthrough)
+            shapes[name] = _checked_shape(name, _output_shape(name, node, known[0], passthrough))
             changed = True
     return shapes
+
+
+def _checked_shape(name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape``, if node ``name``'s neurons (or values) fit the memory budget."""
+    if min(shape, default=1) < 0:
+        raise NetworkError(f"node {name!r} has the negative shape {list(shape)}")
+    check_memory(math.prod(shape) * NEURON_BYTES, f"node {name!r} of shape {list(shape)} ({math.prod(shape)} neurons), which",
+                 error=NetworkError)
+    return shape
 
 
 def _output_shape(name: str, node: Any, shape: tuple[int, ...], passthrough: set[str]) -> tuple[int, ...]:
@@ -451,18 +489,30 @@ def _neuron_from_metadata(meta: Mapping[str, Any], size: int, where: str) -> Neu
 # -----------------------------------------------------------------------------------------
 # Composition of linear paths
 # -----------------------------------------------------------------------------------------
+def _compose(step: sp.csr_array, matrix: sp.csr_array, where: str) -> sp.csr_array:
+    """``step @ matrix``, refused before it is formed if its synapses could exceed the memory budget:
+    two small dense layers in a row can compose into a matrix of every input times every output."""
+    step, matrix = sp.csr_array(step), sp.csr_array(matrix)
+    # at most sum_k (entries of step's column k) x (entries of matrix's row k) nonzeros
+    bound = int(np.bincount(step.indices, minlength=step.shape[1]) @ np.diff(matrix.indptr).astype(np.int64))
+    bound = min(bound, step.shape[0] * matrix.shape[1])
+    check_memory(bound * SYNAPSE_BYTES, f"{where}: composing its path gives up to {bound} synapses "
+                 f"({step.shape[0]} x {matrix.shape[1]}), which", error=NetworkError)
+    return step @ matrix
+
+
 def _linear_step(name: str, node: Any, matrix: sp.csr_array, dt: float) -> list[tuple[sp.csr_array, int]]:
     """Apply one linear node to ``matrix`` (rows: the node's inputs); return (matrix, extra delay) pairs."""
     kind = _kind(node)
     if kind in ("Affine", "Linear"):
-        return [(sp.csr_array(np.asarray(node.weight, dtype=np.float64)) @ matrix, 0)]
+        return [(_compose(sp.csr_array(np.asarray(node.weight, dtype=np.float64)), matrix, f"{kind} node {name!r}"), 0)]
     if kind == "Scale":
         scale = _per_element(node.scale, matrix.shape[0], f"Scale node {name!r}", "factors")
         return [(sp.diags_array(scale) @ matrix, 0)]
     if kind in ("Conv1d", "Conv2d"):
         conv, _ = conv_matrix(node.weight, node._small_in_shape, node.stride, node.padding, node.dilation, node.groups,
                               where=f"{kind} node {name!r}")
-        return [(conv @ matrix, 0)]
+        return [(_compose(conv, matrix, f"{kind} node {name!r}"), 0)]
     if kind == "Delay":
         delay = _per_element(node.delay, matrix.shape[0], f"Delay node {name!r}", "delays")
         steps = delay / dt

@@ -42,6 +42,7 @@ import numpy as np
 from l2l.fields import REQUIRED, ConfigError, Field, show, fields
 from l2l.optimizers import OPTIMIZERS, Optimizer, make
 from l2l.tasks import TASKS
+from small.limits import check_memory
 
 __all__ = ["REQUIRED", "Config", "ConfigError", "DaskConfig", "Field", "OptimizerConfig", "RunConfig", "fields",
            "load_config", "parse_config"]
@@ -188,6 +189,9 @@ def parse_config(text: str, name: str = "config.toml") -> Config:
     if x0.ndim != 1 or x0.size == 0 or not np.all(np.isfinite(x0)):
         raise ConfigError(f"{name}: [task] gives task {run.task!r} a bad starting point (x0 must be a finite, "
                           f"non-empty 1-D array, not one of shape {x0.shape})")
+    popsize = optimizer.popsize or 0  # None: the optimiser's default, a few dozen
+    check_memory(popsize * (x0.size * 32 + 4096), f"{where} popsize {popsize} candidates of {x0.size} parameters "
+                 "(and their results)", error=ConfigError)
     try:
         config.make_optimizer()  # the optimiser checks its own options; its messages name them
     except (ValueError, TypeError) as exc:

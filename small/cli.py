@@ -312,20 +312,16 @@ def _conductances(args: argparse.Namespace):
     import numpy as np
 
     from small.errors import SmallError
+    from small.fileio import read_npy
 
     if args.conductances is None:
         rng = np.random.default_rng(args.seed)
         return rng.uniform(1e-6, 100e-6, size=(args.rows, args.cols))
     path = Path(args.conductances)
-    if not path.is_file():
-        raise SmallError(f"conductance file {str(path)!r} does not exist")
-    try:
-        G = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise SmallError(f"cannot read {str(path)!r} as a .npy array ({exc})") from None
-    if not isinstance(G, np.ndarray) or G.shape != (args.rows, args.cols) or G.dtype.kind not in "biuf":
+    G = read_npy(path, what="conductance file")
+    if G.shape != (args.rows, args.cols) or G.dtype.kind not in "biuf":
         raise SmallError(f"{str(path)!r} must hold numbers of shape [{args.rows}, {args.cols}] (siemens, "
-                         f"--rows x --cols), not {getattr(G, 'shape', '?')}")
+                         f"--rows x --cols), not {list(G.shape)}")
     if not np.all(np.isfinite(G)) or (G < 0).any():
         raise SmallError(f"{str(path)!r} holds negative or non-finite conductances: give siemens >= 0")
     return G.astype(np.float64)
@@ -338,13 +334,12 @@ def cmd_analog_crossbar(args: argparse.Namespace) -> int:
 
     from analog_models.crossbar import compare
     from small.errors import SmallError
+    from small.fileio import read_npy
 
     G = _conductances(args)
     if args.v_rows is not None:
-        if not Path(args.v_rows).is_file():
-            raise SmallError(f"row voltage file {args.v_rows!r} does not exist")
-        v = np.load(args.v_rows, allow_pickle=False)
-        if not isinstance(v, np.ndarray) or v.shape != (args.rows,) or not np.all(np.isfinite(v)):
+        v = read_npy(args.v_rows, what="row voltage file")
+        if v.shape != (args.rows,) or not np.all(np.isfinite(v)):
             raise SmallError(f"{args.v_rows!r} must hold {args.rows} finite row voltages (volts)")
     else:
         v = np.full(args.rows, args.v_read)

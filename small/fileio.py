@@ -5,7 +5,8 @@ temporary name in the destination folder and renamed into place only when comple
 failed run never leaves a half-written file. Output folders go through :func:`atomic_directory`:
 locked against concurrent writers, swapped in whole, finished by the next run after a kill, and
 the user's own files in them kept. Archives of arrays are ``.npz`` files with fixed timestamps
-(byte-identical for identical content) and are read with ``allow_pickle=False``.
+(byte-identical for identical content) and are read with ``allow_pickle=False``, after the sizes
+their headers declare are checked against the memory budget (:mod:`small.limits`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import fnmatch
 import glob
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -28,6 +30,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from .errors import FileFormatError, SmallError
+from .limits import check_memory
 
 # A fixed timestamp makes the zip container reproducible (zip cannot store dates before 1980).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -344,16 +347,71 @@ def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, comp
                 zf.writestr(info, buf.getvalue())
 
 
+def npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the ``.npy`` array that starts at ``fh``'s position, from its header alone.
+
+    Raises ``ValueError`` if the header is not one numpy writes.
+    """
+    version = np.lib.format.read_magic(fh)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(fh)
+    return tuple(int(n) for n in shape), dtype
+
+
+def _check_declared(shape: tuple[int, ...], dtype: np.dtype, what: str, error: type[Exception]) -> int:
+    """The bytes an array of ``shape`` and ``dtype`` takes; ``error`` if it breaks the memory budget."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    check_memory(nbytes, f"{what} declares shape {list(shape)} of {dtype}, which", error=error)
+    return nbytes
+
+
+def read_npy(path: str | os.PathLike, *, what: str = "array", error: type[Exception] = FileFormatError) -> np.ndarray:
+    """Read one ``.npy`` array (no pickle) after checking its declared size against the memory budget
+    (:func:`small.limits.check_memory`). ``error`` names the file when it is missing or not a ``.npy``
+    array; an ``.npz`` archive is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {str(path)!r} does not exist")
+    if zipfile.is_zipfile(path):
+        raise error(f"{what} {str(path)!r} is an .npz archive: give one .npy array")
+    try:
+        with open(path, "rb") as fh:
+            shape, dtype = npy_header(fh)
+            _check_declared(shape, dtype, f"{what} {str(path)!r}", error)
+            fh.seek(0)
+            return np.load(fh, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise error(f"cannot read {what} {str(path)!r} as a .npy array ({exc})") from None
+
+
+def check_npz(path: str | os.PathLike, *, what: str = "archive", error: type[Exception] = FileFormatError) -> None:
+    """Raise ``error`` if the arrays of the ``.npz`` file ``path``, by their headers alone, would need
+    more than the memory budget (:func:`small.limits.check_memory`): each one, and all together."""
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as fh:
+                is_npy = fh.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX
+                fh.seek(0)
+                # np.load reads a member that is not a .npy array as raw bytes
+                total += (_check_declared(*npy_header(fh), f"{what} {str(path)!r}: member {info.filename!r}", error)
+                          if is_npy else info.file_size)
+    check_memory(total, f"{what} {str(path)!r} (all its arrays)", error=error)
+
+
 def read_npz(path: str | os.PathLike, *, what: str = "archive") -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` file (``allow_pickle=False``) into a dict.
 
-    Raises :class:`FileFormatError` naming the file when it is missing, truncated, not an
-    ``.npz`` archive, or holds pickled objects.
+    The members' declared sizes are checked first (:func:`check_npz`), so nothing is allocated for
+    an archive that declares more than the machine can hold. Raises :class:`FileFormatError` naming
+    the file when it is missing, truncated, not an ``.npz`` archive, holds pickled objects or is too
+    large.
     """
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"{what} {str(path)!r} does not exist")
     try:
+        check_npz(path, what=what)
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:

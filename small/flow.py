@@ -130,20 +130,12 @@ def load_model_and_test_set(path: str | Path, *, test_set: str | Path | None = N
 
 
 def read_inputs(path: str | Path) -> np.ndarray:
-    """One ``.npy`` array of inputs (no pickle); :class:`SimulationError` naming the file if it is not one."""
-    import numpy as np
-
+    """One ``.npy`` array of inputs (no pickle), its declared size checked before it is read;
+    :class:`SimulationError` naming the file if it is not one or is too large."""
     from small.errors import SimulationError
+    from small.fileio import read_npy
 
-    if not Path(path).is_file():
-        raise SimulationError(f"input file {str(path)!r} does not exist")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise SimulationError(f"cannot read {str(path)!r} as a .npy array ({exc})") from None
-    if not isinstance(x, np.ndarray):
-        raise SimulationError(f"{str(path)!r} is an .npz archive: give one .npy array [T, batch, n_in]")
-    return x
+    return read_npy(path, what="input file", error=SimulationError)
 
 
 # -- simulate and reference ----------------------------------------------------------------------

@@ -15,6 +15,9 @@ import math
 import numbers
 from typing import Any, Callable
 
+from .errors import SmallError
+from .limits import CELL_BYTES, check_memory
+
 MIN_LEVELS, MAX_LEVELS = 2, 256  # levels are stored as uint8
 SEED_MAX = 2**63 - 1  # pymetis takes a signed 64-bit seed (a 20-digit one was a traceback); l2l derives 63-bit seeds
 
@@ -99,6 +102,10 @@ def tile(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not ROWSxCOLS (e.g. 64x64)") from None
     if not sep or r < 1 or c < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: a tile needs at least 1 row and 1 column (e.g. 64x64)")
+    try:  # one tile must fit in memory; the whole image is checked once its tile count is known
+        check_memory(r * c * CELL_BYTES, f"one {r}x{c} tile ({r * c} cells)", error=argparse.ArgumentTypeError)
+    except SmallError as exc:  # a bad SMALL_MAX_MEMORY_GIB
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return r, c
 
 

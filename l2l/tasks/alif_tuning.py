@@ -36,6 +36,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from small.limits import CELL_BYTES, check_memory
+
 from . import Task, register
 
 __all__ = ["AlifTask", "PARAMETERS"]
@@ -61,6 +63,10 @@ class AlifTask(Task):
     init_seed: int = 0
     network: str = str(EXAMPLE / "network.small")
     test_set: str = str(EXAMPLE / "test_set.npz")
+
+    def __post_init__(self):
+        check_memory(self.tile * self.tile * CELL_BYTES, f"tile {self.tile}: one {self.tile}x{self.tile} tile",
+                     error=ValueError)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], where: str) -> AlifTask:

@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from small.errors import FileFormatError
-from small.fileio import atomic_output, write_npz
+from small.fileio import atomic_output, check_npz, write_npz
+from small.limits import check_memory
 
 __all__ = ["ArmParams", "TrajectoryFileError", "Trajectories", "clock_input", "forward_kinematics", "load_trajectories",
            "loss", "plot", "random_trajectories", "save_trajectories", "velocities_from_angles"]
@@ -221,6 +222,8 @@ def random_trajectories(n: int, params: ArmParams | None = None,
         raise ValueError(f"n must be a positive whole number of trajectories, not {n!r}")
     if rng is None:
         raise ValueError("rng is required: pass np.random.default_rng(seed) so the trajectories are reproducible")
+    # about eight [n, steps, 2] arrays of float64 (noise, velocities, angles, positions) exist at once
+    check_memory(n * params.steps * 2 * 64, f"{n} trajectories of {params.steps} steps")
     lower, upper = params.lower, params.upper
     centre, half = (lower + upper) / 2, (upper - lower) / 2
     phi0 = centre + half * params.start_fraction * rng.uniform(-1.0, 1.0, size=(n, 2))
@@ -291,6 +294,7 @@ def load_trajectories(path: str | os.PathLike, params: ArmParams | None = None, 
         raise TrajectoryFileError(f"trajectory file {name} is not an .npz archive: save it with "
                                   f"np.savez({name}, angles=angles), angles of shape [n, {params.steps}, 2] in radians")
     try:
+        check_npz(path, what="trajectory file", error=TrajectoryFileError)
         with np.load(path, allow_pickle=False) as data:
             keys = list(data.files)
             if "angles" not in keys:

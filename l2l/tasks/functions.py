@@ -34,6 +34,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from small.limits import check_memory
+
 from . import Task, register
 
 __all__ = ["FUNCTIONS", "FunctionTask", "busy_work"]
@@ -66,6 +68,8 @@ class FunctionTask(Task):
             raise ValueError(f"n must be >= 2 for rosenbrock, not {self.n!r}")
         if not self.sigma0 > 0:
             raise ValueError(f"sigma0 must be > 0, not {self.sigma0!r}")
+        # before x0 allocates n numbers: an optimiser such as CMA-ES keeps n x n matrices
+        check_memory(self.n * self.n * 32, f"n {self.n}: an optimiser's {self.n} x {self.n} matrices", error=ValueError)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], where: str) -> FunctionTask:

@@ -35,6 +35,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from small.limits import CELL_BYTES, check_memory
+
 from . import Task, register
 
 __all__ = ["ArmTask"]
@@ -55,6 +57,17 @@ class ArmTask(Task):
     sigma0: float = 0.02
     t_learn: float = 60.0
     t_test: float = 120.0
+
+    def __post_init__(self):
+        if self.spec is None:
+            return
+        s = self.spec
+        n = s.n_lif + s.n_alif
+        # per trajectory: e-prop's eligibility trace per synapse and every neuron's state per step
+        per_trajectory = ((s.n_clock + n) * n + s.arm.steps * (s.n_clock + n)) * 32
+        check_memory(self.batch * per_trajectory + s.tile * s.tile * CELL_BYTES,
+                     f"batch {self.batch} trajectories of {s.n_clock} clock + {n} neurons on {s.tile}x{s.tile} tiles",
+                     error=ValueError)
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], where: str) -> ArmTask:
