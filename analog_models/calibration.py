@@ -30,10 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 
 from small.errors import FileFormatError
+from small.options import MAX_LEVELS, MIN_LEVELS
+from small.schema import problem as schema_problem
 
 SCHEMA = 1
 DEVICES = ("pcm", "tiox")  # the devices sim/analog.py models (the SPICE compact models have no statistics)
@@ -59,7 +60,8 @@ CALIBRATION_SCHEMA: dict[str, Any] = {
     "properties": {
         "schema": {"const": SCHEMA},
         "device": {"enum": list(DEVICES), "description": f"one of {', '.join(DEVICES)}"},
-        "levels": {"type": "integer", "minimum": 2, "maximum": 256, "description": "an integer in [2, 256]"},
+        "levels": {"type": "integer", "minimum": MIN_LEVELS, "maximum": MAX_LEVELS,
+                   "description": f"an integer in [{MIN_LEVELS}, {MAX_LEVELS}]"},
         "g_min_uS": _number(0, "a number >= 0"),
         "g_max_uS": _number(0, "a number above g_min_uS", exclusive=True),
         "parameters": {"type": "object", "description": "an object (the device model's parameters)"},
@@ -75,30 +77,10 @@ CALIBRATION_SCHEMA: dict[str, Any] = {
     "required": ["schema", "device", "levels", "g_min_uS", "g_max_uS"],
     "additionalProperties": False,
 }
-# a JSON integer, not 5.0: levels count devices' states
-_VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=(
-    jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda checker, v: isinstance(v, int) and not isinstance(v, bool))))(CALIBRATION_SCHEMA)
 
 
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number in JSON")
-
-
-def _schema_problem(doc: Any) -> str | None:
-    """The first violation of :data:`CALIBRATION_SCHEMA` in words (None if ``doc`` holds it)."""
-    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
-    if error is None:
-        return None
-    where = ".".join(map(str, error.absolute_path))
-    if error.validator == "required":
-        missing = next(k for k in error.validator_value if k not in error.instance)
-        return f"{where + ' ' if where else ''}lacks the field {missing!r}"
-    if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return f"{where + ' ' if where else ''}has the unknown field {extra[0]!r}"
-    what = error.schema.get("description") or error.message
-    return f"{where!r} must be {what}, not {error.instance!r}"
 
 
 @dataclass
@@ -132,7 +114,7 @@ class Calibration:
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             raise FileFormatError(f"{str(path)!r} is not a SMALL calibration file of schema {SCHEMA}: write it again "
                                   "with `small analog characterize`")
-        problem = _schema_problem(d)
+        problem = schema_problem(CALIBRATION_SCHEMA, d)
         if problem is None and not d["g_max_uS"] > d["g_min_uS"]:
             problem = f"'g_max_uS' must be a number above g_min_uS, not {d['g_max_uS']!r}"
         if problem:

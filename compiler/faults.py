@@ -35,7 +35,9 @@ from small.errors import FileFormatError, UnsupportedError
 from small.fileio import atomic_output
 from small.options import require
 
-from .schemas import FAULTS_SCHEMA, check
+from small.schema import check
+
+from .schemas import FAULTS_SCHEMA
 
 FORMAT = "small-faults"
 VERSION = 1

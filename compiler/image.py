@@ -25,7 +25,9 @@ import numpy as np
 from small.errors import FileFormatError
 from small.fileio import atomic_output, json_text, read_npz, write_npz
 
-from .schemas import IMAGE_SCHEMA, check
+from small.schema import check
+
+from .schemas import IMAGE_SCHEMA
 
 FORMAT = "small-hardware-image"
 VERSION = 1

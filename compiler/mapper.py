@@ -34,10 +34,10 @@ import numpy as np
 from small import __version__
 from small.errors import NetworkError, SmallWarning, UnsupportedError
 from small.limits import CELL_BYTES, check_memory
-from small.options import MAX_LEVELS as MAX_LEVELS, require  # MAX_LEVELS: small.sweep reads it here
+from small.options import require
 
 from .events import Geometry, describe
-from .faults import FaultMap, Placement, achievable, identity_placement, place, placement_error
+from .faults import FaultMap, achievable, identity_placement, place, placement_error
 from .image import (COL_NEURON, COL_PARTIAL, FORMAT, MODEL_CODES, NEURON_PARAMS, RESET_CODES, VERSION, Arithmetic,
                     HardwareImage)
 from .ir import ALIF, IF, LI, CubaLIF, Network

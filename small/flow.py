@@ -8,7 +8,7 @@ line prints::
     build = flow.compile_build(model, flow.BuildOptions(levels=8), "build/digits")
     print(build.report.tiles_used, build.report.accuracy)
     flow.generate_hdl("build/digits")
-    assert flow.verify_build("build/digits", simulator="verilator").passed
+    print(flow.verify_build("build/digits", simulator="verilator").summary())
     flow.export("build/digits", board="icebreaker")
 
 A build folder is what :func:`compile_build` writes: ``image.json`` and ``image.npz`` (the
@@ -219,8 +219,11 @@ def reference_accuracy(model: Model) -> ReferenceAccuracy:
     """Score the float reference on the model's test set (which it must have)."""
     from sim.evaluate import accuracy
 
+    from small.errors import SimulationError
+
     test = model.test
-    assert test is not None, "reference_accuracy needs a test set"
+    if test is None:
+        raise SimulationError(f"{model.path} has no labelled test set to score the reference on: give --test-set")
     t0 = time.perf_counter()
     acc = accuracy(model.network, test)
     seconds = time.perf_counter() - t0

@@ -125,7 +125,7 @@ class Grid:
         for r, c in tiles:
             if r < 1 or c < 1:
                 raise ValueError(f"tile {r}x{c} must have at least 1 row and 1 column")
-        from compiler.mapper import MAX_LEVELS
+        from small.options import MAX_LEVELS
 
         for v in levels:
             if not 2 <= v <= MAX_LEVELS:
