@@ -55,13 +55,21 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from compiler.capacity import MEM_INPUT_ENTRIES, MEM_INPUT_HEADS, MEM_ROUTE_ENTRIES, MEM_ROUTE_HEADS, MEMORY_NAMES, \
+    STEP_BITS, TILE_MEMORIES, Capacity, CapacityError, config_fields, config_words, data_bits, memory_depth
 from compiler.image import COL_PARTIAL, HardwareImage
 
 from .events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Geometry, command_layout, \
-    output_layout, spike_layout
+    output_layout, spike_layout, struct
 from .memristive_tile import MemristiveTileController
 from .router import Router
-from .tile import LANES, STEP_BITS, UPDATE_STAGES, DigitalTile
+from .tile import LANES, UPDATE_STAGES, DigitalTile
+
+
+def readback_layout(cap: Capacity):
+    """The chip's answer to a configuration access: the word read (0 for a write), and ``error``
+    for an access outside the memory map (no memory, no tile, an address beyond the depth)."""
+    return struct([("data", data_bits(cap), False), ("error", 1, False)])
 
 
 def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, row_events: int = 0) -> int:
@@ -85,33 +93,62 @@ ANALOG_PORTS = ("row_drive", "pulse", "evaluate", "hold", "settled", "fired", "a
 
 
 class Chip(wiring.Component):
-    """The chip for a digital or memristive HardwareImage (see the module docstring).
+    """A SMALL chip (see the module docstring).
 
-    ``lanes`` applies to a digital image's tiles, ``pulse_cycles`` to a memristive image's.
+    ``Chip(capacity)``: the programmable chip of a :class:`~compiler.capacity.Capacity`, its
+    memories empty until the host writes a network over ``config``; ``Chip(capacity,
+    image=image)``: the same chip with ``image`` as its memories' initial values (a ROM chip that
+    can still be reconfigured); ``Chip(image)``: a digital image's ROM chip of the smallest
+    capacity that holds it (``lanes`` MAC lanes), or a memristive image's chip (tile controllers
+    with ``pulse_cycles`` long read pulses; not programmable).
     """
 
-    def __init__(self, image: HardwareImage, *, lanes: int = LANES, pulse_cycles: int = 4):
+    def __init__(self, spec: Capacity | HardwareImage, *, image: HardwareImage | None = None, lanes: int = LANES,
+                 pulse_cycles: int = 4):
         try:
-            if image.target == "digital":
-                self.tiles = [DigitalTile(image, t, lanes=lanes) for t in range(image.n_tiles)]
-            elif image.target == "memristive":
+            if isinstance(spec, HardwareImage):
+                if image is not None:
+                    raise ValueError("Chip(image) takes its contents from the image; do not also pass image=")
+                image = spec
+                if image.target == "memristive":
+                    spec = None
+                elif image.target == "digital":
+                    spec = Capacity.of(image, lanes=lanes)
+                else:
+                    raise ValueError(f"Chip needs a digital or memristive image, not a {image.target!r} one: "
+                                     "compile with --target digital or --target memristive")
+            elif not isinstance(spec, Capacity):
+                raise ValueError(f"Chip needs a Capacity or a HardwareImage, not {type(spec).__name__}")
+            self.capacity = cap = spec
+            self.image = image
+            self.analog = cap is None
+            if self.analog:
                 self.tiles = [MemristiveTileController(image, t, pulse_cycles=pulse_cycles)
                               for t in range(image.n_tiles)]
+                self.geometry = g = Geometry.of(image)
+                self.router = Router(image)
+                self.input_map = Router(image, source="inputs")
             else:
-                raise ValueError(f"Chip needs a digital or memristive image, not a {image.target!r} one: "
-                                 "compile with --target digital or --target memristive")
-        except ValueError:
+                words = config_words(image, cap) if image is not None else {}
+                self.tiles = [DigitalTile(cap, t, image=image, words=words) for t in range(cap.tiles)]
+                self.geometry = g = cap.geometry
+                self.router = Router(g, entries=cap.route_entries)
+                self.input_map = Router(g, source="inputs", entries=cap.input_entries)
+                if image is not None:
+                    self.router.preload(words[(MEM_ROUTE_HEADS, 0)], words[(MEM_ROUTE_ENTRIES, 0)])
+                    self.input_map.preload(words[(MEM_INPUT_HEADS, 0)], words[(MEM_INPUT_ENTRIES, 0)])
+        except (ValueError, CapacityError):
             self._MustUse__silence = True  # a refused Chip is not an "unused elaboratable"
             raise
-        self.image = image
-        self.analog = image.target == "memristive"
-        self.geometry = g = Geometry.of(image)
-        self.router = Router(image)
-        self.input_map = Router(image, source="inputs")
-        # tiles that hold partial-sum columns export them (all at once); analog tiles merge
-        # partial sums as currents during the pulse: nothing to export
-        self.partial_tiles = [] if self.analog else \
-            [t for t in range(image.n_tiles) if (image.arrays["col_kind"][t] == COL_PARTIAL).any()]
+        # Tiles with partial-sum columns export them (all at once): a ROM chip knows which, a
+        # programmable one exports from every tile. Analog tiles merge partial sums as currents
+        # during the pulse: nothing to export.
+        if self.analog:
+            self.partial_tiles = []
+        elif image is not None and spec.name == "rom":
+            self.partial_tiles = [t for t in range(image.n_tiles) if (image.arrays["col_kind"][t] == COL_PARTIAL).any()]
+        else:
+            self.partial_tiles = list(range(cap.tiles))
         members = {
             "commands": In(stream.Signature(command_layout(g))),
             "outputs": Out(stream.Signature(output_layout(g))),
@@ -120,6 +157,9 @@ class Chip(wiring.Component):
             for t, tile in enumerate(self.tiles):
                 members[f"tile{t}"] = Out(wiring.Signature({name: tile.signature.members[name]
                                                             for name in ANALOG_PORTS}))
+        else:
+            members["config"] = In(stream.Signature(struct(config_fields(cap))))
+            members["readback"] = Out(stream.Signature(readback_layout(cap)))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -223,6 +263,7 @@ class Chip(wiring.Component):
         for tile in tiles:
             m.d.comb += [tile.slot.eq(slot), tile.step.eq(step)]
 
+        config_states = None if self.analog else self._config(m)
         with m.FSM(name="sequencer"):
             with m.State("HOST"):
                 with m.Switch(cmd.payload.op):
@@ -239,6 +280,11 @@ class Chip(wiring.Component):
                             m.next = "CLEAR"
                     with m.Default():  # an unknown opcode is dropped
                         m.d.comb += cmd.ready.eq(1)
+                if not self.analog:  # a configuration access between steps (the bridge never sends one with a command)
+                    with m.If(self.config.valid & ~cmd.valid & ~inmap.busy & ~any_busy):
+                        m.next = "CONFIG"
+            if not self.analog:
+                config_states()
             with m.State("CLEAR"):
                 with m.If(~inmap.busy):
                     strobe("clear")
@@ -273,3 +319,45 @@ class Chip(wiring.Component):
                                  step.eq(Mux(step == (1 << STEP_BITS) - 1, step, step + 1))]
                     m.next = "HOST"
         return m
+
+    def _config(self, m: Module):
+        """Configuration accesses: the decoding, and a function that adds the sequencer's states
+        for one access (called inside its FSM): the access (one cycle), the read word into a
+        register, the answer on ``readback``."""
+        cap, cfg = self.capacity, self.config.payload
+        blocks = [(tile, mem, mem, cfg.tile == t) for t, tile in enumerate(self.tiles) for mem in TILE_MEMORIES]
+        blocks += [(self.router, MEM_ROUTE_HEADS, 0, 1), (self.router, MEM_ROUTE_ENTRIES, 1, 1),
+                   (self.input_map, MEM_INPUT_HEADS, 0, 1), (self.input_map, MEM_INPUT_ENTRIES, 1, 1)]
+        known = Signal()  # the access names a memory, a tile and an address that exist
+        for mem in MEMORY_NAMES:
+            in_tile = (cfg.tile < cap.tiles) if mem in TILE_MEMORIES else (cfg.tile == 0)
+            with m.If((cfg.mem == mem) & in_tile & (cfg.addr < memory_depth(cap, mem))):
+                m.d.comb += known.eq(1)
+        target = Signal(range(len(blocks)))
+        word = Signal(self.readback.payload.shape())
+        was_write = Signal()
+        for block in {id(b[0]): b[0] for b in blocks}.values():
+            m.d.comb += [block.cfg_write.eq(cfg.write), block.cfg_addr.eq(cfg.addr),
+                         block.cfg_wdata.eq(cfg.data[:len(block.cfg_wdata)])]
+        def states():
+            self._config_states(m, blocks, known, target, word, was_write)
+        return states
+
+    def _config_states(self, m, blocks, known, target, word, was_write) -> None:
+        cfg = self.config.payload
+        with m.State("CONFIG"):
+            m.d.comb += self.config.ready.eq(1)
+            m.d.sync += [word.error.eq(~known), word.data.eq(0), was_write.eq(cfg.write)]
+            for k, (block, mem, local, selected) in enumerate(blocks):
+                with m.If(known & (cfg.mem == mem) & selected):
+                    m.d.comb += [block.cfg_en.eq(1), block.cfg_mem.eq(local)]
+                    m.d.sync += target.eq(k)
+            m.next = "CONFIG_READ"
+        with m.State("CONFIG_READ"):  # the read port's word of the access, one cycle later
+            with m.If(~word.error & ~was_write):
+                m.d.sync += word.data.eq(Array(b[0].cfg_rdata for b in blocks)[target])
+            m.next = "CONFIG_ANSWER"
+        with m.State("CONFIG_ANSWER"):
+            m.d.comb += [self.readback.valid.eq(1), self.readback.payload.eq(word)]
+            with m.If(self.readback.ready):
+                m.next = "HOST"

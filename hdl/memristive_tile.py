@@ -126,10 +126,11 @@ from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from compiler.capacity import STEP_BITS
 from compiler.image import COL_NEURON, MODEL_CODES, HardwareImage
 
 from .events import Geometry
-from .tile import STEP_BITS, command_members
+from .tile import command_members
 
 
 class MemristiveTileController(wiring.Component):

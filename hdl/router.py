@@ -57,16 +57,19 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from compiler.capacity import head_fields, pack
+from compiler.events import row_fields
 from compiler.image import HardwareImage
 
-from .events import Geometry, bits_for, input_layout, input_row_layout, row_layout, spike_layout
+from .events import Geometry, bits_for, input_layout, input_row_layout, row_layout, spike_layout, struct
 
 SOURCES = ("neurons", "inputs")
 
 
-def head_layout(entries: int, max_count: int) -> data.StructLayout:
-    """A ``heads`` word: the source's first entry index, its entry count, its host-output flag."""
-    return data.StructLayout({"first": bits_for(max(entries, 1)), "count": bits_for(max_count + 1), "host": 1})
+def head_layout(entries: int) -> data.StructLayout:
+    """A ``heads`` word of a table of ``entries`` entries: the source's first entry index, its entry
+    count, its host-output flag (:func:`compiler.capacity.head_fields`)."""
+    return struct(head_fields(entries))
 
 
 class Router(wiring.Component):
@@ -74,7 +77,11 @@ class Router(wiring.Component):
 
     ``Router(image)`` or ``Router(geometry, route_ptr=..., route_tile=..., route_row=...,
     route_delay=..., host_out=...)`` with the arrays of ``docs/hardware-image.md``
-    (``host_out`` of shape ``[T, C]`` or ``[T*C]``).
+    (``host_out`` of shape ``[T, C]`` or ``[T*C]``), or ``Router(geometry, entries=E)`` with
+    empty tables of ``E`` entries (a programmable chip's; ``entries`` also sizes a table given).
+    The tables are read and written over the ``cfg_*`` ports (``cfg_mem`` 0: heads, 1:
+    entries; only while the router is idle and no event comes in); a read's word is on
+    ``cfg_rdata`` in the next cycle.
 
     Ports: ``spikes`` (in, :func:`~hdl.events.spike_layout`), ``rows`` (out,
     :func:`~hdl.events.row_layout`), ``host`` (out, :func:`~hdl.events.spike_layout`).
@@ -83,15 +90,15 @@ class Router(wiring.Component):
     LATENCY = 2
     """Cycles from the edge that accepts a spike to the edge that can take its first row event."""
 
-    def __init__(self, image: HardwareImage | Geometry, *, source: str = "neurons", route_ptr=None, route_tile=None,
-                 route_row=None, route_delay=None, host_out=None):
+    def __init__(self, image: HardwareImage | Geometry, *, source: str = "neurons", entries: int | None = None,
+                 route_ptr=None, route_tile=None, route_row=None, route_delay=None, host_out=None):
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
         self.source = source
         tables = {"route_ptr": route_ptr, "route_tile": route_tile, "route_row": route_row,
                   "route_delay": route_delay, "host_out": host_out}
         try:
-            self._load(image, tables)
+            self._load(image, tables, entries)
         except ValueError:
             self._MustUse__silence = True  # a refused Router is not an "unused elaboratable"
             raise
@@ -103,9 +110,13 @@ class Router(wiring.Component):
         else:
             ports = {"inputs": In(stream.Signature(input_layout(g))),
                      "rows": Out(stream.Signature(input_row_layout(g)))}
+        self.addr_bits = bits_for(max(self.n_sources + 1, self.n_entries))
+        self.data_bits = max(self.head_layout.size, self.entry_layout.size)
+        ports |= {"cfg_en": In(1), "cfg_write": In(1), "cfg_mem": In(1), "cfg_addr": In(self.addr_bits),
+                  "cfg_wdata": In(self.data_bits), "cfg_rdata": Out(self.data_bits)}
         super().__init__(ports | {"busy": Out(1)})
 
-    def _load(self, image, tables) -> None:
+    def _load(self, image, tables, entries) -> None:
         """Check the arguments and build the memories' initial contents."""
         if isinstance(image, HardwareImage):
             given = [name for name, value in tables.items() if value is not None]
@@ -118,6 +129,12 @@ class Router(wiring.Component):
             else:
                 tables = {"route_ptr": a["input_ptr"], "route_tile": a["input_tile"], "route_row": a["input_row"],
                           "route_delay": a["input_delay"], "host_out": np.zeros(g.n_inputs, dtype=bool)}
+        elif isinstance(image, Geometry) and entries is not None and all(v is None for v in tables.values()):
+            g = image
+            N = g.tiles * g.cols if self.source == "neurons" else g.n_inputs
+            tables = {"route_ptr": np.zeros(N + 1, dtype=np.int64), "route_tile": np.zeros(0, dtype=np.int64),
+                      "route_row": np.zeros(0, dtype=np.int64), "route_delay": np.zeros(0, dtype=np.int64),
+                      "host_out": np.zeros(N, dtype=bool)}
         elif isinstance(image, Geometry):
             g = image
             missing = [name for name, value in tables.items() if value is None]
@@ -154,16 +171,25 @@ class Router(wiring.Component):
                              f"not {host.dtype} {list(host.shape)}")
         host = host.reshape(-1)
 
+        if entries is not None and not (isinstance(entries, int) and entries >= max(n, 1)):
+            raise ValueError(f"entries must be an integer >= {max(n, 1)} (the table's entries), not {entries!r}")
         counts = np.diff(ptr)
-        self.n_entries = n
-        self.max_count = int(counts.max()) if counts.size else 0
-        self.head_layout = head_layout(n, self.max_count)
+        self.n_entries = E = entries if entries is not None else max(n, 1)
+        self.head_layout = head_layout(E)
         self.entry_layout = row_layout(g)
-        self._head_init = [self.head_layout.const({"first": int(ptr[s]) if counts[s] else 0, "count": int(counts[s]),
-                                                   "host": int(host[s])})
-                           for s in range(N)] + [self.head_layout.const({"first": 0, "count": 0, "host": 0})]
-        self._entry_init = [self.entry_layout.const({"tile": int(tile[e]), "row": int(row[e]), "delay": int(delay[e])})
-                            for e in range(n)] or [self.entry_layout.const({"tile": 0, "row": 0, "delay": 0})]
+        hf, ef = head_fields(E), row_fields(g)
+        heads = [pack(hf, {"first": int(ptr[s]) if counts[s] else 0, "count": int(counts[s]), "host": int(host[s])})
+                 for s in range(N)] + [0]  # the spare word: no routes, no host copy
+        table = [pack(ef, {"tile": int(tile[e]), "row": int(row[e]), "delay": int(delay[e])}) for e in range(n)]
+        self._head_init = [data.Const(self.head_layout, w) for w in heads]
+        self._entry_init = [data.Const(self.entry_layout, w) for w in table + [0] * (E - n)]
+
+    def preload(self, heads: dict[int, int], table: dict[int, int]) -> None:
+        """Initial contents as words (``compiler.capacity.config_words``): the ROM chip's tables."""
+        for addr, word in heads.items():
+            self._head_init[addr] = data.Const(self.head_layout, word)
+        for addr, word in table.items():
+            self._entry_init[addr] = data.Const(self.entry_layout, word)
 
     @staticmethod
     def _int_array(name, value) -> np.ndarray:
@@ -179,10 +205,10 @@ class Router(wiring.Component):
         neurons = self.source == "neurons"
 
         m.submodules.heads = heads = memory.Memory(shape=self.head_layout, depth=N + 1, init=self._head_init)
-        m.submodules.entries = entries = memory.Memory(shape=self.entry_layout, depth=len(self._entry_init),
+        m.submodules.entries = entries = memory.Memory(shape=self.entry_layout, depth=self.n_entries,
                                                        init=self._entry_init)
-        head_rd = heads.read_port()
-        entry_rd = entries.read_port()
+        head_rd, head_wr = heads.read_port(), heads.write_port()
+        entry_rd, entry_wr = entries.read_port(), entries.write_port()
         src = self.spikes if neurons else self.inputs
 
         # -- stage 2 state: the looked-up head (head_rd.data holds it while its enable is low) --
@@ -243,6 +269,7 @@ class Router(wiring.Component):
 
         # -- walker and rows output -------------------------------------------------------------
         m.d.comb += entry_rd.en.eq(advance)
+        self._config(m, head_rd, head_wr, entry_rd, entry_wr)
         with m.If(advance):
             with m.If(~idle):
                 # issue the walker's next entry
@@ -266,3 +293,17 @@ class Router(wiring.Component):
             if not neurons:
                 m.d.sync += w_payload.eq(h_event.payload)
         return m
+
+    def _config(self, m, head_rd, head_wr, entry_rd, entry_wr) -> None:
+        """Configuration accesses (after the datapath's assignments: they win while ``cfg_en``).
+
+        The spare head word (address ``n_sources``) is never written: it stays empty."""
+        addr, read_mem = self.cfg_addr, Signal()
+        with m.If(self.cfg_en & self.cfg_write & ~self.cfg_mem & (addr < self.n_sources)):
+            m.d.comb += [head_wr.addr.eq(addr), head_wr.en.eq(1), head_wr.data.eq(self.cfg_wdata)]
+        with m.If(self.cfg_en & self.cfg_write & self.cfg_mem & (addr < self.n_entries)):
+            m.d.comb += [entry_wr.addr.eq(addr), entry_wr.en.eq(1), entry_wr.data.eq(self.cfg_wdata)]
+        with m.If(self.cfg_en & ~self.cfg_write):
+            m.d.comb += [head_rd.en.eq(1), head_rd.addr.eq(addr), entry_rd.en.eq(1), entry_rd.addr.eq(addr)]
+            m.d.sync += read_mem.eq(self.cfg_mem)
+        m.d.comb += self.cfg_rdata.eq(Mux(read_mem, entry_rd.data.as_value(), head_rd.data.as_value()))

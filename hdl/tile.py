@@ -49,24 +49,18 @@ spikes routed in an update are delivered while the tiles update.
 
 from __future__ import annotations
 
-import numpy as np
-from amaranth.hdl import Array, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from compiler.capacity import MEM_COLUMNS, MEM_STATE, MEM_WEIGHTS, STEP_BITS, Capacity, CapacityError, addr_bits, \
+    column_fields, config_words, data_bits, memory_init, state_fields, state_init, weight_bits
 from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES, HardwareImage
 
-from .events import Geometry, bits_for, spike_layout, value_layout
+from .events import Geometry, spike_layout, struct, value_layout
 
-PARAM_SETS = 8  # up to this many neuron parameter combinations per tile come from a table in logic
-STEP_BITS = 8  # chip step as the tile sees it (saturating): enough for any latency up to 255
 UPDATE_STAGES = 6  # pipeline registers in the neuron update (a column takes UPDATE_STAGES + 2 cycles)
 LANES = 8  # columns a tile's crossbar accumulates per cycle (a generator parameter: area vs speed)
-
-
-def weight_bits(levels: int) -> int:
-    """Width of a cell's signed weight ``l+ - l-`` in ``[-(L-1), L-1]``."""
-    return bits_for(levels) + 1
 
 
 def pending_layout(g: Geometry) -> data.StructLayout:
@@ -77,25 +71,6 @@ def pending_layout(g: Geometry) -> data.StructLayout:
 def psum_layout(g: Geometry) -> data.StructLayout:
     """A partial sum on its way to its neuron column."""
     return data.StructLayout({"tile": g.tile_bits, "col": g.col_bits, "value": signed(g.acc_bits)})
-
-
-def column_layout(g: Geometry) -> data.StructLayout:
-    ar = g.arithmetic
-    v, decay = signed(ar.v_bits), unsigned(ar.decay_bits + 1)
-    return data.StructLayout({
-        "kind": 2, "model": 3, "subtract": 1, "host": 1, "start": STEP_BITS, "refractory": ar.refractory_bits,
-        "alpha": decay, "alpha_syn": decay, "alpha_adapt": decay,
-        "leak": v, "v_init": v, "threshold": v, "v_reset": v, "adapt": v, "bias": v,
-        "merge_tile": g.tile_bits, "merge_col": g.col_bits,
-    })
-
-
-def state_layout(g: Geometry, fields=("v", "i", "b", "c", "s")) -> data.StructLayout:
-    """A neuron column's state; a tile stores only the fields its neurons can change."""
-    ar = g.arithmetic
-    v = signed(ar.v_bits)
-    shapes = {"v": v, "i": v, "b": v, "c": ar.refractory_bits, "s": 1}
-    return data.StructLayout({name: shapes[name] for name in fields})
 
 
 def command_members(g: Geometry) -> dict:
@@ -116,115 +91,40 @@ def command_members(g: Geometry) -> dict:
     }
 
 
-class _Fields:
-    """Read a record's fields from a memory word, or a constant for the fields it does not store."""
-
-    def __init__(self, word, constants: dict):
-        self._word, self._constants = word, constants
-
-    def __getattr__(self, name):
-        if name in self._constants:
-            return self._constants[name]
-        return getattr(self._word, name)
+def config_members(cap: Capacity) -> dict:
+    """The ports through which the chip reads and writes a tile's memories (``MEM_WEIGHTS``,
+    ``MEM_COLUMNS``, ``MEM_STATE``): ``cfg_en`` for one cycle while the tile is idle, with
+    ``cfg_write``, ``cfg_mem``, ``cfg_addr`` and ``cfg_wdata``; a read's word is on ``cfg_rdata``
+    in the next cycle."""
+    return {"cfg_en": In(1), "cfg_write": In(1), "cfg_mem": In(2), "cfg_addr": In(addr_bits(cap)),
+            "cfg_wdata": In(data_bits(cap)), "cfg_rdata": Out(data_bits(cap))}
 
 
 class DigitalTile(wiring.Component):
-    """Tile ``tile`` of a digital HardwareImage (see the module docstring for the protocol)."""
+    """Tile ``tile`` of a chip of capacity ``capacity`` (see the module docstring for the protocol).
 
-    def __init__(self, image: HardwareImage, tile: int, *, lanes: int = LANES):
-        start_max = int(image.arrays["param/start"].max(initial=0))
-        for wrong, message in [
-            (image.target != "digital", f"a DigitalTile needs a digital image, not a {image.target!r} one"),
-            (not 0 <= tile < image.n_tiles, f"tile must be in [0, {image.n_tiles}), not {tile!r}"),
-            (start_max >= 1 << STEP_BITS, f"a column starts at step {start_max}; tiles count steps in {STEP_BITS} bits"),
-            (lanes < 1 or lanes & (lanes - 1), f"lanes must be a power of two >= 1, not {lanes!r}"),
-        ]:
-            if wrong:
-                self._MustUse__silence = True  # a refused tile is not an "unused elaboratable"
-                raise ValueError(message)
-        self.image, self.tile = image, tile
-        self.geometry = g = Geometry.of(image)
-        self.lanes = min(lanes, 1 << (g.cols - 1).bit_length())
-        self.words = -(-g.cols // self.lanes)
-        super().__init__(command_members(g))
+    Its memories start with ``image``'s contents for that tile when one is given (the ROM chip),
+    else empty; either way they are written and read over the ``cfg_*`` ports.
+    """
 
-    # -- initial contents ---------------------------------------------------------------------
-    NEURON_FIELDS = ("model", "subtract", "host", "start", "refractory", "alpha", "alpha_syn", "alpha_adapt",
-                     "leak", "v_init", "threshold", "v_reset", "adapt", "bias")
-
-    def _columns(self) -> list[dict]:
-        """Each column's ``column_layout`` fields; fields a column does not use copy a column's that does."""
-        a, t, C = self.image.arrays, self.tile, self.image.cols
-        kind = a["col_kind"][t]
-        merge = a["merge_to"][t]
-        values = {"kind": kind.astype(np.int64), "model": a["col_model"][t], "subtract": a["col_reset"][t],
-                  "host": a["host_out"][t], "merge_tile": merge // C, "merge_col": merge % C}
-        for name in ("start", "refractory", "alpha", "alpha_syn", "alpha_adapt", "leak", "v_init", "threshold",
-                     "v_reset", "adapt", "bias"):
-            values[name] = a[f"param/{name}"][t]
-        used = {name: kind == COL_NEURON for name in self.NEURON_FIELDS}
-        used |= {"merge_tile": kind == COL_PARTIAL, "merge_col": kind == COL_PARTIAL, "kind": np.ones(C, bool)}
-        out = [{} for _ in range(C)]
-        for name, column in values.items():
-            column = np.asarray(column).astype(np.int64)
-            filler = int(column[used[name]][0]) if used[name].any() else 0
-            for c in range(C):
-                out[c][name] = int(column[c]) if used[name][c] else filler
-        return out
-
-    def _parameters(self, m: Module) -> tuple[memory.Memory, memory.ReadPort, dict]:
-        """The ``params`` memory, and the fields that do not come straight from it.
-
-        A field equal in every column that uses it is a constant, not a memory bit. The neuron
-        fields that differ are stored per column when there are many distinct combinations
-        (one threshold per neuron); when the tile's neurons have at most :data:`PARAM_SETS`
-        combinations (a few populations), the memory holds the combination's index and the
-        values come from a small table in logic.
-        """
-        g = self.geometry
-        layout = column_layout(g)
-        columns = self._columns()
-        constants = {name: columns[0][name] for name, _ in layout if len({col[name] for col in columns}) == 1}
-        fields = {name: Const(value, layout[name].shape) for name, value in constants.items()}
-        varying = [name for name, _ in layout if name not in constants]
-        shared = [name for name in varying if name in self.NEURON_FIELDS]
-        sets = sorted({tuple(col[name] for name in shared) for col in columns})
-        stored = {name: layout[name].shape for name in varying}
-        if shared and len(sets) <= PARAM_SETS:
-            for name in shared:
-                del stored[name]
-            stored["set"] = bits_for(len(sets))
-            for col in columns:
-                col["set"] = sets.index(tuple(col[name] for name in shared))
-        for name in stored:  # each stored field only as wide as its values need
-            if name != "set":
-                values = [col[name] for col in columns]
-                if Shape.cast(stored[name]).signed:
-                    stored[name] = signed(1 + max((v if v >= 0 else ~v).bit_length() for v in values))
-                else:
-                    stored[name] = unsigned(max(1, max(values).bit_length()))
-        shape = data.StructLayout(stored or {"unused": 1})
-        init = [{name: col[name] for name in stored} for col in columns]
-        params = memory.Memory(shape=shape, depth=g.cols, init=init)
-        par_rd = params.read_port()
-        if "set" in stored:  # one signal per shared field, a mux over the table's rows
-            for k, name in enumerate(shared):
-                fields[name] = Signal(layout[name].shape, name=f"param_{name}")
-                m.d.comb += fields[name].eq(Array(Const(row[k], layout[name].shape) for row in sets)[par_rd.data.set])
-        return params, par_rd, fields
-
-    def _state_fields(self) -> tuple[str, ...]:
-        """State fields the tile's neurons can change: ``i`` with CubaLIF, ``b`` with adaptation, ``c`` with refractory."""
-        a, t = self.image.arrays, self.tile
-        neuron = a["col_kind"][t] == COL_NEURON
-        fields = ["v"]
-        if (a["col_model"][t][neuron] == MODEL_CODES["cuba_lif"]).any():
-            fields.append("i")
-        if (a["param/adapt"][t][neuron] != 0).any():
-            fields.append("b")
-        if (a["param/refractory"][t][neuron] != 0).any():
-            fields.append("c")
-        return tuple(fields) + ("s",)
+    def __init__(self, capacity: Capacity, tile: int = 0, *, image: HardwareImage | None = None,
+                 words: dict | None = None):
+        try:
+            if not isinstance(capacity, Capacity):
+                raise ValueError(f"DigitalTile needs a Capacity (compiler.capacity), not {type(capacity).__name__}")
+            if not 0 <= tile < capacity.tiles:
+                raise ValueError(f"tile must be in [0, {capacity.tiles}), not {tile!r}")
+            if words is None:  # the chip passes the image's words, computed once for all tiles
+                words = config_words(image, capacity) if image is not None else {}
+        except (ValueError, CapacityError):
+            self._MustUse__silence = True  # a refused tile is not an "unused elaboratable"
+            raise
+        self.capacity, self.tile = capacity, tile
+        self.geometry = g = capacity.geometry
+        self.lanes, self.words = capacity.tile_lanes, capacity.words
+        self._init = {mem: memory_init(capacity, mem, words.get((mem, tile))) for mem in (MEM_WEIGHTS, MEM_COLUMNS)}
+        self._init[MEM_STATE] = state_init(capacity, image, tile)
+        super().__init__(command_members(g) | config_members(capacity))
 
     def _neuron(self, m: Module, acc, p, old) -> dict:
         """The neuron update of ``docs/architecture.md`` as a pipeline of :data:`UPDATE_STAGES` registers.
@@ -291,38 +191,31 @@ class DigitalTile(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        g, image, t = self.geometry, self.image, self.tile
+        g, cap, t = self.geometry, self.capacity, self.tile
         R, C, S, P, W = g.rows, g.cols, g.slots, self.lanes, self.words
         ar = g.arithmetic
-        # rows that an event can reach: the weights memory holds only those
-        a = image.arrays
-        fed = np.concatenate([a["route_row"][a["route_tile"] == t], a["input_row"][a["input_tile"] == t], [0]])
-        used = int(fed.max()) + 1
-        w = np.zeros((used, W * P), dtype=np.int64)
-        w[:, :C] = image.weights()[t][:used]
-        lane_w = data.ArrayLayout(signed(weight_bits(image.levels)), P)
+        lane_w = data.ArrayLayout(signed(weight_bits(cap.levels)), P)
         lane_acc = data.ArrayLayout(signed(g.acc_bits), P)
+        column, neuron_state = struct(column_fields(g)), struct(state_fields(g))
+
+        def init(shape, words):
+            return [data.Const(shape, w) for w in words]
 
         entry = data.StructLayout({"row": g.row_bits, "payload": signed(ar.input_bits)})
         m.submodules.pending = pending = memory.Memory(shape=entry, depth=S * R, init=[])
-        m.submodules.weights = weights = memory.Memory(shape=lane_w, depth=used * W,
-                                                       init=[list(word) for word in w.reshape(used * W, P).tolist()])
+        m.submodules.weights = weights = memory.Memory(shape=lane_w, depth=R * W,
+                                                       init=init(lane_w, self._init[MEM_WEIGHTS]))
         m.submodules.acc = acc = memory.Memory(shape=lane_acc, depth=W, init=[])
-        m.submodules.params, par_rd, constants = self._parameters(m)
-        # A tile of partial-sum columns only has no neurons: no state, no neuron datapath.
-        neurons = bool((image.arrays["col_kind"][t] == COL_NEURON).any())
-        if neurons:
-            kept = self._state_fields()
-            state_init = [{"v": int(image.arrays["param/v_init"][t, c])} for c in range(C)]
-            m.submodules.state = state = memory.Memory(shape=state_layout(g, kept), depth=C, init=state_init)
+        m.submodules.params = params = memory.Memory(shape=column, depth=C, init=init(column, self._init[MEM_COLUMNS]))
+        m.submodules.state = state = memory.Memory(shape=neuron_state, depth=C,
+                                                   init=init(neuron_state, self._init[MEM_STATE]))
 
         pend_rd, pend_wr = pending.read_port(), pending.write_port()
-        w_rd = weights.read_port()
+        w_rd, w_wr = weights.read_port(), weights.write_port()
         acc_rd, acc_wr = acc.read_port(), acc.write_port(granularity=1)
-        p = _Fields(par_rd.data, constants)
-        if neurons:
-            st_rd, st_wr = state.read_port(), state.write_port()
-            old = _Fields(st_rd.data, {name: Const(0, state_layout(g)[name].shape) for name in "ibc" if name not in kept})
+        par_rd, par_wr = params.read_port(), params.write_port()
+        st_rd, st_wr = state.read_port(), state.write_port()
+        p, old = par_rd.data, st_rd.data
 
         row = Signal(range(R))
         col = Signal(range(C + 1))
@@ -362,8 +255,16 @@ class DigitalTile(wiring.Component):
         col_word = col // P
         lane_sum = Signal(signed(g.acc_bits))  # the column's sum, from the acc word read for it
         m.d.comb += lane_sum.eq(acc_rd.data[lane])
-        if neurons:
-            new = self._neuron(m, lane_sum, p, old)
+        new = self._neuron(m, lane_sum, p, old)
+
+        cfg_read = Signal(2)  # the memory a configuration read addressed in the cycle before
+        with m.Switch(cfg_read):
+            with m.Case(MEM_WEIGHTS):
+                m.d.comb += self.cfg_rdata.eq(w_rd.data.as_value())
+            with m.Case(MEM_COLUMNS):
+                m.d.comb += self.cfg_rdata.eq(par_rd.data.as_value())
+            with m.Case(MEM_STATE):
+                m.d.comb += self.cfg_rdata.eq(st_rd.data.as_value())
 
         with m.FSM(name="phase") as fsm:
             with m.State("IDLE"):
@@ -380,15 +281,30 @@ class DigitalTile(wiring.Component):
                 with m.Elif(self.update):
                     m.d.sync += [col.eq(0), step.eq(self.step)]
                     m.next = "UPDATE_READ"
+                with m.Elif(self.cfg_en):  # a configuration access (the chip sends none while a phase runs)
+                    addr = self.cfg_addr
+                    with m.If(self.cfg_write):
+                        with m.Switch(self.cfg_mem):
+                            with m.Case(MEM_WEIGHTS):
+                                m.d.comb += [w_wr.addr.eq(addr), w_wr.en.eq(addr < R * W),
+                                             w_wr.data.eq(self.cfg_wdata)]
+                            with m.Case(MEM_COLUMNS):
+                                m.d.comb += [par_wr.addr.eq(addr), par_wr.en.eq(addr < C),
+                                             par_wr.data.eq(self.cfg_wdata)]
+                            with m.Case(MEM_STATE):
+                                m.d.comb += [st_wr.addr.eq(addr), st_wr.en.eq(addr < C),
+                                             st_wr.data.eq(self.cfg_wdata)]
+                    with m.Else():
+                        m.d.comb += [w_rd.addr.eq(addr), par_rd.addr.eq(addr), st_rd.addr.eq(addr)]
+                        m.d.sync += cfg_read.eq(self.cfg_mem)
 
             # -- clear: back to the image's initial state (pending rows, sums, neuron state) ------
             with m.State("CLEAR_READ"):
                 m.d.comb += [self.busy.eq(1), par_rd.addr.eq(col)]
                 m.next = "CLEAR_WRITE"
             with m.State("CLEAR_WRITE"):
-                m.d.comb += [self.busy.eq(1), acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
-                if neurons:
-                    m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1), st_wr.data.v.eq(p.v_init)]
+                m.d.comb += [self.busy.eq(1), acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1),
+                             st_wr.addr.eq(col), st_wr.en.eq(1), st_wr.data.v.eq(p.v_init)]
                 m.d.sync += col.eq(col + 1)
                 with m.If(col == C - 1):
                     m.next = "IDLE"
@@ -453,46 +369,39 @@ class DigitalTile(wiring.Component):
                         m.next = "IDLE"
 
             # -- update neurons ------------------------------------------------------------------
-            if not neurons:  # update only zeroes the column sums, a word a cycle
-                with m.State("UPDATE_READ"):
-                    m.d.comb += [self.busy.eq(1), acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
-                    m.d.sync += col.eq(col + P)
-                    with m.If(col + P >= C):
+            with m.State("UPDATE_READ"):
+                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+                m.d.sync += stage.eq(0)
+                m.next = "UPDATE_PIPE"
+            with m.State("UPDATE_PIPE"):  # the read data holds while the neuron pipeline fills
+                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+                m.d.sync += stage.eq(stage + 1)
+                with m.If(stage == UPDATE_STAGES - 1):
+                    m.next = "UPDATE_WRITE"
+            with m.State("UPDATE_WRITE"):
+                m.d.comb += self.busy.eq(1)
+                alive = (p.kind == COL_NEURON) & (step >= p.start)
+                emit_spike = alive & new["s"]  # every spike goes to the router; it handles host copies
+                emit_value = alive & ~new["spiking"] & p.host
+                m.d.comb += [
+                    self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(col), self.spikes.valid.eq(emit_spike),
+                    self.values.payload.tile.eq(t), self.values.payload.col.eq(col),
+                    self.values.payload.value.eq(new["v"]), self.values.valid.eq(emit_value),
+                ]
+                done = (~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)
+                with m.If(done):
+                    with m.If(alive):
+                        m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1)]
+                        m.d.comb += [getattr(st_wr.data, k).eq(new[k]) for k in "vibcs"]
+                    with m.If((lane == P - 1) | (col == C - 1)):  # the word's sums are used up: zero it
+                        m.d.comb += [acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
+                    m.d.sync += col.eq(col + 1)
+                    with m.If(col == C - 1):
                         m.next = "IDLE"
-            else:
-                with m.State("UPDATE_READ"):
-                    m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
-                    m.d.sync += stage.eq(0)
-                    m.next = "UPDATE_PIPE"
-                with m.State("UPDATE_PIPE"):  # the read data holds while the neuron pipeline fills
-                    m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
-                    m.d.sync += stage.eq(stage + 1)
-                    with m.If(stage == UPDATE_STAGES - 1):
-                        m.next = "UPDATE_WRITE"
-                with m.State("UPDATE_WRITE"):
-                    m.d.comb += self.busy.eq(1)
-                    alive = (p.kind == COL_NEURON) & (step >= p.start)
-                    emit_spike = alive & new["s"]  # every spike goes to the router; it handles host copies
-                    emit_value = alive & ~new["spiking"] & p.host
-                    m.d.comb += [
-                        self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(col), self.spikes.valid.eq(emit_spike),
-                        self.values.payload.tile.eq(t), self.values.payload.col.eq(col),
-                        self.values.payload.value.eq(new["v"]), self.values.valid.eq(emit_value),
-                    ]
-                    done = (~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)
-                    with m.If(done):
-                        with m.If(alive):
-                            m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1)]
-                            m.d.comb += [getattr(st_wr.data, k).eq(new[k]) for k in kept]
-                        with m.If((lane == P - 1) | (col == C - 1)):  # the word's sums are used up: zero it
-                            m.d.comb += [acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
-                        m.d.sync += col.eq(col + 1)
-                        with m.If(col == C - 1):
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.next = "UPDATE_READ"
-                    with m.Else():  # hold the read addresses while the outputs are stalled
-                        m.d.comb += [acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+                    with m.Else():
+                        m.next = "UPDATE_READ"
+                with m.Else():  # hold the read addresses while the outputs are stalled
+                    m.d.comb += [acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
         # -- incoming partial sums: accepted while idle or exporting (acc_wr is free then), one
         # every two cycles: take it and read its word (acc's read port), then add it to its lane.
         psum_open = fsm.ongoing("IDLE") | fsm.ongoing("EXPORT_READ") | fsm.ongoing("EXPORT_LATCH") \

@@ -140,9 +140,10 @@ def test_summary_lists_the_ports_and_memories(image, chip_hdl):
     # the router's tables: one head word per column address plus the spare one, one word per entry
     assert mems["router.heads"]["depth"] == image.n_tiles * image.cols + 1
     assert mems["router.entries"]["depth"] == max(1, int(image.arrays["route_ptr"][-1]))
-    assert mems["router.heads"]["write_ports"] == 0 and mems["router.heads"]["read_ports"] == 1
+    # one read port for the datapath (the configuration reads through it too), one write port for the host
+    assert mems["router.heads"]["write_ports"] == 1 and mems["router.heads"]["read_ports"] == 1
     tile_mems = {name.split(".", 1)[1] for name in mems if name.startswith("tile0.")}
-    assert {"weights", "state", "acc", "pending"} <= tile_mems  # (params only where columns differ)
+    assert {"weights", "params", "state", "acc", "pending"} <= tile_mems
     # every weight of the tile is stored somewhere in its weight memory
     w = mems["tile0.weights"]
     assert w["bits"] == w["depth"] * w["width"] >= image.rows * image.cols

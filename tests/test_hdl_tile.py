@@ -6,10 +6,13 @@ one pins the tile's own protocol: row events into slots, integrate, update, clea
 on ``spikes``.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from compiler.capacity import Capacity, CapacityError
 from compiler.ir import IF, LIF, Input, Network, Population, Projection
 from compiler.mapper import CompileOptions, compile_network
 from hdl.tile import DigitalTile
@@ -32,7 +35,7 @@ def one_tile_image(seed):
 def run_tile(image, x, lanes, stall):
     """Spikes [T, K] of the tile for one sample x [T, n_in] (integer payloads)."""
     a = image.arrays
-    tile = DigitalTile(image, 0, lanes=lanes)
+    tile = DigitalTile(Capacity.of(image, lanes=lanes), 0, image=image)
     index = {int(addr): k for k, addr in enumerate(DigitalSimulator(image).addr)}
     S = image.delay_slots + 1
     spikes = np.zeros((x.shape[0], len(index)), dtype=bool)
@@ -90,7 +93,11 @@ def test_one_tile_matches_the_digital_twin(seed, lanes, stall):
 
 def test_tile_arguments_are_checked():
     image = one_tile_image(0)
-    with pytest.raises(ValueError, match="lanes must be a power of two"):
-        DigitalTile(image, 0, lanes=3)
+    with pytest.raises(CapacityError, match="lanes must be a power of two"):
+        Capacity.of(image, lanes=3)
     with pytest.raises(ValueError, match="tile must be in"):
-        DigitalTile(image, 1)
+        DigitalTile(Capacity.of(image), 1)
+    with pytest.raises(ValueError, match="needs a Capacity"):
+        DigitalTile(image, 0)
+    with pytest.raises(CapacityError, match="weight levels"):
+        DigitalTile(replace(Capacity.of(image), levels=4), 0, image=image)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from amaranth.sim import Simulator
 
+from compiler.capacity import config_words
 from compiler.image import HardwareImage
 
 from hdl.chip import Chip
@@ -37,22 +38,42 @@ class ChipRun:
     """Clock cycles from ``OP_STEP`` accepted to ``OUT_STEP`` taken, per step."""
 
 
+def configuration(image: HardwareImage, chip: Chip) -> list[dict]:
+    """The ``config`` accesses that write ``image`` into ``chip`` (``compiler.capacity.config_words``)."""
+    return [{"write": 1, "mem": mem, "tile": tile, "addr": addr, "data": word}
+            for (mem, tile), words in config_words(image, chip.capacity).items() for addr, word in words.items()]
+
+
 def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, reset_at: int | None = None,
              vcd: str | None = None) -> list[ChipRun]:
     """Run samples ``xs`` (``[T, batch, n_in]``, scaled as by ``ChipSimulator.prepare_inputs``).
 
     The samples run one after another in one simulation, each after ``OP_RESET``, as a host
     runs a test set. With ``reset_at = k``, the first sample is also interrupted after its step
-    ``k`` by a reset (its partial run is discarded): what follows must not depend on it.
+    ``k`` by a reset (its partial run is discarded): what follows must not depend on it. A
+    programmable chip without ``image`` as its contents is first loaded over its ``config`` port.
     """
-    chip = chip or Chip(image)
-    C = image.cols
-    model = ReferenceModel(image)
-    index = {int(a): k for k, a in enumerate(model.sim.addr)}
-    xs = np.asarray(xs)
-    samples = [model.commands(xs[:, b]) for b in range(xs.shape[1])]
-    runs = [ChipRun(spikes=np.zeros((len(steps), len(index)), dtype=bool)) for steps in samples]
-    now = {"run": None, "step": 0, "cycle": 0}  # what the probe attributes spikes to
+    return run_sessions(chip or Chip(image), [(image, xs)], reset_at=reset_at, vcd=vcd)[0]
+
+
+def run_sessions(chip: Chip, sessions: list[tuple[HardwareImage, np.ndarray]], *, reset_at: int | None = None,
+                 vcd: str | None = None, readback: bool = False) -> list[list[ChipRun]]:
+    """Load and run several networks on one chip, in one simulation: for each ``(image, xs)``,
+    write ``image`` over the ``config`` port (unless it is the chip's initial contents and the
+    first session), optionally read every written word back (``readback``: an
+    ``AssertionError`` names the first that differs), then run the samples as
+    :func:`run_chip` does. Returns each session's runs."""
+    results = []
+    plan = []
+    for k, (image, xs) in enumerate(sessions):
+        model = ReferenceModel(image)
+        xs = np.asarray(xs)
+        samples = [model.commands(xs[:, b]) for b in range(xs.shape[1])]
+        runs = [ChipRun(spikes=np.zeros((len(steps), len(model.sim.addr)), dtype=bool)) for steps in samples]
+        load = [] if k == 0 and chip.image is image else configuration(image, chip)
+        plan.append((image, {int(a): i for i, a in enumerate(model.sim.addr)}, samples, runs, load))
+        results.append(runs)
+    now = {"run": None, "step": 0, "cycle": 0, "index": None, "cols": 1}  # what the probe attributes spikes to
 
     async def send(ctx, command):
         ctx.set(chip.commands.payload, {"op": 0, "input": 0, "payload": 0} | command)
@@ -60,7 +81,15 @@ def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, 
         await ctx.tick().until(chip.commands.ready)
         ctx.set(chip.commands.valid, 0)
 
-    async def run_step(ctx, commands, run):
+    async def access(ctx, request) -> dict:
+        ctx.set(chip.config.payload, request)
+        ctx.set(chip.config.valid, 1)
+        await ctx.tick().until(chip.config.ready)
+        ctx.set(chip.config.valid, 0)
+        (answer,) = await ctx.tick().sample(chip.readback.payload).until(chip.readback.valid)
+        return {"data": answer.data, "error": answer.error}
+
+    async def run_step(ctx, commands, run, C):
         for command in commands:
             await send(ctx, command)
         await send(ctx, {"op": OP_STEP})
@@ -83,17 +112,30 @@ def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, 
 
     async def host(ctx):
         ctx.set(chip.outputs.ready, 1)
-        if reset_at is not None:
-            await send(ctx, {"op": OP_RESET})
-            for commands in samples[0][:reset_at + 1]:
-                await run_step(ctx, commands, None)
-        for steps, run in zip(samples, runs):
-            await send(ctx, {"op": OP_RESET})
-            now["run"] = run
-            for t, commands in enumerate(steps):
-                now["step"] = t
-                await run_step(ctx, commands, run)
-            now["run"] = None
+        if not chip.analog:
+            ctx.set(chip.readback.ready, 1)
+        for image, index, samples, runs, load in plan:
+            C = image.cols
+            now["index"], now["cols"] = index, C
+            for request in load:
+                answer = await access(ctx, request)
+                assert not answer["error"], f"the chip refused the configuration write {request}"
+            if readback:
+                for request in load:
+                    answer = await access(ctx, request | {"write": 0, "data": 0})
+                    assert answer == {"data": request["data"], "error": 0}, \
+                        f"read back {answer} for the write {request}"
+            if reset_at is not None:
+                await send(ctx, {"op": OP_RESET})
+                for commands in samples[0][:reset_at + 1]:
+                    await run_step(ctx, commands, None, C)
+            for steps, run in zip(samples, runs):
+                await send(ctx, {"op": OP_RESET})
+                now["run"] = run
+                for t, commands in enumerate(steps):
+                    now["step"] = t
+                    await run_step(ctx, commands, run, C)
+                now["run"] = None
 
     async def probe(ctx):
         """Every spike the router accepts, in the step the host is running; counts cycles."""
@@ -101,7 +143,7 @@ def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, 
         async for _, _, valid, ready, payload in ctx.tick().sample(port.valid, port.ready, port.payload):
             now["cycle"] += 1
             if valid and ready and now["run"] is not None:
-                now["run"].spikes[now["step"], index[payload.tile * C + payload.col]] = True
+                now["run"].spikes[now["step"], now["index"][payload.tile * now["cols"] + payload.col]] = True
 
     sim = Simulator(chip)
     sim.add_clock(1e-6)
@@ -112,7 +154,7 @@ def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, 
             sim.run()
     else:
         sim.run()
-    return runs
+    return results
 
 
 def compare_with_twin(image: HardwareImage, x: np.ndarray, runs: list[ChipRun]) -> int:
