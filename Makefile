@@ -54,9 +54,14 @@ demo: install
 	$(VENV)/bin/small l2l eval examples/arm --plots build/arm
 	@echo "reports: build/digits/report.html, build/alif_memory/report.html (open them in a browser)"
 
+# torch (the optional [train] extra) for the fine-tuning tests: CI covers `small finetune` too.
+$(VENV)/.train-installed: requirements-train.lock $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-train.lock
+	@touch $@
+
 # lint-imports first: an upward import between the packages' layers ([tool.importlinter] in
 # pyproject.toml, docs/code-map.md) fails the suite before any test runs.
-test: install
+test: install $(VENV)/.train-installed
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from small.errors import SmallError
 
-from .events import Field, Geometry, bits_for, row_fields
+from .events import Field, Geometry, bits_for, pack, row_fields, width
 from .image import COL_NEURON, COL_PARTIAL, NEURON_PARAMS, Arithmetic, HardwareImage
 
 STEP_BITS = 8
@@ -256,10 +256,6 @@ def memory_depth(cap: Capacity, mem: int) -> int:
             MEM_INPUT_HEADS: cap.n_inputs, MEM_INPUT_ENTRIES: cap.input_entries}[mem]
 
 
-def width(fields: list[Field]) -> int:
-    return sum(w for _, w, _ in fields)
-
-
 def data_bits(cap: Capacity) -> int:
     """Width of the configuration port's data: the widest memory word."""
     return max(width(memory_fields(cap, mem)) for mem in MEMORY_NAMES)
@@ -275,28 +271,10 @@ def config_fields(cap: Capacity) -> list[Field]:
             ("addr", addr_bits(cap), False), ("data", data_bits(cap), False)]
 
 
-def pack(fields: list[Field], values: dict) -> int:
-    """The word of ``values`` (missing fields 0; a signed field in two's complement)."""
-    word, offset = 0, 0
-    for name, w, is_signed in fields:
-        v = int(values.get(name, 0))
-        lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if is_signed else (0, (1 << w) - 1)
-        if not lo <= v <= hi:
-            raise CapacityError(f"{name} = {v} does not fit its {w}-bit field")
-        word |= (v & ((1 << w) - 1)) << offset
-        offset += w
-    return word
-
-
-def unpack(fields: list[Field], word: int) -> dict[str, int]:
-    out, offset = {}, 0
-    for name, w, is_signed in fields:
-        v = (word >> offset) & ((1 << w) - 1)
-        if is_signed and v >> (w - 1):
-            v -= 1 << w
-        out[name] = v
-        offset += w
-    return out
+def readback_fields(cap: Capacity) -> list[Field]:
+    """The chip's answer to a configuration access: the word read (0 for a write), and ``error``
+    for an access outside the memory map (no such memory, tile or address)."""
+    return [("data", data_bits(cap), False), ("error", 1, False)]
 
 
 # -- an image as memory contents --------------------------------------------------------------

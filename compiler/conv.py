@@ -106,3 +106,30 @@ def conv_matrix(
     matrix = sp.csr_array((values[keep], (rows, cols)), shape=(n_out, n_in))
     matrix.sum_duplicates()
     return matrix, (c_out, *out_spatial)
+
+
+def pool_matrix(
+    kernel_size, in_shape: tuple[int, ...], stride=None, padding=0, average: bool = False, where: str = "pool"
+) -> tuple[sp.csr_array, tuple[int, ...]]:
+    """Sparse matrix of a 2-D sum (or average) pooling and its output shape ``(C, *out_spatial)``.
+
+    Pooling is a depthwise convolution with a kernel of ones (``1/(kh*kw)`` for the average,
+    padding counted as zeros, as PyTorch's ``count_include_pad=True``); the output size follows
+    NIR's rule ``floor((n + 2 p - k) / s) + 1``. ``stride`` defaults to the kernel size.
+    """
+    if len(in_shape) != 3:
+        raise NetworkError(f"{where}: pooling needs an input of shape [channels, height, width], not {list(in_shape)}")
+    kernel = _per_dim(kernel_size, 2, "kernel_size", where)
+    if min(kernel) < 1:
+        raise NetworkError(f"{where}: kernel_size {list(kernel)} must be >= 1")
+    stride = kernel if stride is None else stride
+    pad = _per_dim(padding, 2, "padding", where)
+    spatial = tuple(int(n) for n in in_shape[1:])
+    if any(k > n + 2 * p for k, n, p in zip(kernel, spatial, pad)):
+        raise NetworkError(
+            f"{where}: pooling window {list(kernel)} is larger than its (padded) input {list(spatial)}: "
+            "use a smaller kernel_size or feed it a larger input"
+        )
+    channels = int(in_shape[0])
+    weight = np.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]) if average else 1.0)
+    return conv_matrix(weight, in_shape, stride, pad, 1, channels, where)

@@ -129,6 +129,7 @@ OP_INPUT, OP_STEP, OP_RESET = 0, 1, 2
 
 OUT_SPIKE, OUT_VALUE, OUT_STEP = 0, 1, 2
 """Host output kinds: a host-flagged neuron's spike; an LI column's value; end of a step."""
+OPS, KINDS_OUT = (OP_INPUT, OP_STEP, OP_RESET), (OUT_SPIKE, OUT_VALUE, OUT_STEP)
 
 
 def command_fields(g: Geometry) -> list[Field]:
@@ -144,6 +145,39 @@ def output_fields(g: Geometry) -> list[Field]:
 EVENTS = {"spike": spike_fields, "row": row_fields, "input": input_fields, "input_row": input_row_fields,
           "command": command_fields, "output": output_fields}
 """Every event with a layout of its own (``value`` travels inside ``output``), by name."""
+
+
+def pack(fields: list[Field], values: dict, what: str = "word") -> int:
+    """The bit pattern of ``values`` (missing fields 0; signed fields in two's complement).
+
+    ``ValueError`` names an unknown field or a value its field cannot hold."""
+    names = [name for name, _, _ in fields]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"{what}: unknown field(s) {', '.join(unknown)}; the fields are {', '.join(names)}")
+    word, offset = 0, 0
+    for name, w, is_signed in fields:
+        v = int(values.get(name, 0))
+        lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if is_signed else (0, (1 << w) - 1)
+        if not lo <= v <= hi:
+            raise ValueError(f"{what}: {name} = {v} is outside [{lo}, {hi}]")
+        word |= (v & ((1 << w) - 1)) << offset
+        offset += w
+    return word
+
+
+def unpack(fields: list[Field], word: int) -> dict[str, int]:
+    """The fields of a bit pattern (the inverse of :func:`pack`)."""
+    out, offset = {}, 0
+    for name, w, is_signed in fields:
+        v = (word >> offset) & ((1 << w) - 1)
+        out[name] = v - (1 << w) if is_signed and v >> (w - 1) else v
+        offset += w
+    return out
+
+
+def width(fields: list[Field]) -> int:
+    return sum(w for _, w, _ in fields)
 
 
 def describe(g: Geometry) -> dict[str, dict]:

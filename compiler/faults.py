@@ -1,13 +1,25 @@
-"""Chip fault maps (stuck devices) and fault-aware placement.
+"""Chip fault maps (stuck and reversed devices) and fault-aware placement.
 
 Fault map file (JSON, ``docs/hardware-image.md`` "Fault maps")::
 
-    {"format": "small-faults", "version": 1,
+    {"format": "small-faults", "version": 2,
      "geometry": {"tiles": 16, "rows": 64, "cols": 64},
-     "stuck": [[tile, row, col, "pos"|"neg", "high"|"low"], ...]}
+     "stuck": [[tile, row, col, "pos"|"neg", "high"|"low"], ...],
+     "reversed": [[tile, row, col, "pos"|"neg", factor], ...]}
 
 A device stuck *high* sits at the top level ``L - 1`` (G_max), stuck *low* at level 0 (G_min),
-whatever it is programmed to.
+whatever it is programmed to. A *reversed* device moves the wrong way when written: every
+requested change is multiplied by its update factor (negative; the TiOx devices of the
+fault-pruning work, Kraisnikovic et al. 2023, measured factors around N(-1, 0.5), which
+:func:`random_faults` draws and clips to [-2, -0.1] as that work's code does). A map without
+reversed devices is written as version 1, byte for byte as before; ``reversed`` needs version 2.
+
+The chip programs a device by program-and-verify (pulses with read-back) from its reset state
+G_min -- this model's assumption: a reversed device pushed up moves down and stays at G_min, so once
+programmed it holds level 0 whatever it was asked for. :meth:`FaultMap.levels` therefore reports
+it as stuck at level 0, and the compiler places and compensates it as such (an image's
+``stuck_pos``/``stuck_neg`` include it). Its factor matters when it is written again in the field:
+``l2l/hardware.py`` moves it ``factor`` times each requested change.
 
 **Placement.** A stuck device hurts less when its partner can compensate: with ``l+`` stuck at
 ``a`` the pair still reaches ``q`` when ``a - q`` is a level, and so on. For each logical tile
@@ -40,7 +52,12 @@ from small.schema import check
 from .schemas import FAULTS_SCHEMA
 
 FORMAT = "small-faults"
-VERSION = 1
+VERSION = 2
+#: What an older map (no reversed devices) says it is; such maps are still written so.
+VERSION_STUCK_ONLY = 1
+#: Update factors of reversed devices: N(REVERSED_MEAN, REVERSED_STD) clipped to REVERSED_CLIP
+#: (TiOx, Kraisnikovic et al. 2023; the clip is that work's code's, IGITUGraz/Fault-Pruning).
+REVERSED_MEAN, REVERSED_STD, REVERSED_CLIP = -1.0, 0.5, (-2.0, -0.1)
 DEVICES = {"pos": 0, "neg": 1}
 STATES = ("high", "low")
 ROUNDS = 4
@@ -53,9 +70,17 @@ MAX_DEVICES = 2**28
 
 @dataclass
 class FaultMap:
-    """Stuck devices of a chip: ``stuck[tile, row, col, device]`` is -1 (healthy), 0 (low) or 1 (high)."""
+    """Faulty devices of a chip: ``stuck[tile, row, col, device]`` is -1 (healthy), 0 (low) or 1 (high);
+    ``factor[tile, row, col, device]`` (float, None: no reversed device) is a reversed device's
+    negative update factor and 1 elsewhere."""
 
     stuck: np.ndarray
+    factor: np.ndarray | None = None
+
+    @property
+    def reversed(self) -> np.ndarray:
+        """Which devices are reversed (bool, the shape of ``stuck``)."""
+        return np.zeros(self.stuck.shape, dtype=bool) if self.factor is None else self.factor != 1
 
     @property
     def tiles(self) -> int:
@@ -70,23 +95,40 @@ class FaultMap:
         return int(self.stuck.shape[2])
 
     def levels(self, levels: int) -> tuple[np.ndarray, np.ndarray]:
-        """Stuck levels of the ``pos`` and ``neg`` devices, ``-1`` where healthy."""
-        lv = np.where(self.stuck == 1, levels - 1, np.where(self.stuck == 0, 0, -1)).astype(np.int16)
+        """Levels the ``pos`` and ``neg`` devices hold whatever is programmed, ``-1`` where they
+        follow: stuck devices at theirs, reversed devices at 0 (see the module docstring)."""
+        low = (self.stuck == 0) | self.reversed
+        lv = np.where(self.stuck == 1, levels - 1, np.where(low, 0, -1)).astype(np.int16)
         return lv[..., 0], lv[..., 1]
 
     def to_json(self) -> dict:
         t, r, c, d = np.nonzero(self.stuck >= 0)
         entries = [[int(a), int(b), int(e), "pos" if f == 0 else "neg", "high" if self.stuck[a, b, e, f] == 1 else "low"]
                    for a, b, e, f in zip(t, r, c, d)]
-        return {"format": FORMAT, "version": VERSION,
-                "geometry": {"tiles": self.tiles, "rows": self.rows, "cols": self.cols}, "stuck": entries}
+        doc = {"format": FORMAT, "version": VERSION_STUCK_ONLY,
+               "geometry": {"tiles": self.tiles, "rows": self.rows, "cols": self.cols}, "stuck": entries}
+        if self.reversed.any():
+            t, r, c, d = np.nonzero(self.reversed)
+            doc["version"] = VERSION
+            doc["reversed"] = [[int(a), int(b), int(e), "pos" if f == 0 else "neg", float(self.factor[a, b, e, f])]
+                               for a, b, e, f in zip(t, r, c, d)]
+        return doc
 
 
-def random_faults(tiles: int, rows: int, cols: int, rate: float, *, seed: int = 0, high_fraction: float = 0.5) -> FaultMap:
-    """Each device independently stuck with probability ``rate``; stuck high with ``high_fraction``."""
+def random_faults(tiles: int, rows: int, cols: int, rate: float, *, seed: int = 0, high_fraction: float = 0.5,
+                  reversed_rate: float = 0.0) -> FaultMap:
+    """Each device independently stuck with probability ``rate``; stuck high with ``high_fraction``;
+    of the others, reversed with probability ``reversed_rate / (1 - rate)`` (so that a fraction
+    ``reversed_rate`` of all devices is reversed), with factors drawn as :data:`REVERSED_MEAN`,
+    :data:`REVERSED_STD` and :data:`REVERSED_CLIP` say. With ``reversed_rate = 0`` the draw is the
+    one this function always made (same seed, same map)."""
     # the words of `small faults random`'s checks
     require(("count", "tiles", tiles), ("count", "rows", rows), ("count", "cols", cols), ("fraction", "rate", rate),
-            ("fraction", "high_fraction", high_fraction), error=UnsupportedError)
+            ("fraction", "high_fraction", high_fraction), ("fraction", "reversed_rate", reversed_rate),
+            error=UnsupportedError)
+    if rate + reversed_rate > 1:
+        raise UnsupportedError(f"stuck rate {rate!r} plus reversed rate {reversed_rate!r} is more than 1: a device is "
+                               "stuck or reversed, not both")
     try:
         rng = np.random.default_rng(seed)
     except (TypeError, ValueError):
@@ -96,7 +138,12 @@ def random_faults(tiles: int, rows: int, cols: int, rate: float, *, seed: int = 
         raise UnsupportedError(f"{tiles} tiles of {rows}x{cols} hold {math.prod(shape)} devices, more than the "
                                f"{MAX_DEVICES} a fault map may describe")
     stuck = np.where(rng.random(shape) < rate, (rng.random(shape) < high_fraction).astype(np.int8), -1).astype(np.int8)
-    return FaultMap(stuck)
+    if not reversed_rate:
+        return FaultMap(stuck)
+    flip = (stuck < 0) & (rng.random(shape) < reversed_rate / (1.0 - rate))
+    factor = np.ones(shape, dtype=np.float64)
+    factor[flip] = np.clip(rng.normal(REVERSED_MEAN, REVERSED_STD, int(flip.sum())), *REVERSED_CLIP)
+    return FaultMap(stuck, factor)
 
 
 def save_faults(fmap: FaultMap, path: str | os.PathLike) -> None:
@@ -122,7 +169,7 @@ def load_faults(path: str | os.PathLike) -> FaultMap:
     what = f"fault map {path}"
     if isinstance(doc, dict) and doc.get("format") == FORMAT and isinstance(doc.get("version"), int) \
             and not isinstance(doc["version"], bool) and doc["version"] > VERSION:
-        raise FileFormatError(f"{what} has version {doc['version']}; this SMALL reads {VERSION}: upgrade SMALL")
+        raise FileFormatError(f"{what} has version {doc['version']}; this SMALL reads up to {VERSION}: upgrade SMALL")
     check(FAULTS_SCHEMA, doc, what)
     geo = doc["geometry"]
     shape = (geo["tiles"], geo["rows"], geo["cols"], 2)
@@ -147,7 +194,33 @@ def load_faults(path: str | os.PathLike) -> FaultMap:
             raise FileFormatError(f"invalid {what}: stuck[{a}] {entries[a]} and stuck[{b}] {entries[b]} name the "
                                   "same device: list each stuck device once, high or low")
         stuck.reshape(-1)[flat] = [1 if entry[4] == "high" else 0 for entry in entries]
-    return FaultMap(stuck)
+    reversed_entries = doc.get("reversed", [])
+    if not reversed_entries:
+        return FaultMap(stuck)
+    if doc["version"] < VERSION:
+        raise FileFormatError(f"invalid {what}: reversed devices need version {VERSION}, the file says {doc['version']}")
+    index = np.array([entry[:3] for entry in reversed_entries], dtype=np.int64)
+    outside = np.flatnonzero(np.any(index >= np.array(shape[:3]), axis=1))
+    if outside.size:
+        i = int(outside[0])
+        raise FileFormatError(f"invalid {what}: reversed[{i}] {reversed_entries[i]} lies outside the geometry "
+                              f"{geo['tiles']} tiles of {geo['rows']}x{geo['cols']}")
+    device = np.array([DEVICES[entry[3]] for entry in reversed_entries], dtype=np.int64)
+    flat = np.ravel_multi_index((*index.T, device), shape)
+    order = np.argsort(flat, kind="stable")
+    twice = np.flatnonzero(flat[order][1:] == flat[order][:-1])
+    if twice.size:
+        a, b = sorted(int(i) for i in order[twice[0]:twice[0] + 2])
+        raise FileFormatError(f"invalid {what}: reversed[{a}] and reversed[{b}] name the same device: list each "
+                              "reversed device once")
+    both = np.flatnonzero(stuck.reshape(-1)[flat] >= 0)
+    if both.size:
+        i = int(both[0])
+        raise FileFormatError(f"invalid {what}: reversed[{i}] {reversed_entries[i]} is also listed as stuck: a device "
+                              "is stuck or reversed, not both")
+    factor = np.ones(shape, dtype=np.float64)
+    factor.reshape(-1)[flat] = [float(entry[4]) for entry in reversed_entries]
+    return FaultMap(stuck, factor)
 
 
 # -- error of a stuck pair -------------------------------------------------------------------

@@ -26,6 +26,8 @@ Param = Union[float, np.ndarray]
 Weight = Union[np.ndarray, sp.sparray, sp.spmatrix]
 
 RESET_MODES = ("zero", "subtract")
+# Fields of a neuron model that are not numeric parameters.
+_MODE_FIELDS = ("reset", "fire_at_threshold")
 
 
 def _as_param(value: Any, *, integer: bool = False) -> Param:
@@ -60,8 +62,8 @@ class NeuronModel:
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
-        """Names of the numeric parameters (everything but ``reset``)."""
-        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "reset")
+        """Names of the numeric parameters (everything but ``reset`` and ``fire_at_threshold``)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _MODE_FIELDS)
 
     def params(self) -> dict[str, Param]:
         return {name: getattr(self, name) for name in self.param_names()}
@@ -89,12 +91,16 @@ class NeuronModel:
         reset = getattr(self, "reset", None)
         if self.spiking and reset not in RESET_MODES:
             raise NetworkError(f"{where}: reset must be one of {', '.join(RESET_MODES)}, not {reset!r}")
+        if self.spiking and not isinstance(getattr(self, "fire_at_threshold", False), (bool, np.bool_)):
+            raise NetworkError(f"{where}: fire_at_threshold must be true or false, not {self.fire_at_threshold!r}")  # type: ignore[attr-defined]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.kind}
         out.update(self.params())
         if self.spiking:
             out["reset"] = self.reset  # type: ignore[attr-defined]
+            if self.fire_at_threshold:  # type: ignore[attr-defined]
+                out["fire_at_threshold"] = True  # written only when set: older files stay byte-identical
         return out
 
     @staticmethod
@@ -115,7 +121,7 @@ class NeuronModel:
 
     def equals(self, other: "NeuronModel") -> bool:
         """Exact equality of kind, reset mode and every parameter value."""
-        if type(self) is not type(other) or getattr(self, "reset", None) != getattr(other, "reset", None):
+        if type(self) is not type(other) or any(getattr(self, f, None) != getattr(other, f, None) for f in _MODE_FIELDS):
             return False
         return all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(self.params().values(), other.params().values()))
 
@@ -140,7 +146,7 @@ class LIF(NeuronModel):
         v &\leftarrow \alpha v + (1 - \alpha) v_{leak} \\
         v &\leftarrow v - v_{th} s_{t-1} \text{ if reset = subtract} \\
         v &\leftarrow v + g I_t \text{ unless refractory} \\
-        s_t &= [v > v_{th}] \text{ unless refractory}
+        s_t &= [v > v_{th}] \text{ unless refractory} \quad (v \ge v_{th} \text{ with fire\_at\_threshold})
 
     NIR's LIF at step dt (forward Euler): ``alpha = 1 - dt/tau``, ``gain = dt*r/tau``.
     """
@@ -163,6 +169,8 @@ class LIF(NeuronModel):
     """Steps after a spike during which input is ignored and the neuron cannot fire."""
     reset: str = "zero"
     """``"zero"`` (to v_reset) or ``"subtract"`` (v_threshold is subtracted)."""
+    fire_at_threshold: bool = False
+    """Fire when ``v >= v_threshold`` rather than ``v > v_threshold`` (Sinabs, Rockpool)."""
 
 
 @dataclass(eq=False)
@@ -195,6 +203,7 @@ class CubaLIF(NeuronModel):
     v_reset: Param = 0.0
     refractory: Param = 0
     reset: str = "zero"
+    fire_at_threshold: bool = False
 
 
 @dataclass(eq=False)
@@ -215,6 +224,7 @@ class IF(NeuronModel):
     v_reset: Param = 0.0
     refractory: Param = 0
     reset: str = "zero"
+    fire_at_threshold: bool = False
 
 
 @dataclass(eq=False)
@@ -233,6 +243,33 @@ class LI(NeuronModel):
 
     alpha: Param = 0.9
     gain: Param = 1.0
+    v_leak: Param = 0.0
+
+
+@dataclass(eq=False)
+class CubaLI(NeuronModel):
+    r"""Current-based leaky integrator (non-spiking readout); its output is the membrane potential.
+
+    .. math::
+        i_t &= \alpha_{syn} i_{t-1} + g_{syn} I_t \\
+        v &\leftarrow \alpha v + (1 - \alpha) v_{leak} + g\, i_t
+
+    NIR's CubaLI at dt (Euler): ``alpha_syn = 1 - dt/tau_syn``, ``syn_gain = dt*w_in/tau_syn``,
+    ``alpha = 1 - dt/tau_mem``, ``gain = dt*r/tau_mem``.
+    """
+
+    kind: ClassVar[str] = "cuba_li"
+    spiking: ClassVar[bool] = False
+    bounds: ClassVar[Mapping[str, tuple[float | None, float | None]]] = {"alpha": _DECAY, "alpha_syn": _DECAY}
+
+    alpha: Param = 0.9
+    """Membrane decay factor per step, in [0, 1]."""
+    alpha_syn: Param = 0.8
+    """Synaptic current decay factor per step, in [0, 1]."""
+    gain: Param = 1.0
+    """Factor from synaptic current to membrane increment."""
+    syn_gain: Param = 1.0
+    """Factor from input to synaptic current increment."""
     v_leak: Param = 0.0
 
 
@@ -266,9 +303,10 @@ class ALIF(NeuronModel):
     adapt: Param = 0.05
     """Threshold increase per spike."""
     reset: str = "zero"
+    fire_at_threshold: bool = False
 
 
-NEURON_MODELS: dict[str, type[NeuronModel]] = {m.kind: m for m in (LIF, CubaLIF, IF, LI, ALIF)}
+NEURON_MODELS: dict[str, type[NeuronModel]] = {m.kind: m for m in (LIF, CubaLIF, IF, LI, ALIF, CubaLI)}
 
 
 @dataclass(eq=False)
@@ -571,6 +609,8 @@ class Network:
             lines.append(f"  input      {i.name:<16} shape {list(i.shape)}")
         for p in self.populations:
             extra = f", reset {p.neuron.reset}" if p.neuron.spiking else ""  # type: ignore[attr-defined]
+            if p.neuron.spiking and p.neuron.fire_at_threshold:  # type: ignore[attr-defined]
+                extra += ", fires at v >= threshold"
             lines.append(f"  population {p.name:<16} {p.size:>6} x {p.neuron.kind}{extra}")
         for proj in self.projections:
             kind = "sparse" if proj.is_sparse else "dense"

@@ -319,6 +319,12 @@ def neuron_columns(net: Network, scale_of_neuron: np.ndarray, opts: CompileOptio
         for name, v in values.items():
             out[name].append(v)
         out["refractory"].append(ref)
+        if nr.kind not in MODEL_CODES:
+            raise UnsupportedError(f"population {p.name!r} is a {nr.kind} neuron, which the chip's columns do not "
+                                   f"implement ({', '.join(MODEL_CODES)}): simulate it with `small simulate` instead")
+        if getattr(nr, "fire_at_threshold", False):
+            warnings.warn(f"population {p.name!r} fires at v >= threshold (its framework's rule); the chip fires at "
+                          "v > threshold, so spikes exactly at the threshold are lost on the chip", SmallWarning)
         out["model"].append(np.full(n, MODEL_CODES[nr.kind], dtype=np.int8))
         out["reset"].append(np.full(n, RESET_CODES[getattr(nr, "reset", "zero")], dtype=np.int8))
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}

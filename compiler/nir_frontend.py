@@ -14,6 +14,7 @@ Reading happens in three steps:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -23,14 +24,18 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from .conv import conv_matrix
+from .conv import conv_matrix, pool_matrix
 from small.errors import FileFormatError, NetworkError, SmallWarning, UnsupportedError
 from small.limits import NEURON_BYTES, SYNAPSE_BYTES, check_memory
-from .ir import ALIF, IF, LI, LIF, CubaLIF, Input, Network, NeuronModel, Population, Projection
+from .ir import ALIF, IF, LI, LIF, RESET_MODES, CubaLI, CubaLIF, Input, Network, NeuronModel, Population, Projection
 
-NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI", "I")
-LINEAR_TYPES = ("Affine", "Linear", "Scale", "Conv1d", "Conv2d", "Flatten", "Delay", "Identity")
+NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI", "I", "CubaLI", "Threshold")
+POOL_TYPES = ("SumPool2d", "AvgPool2d")
+LINEAR_TYPES = ("Affine", "Linear", "Scale", "Conv1d", "Conv2d", *POOL_TYPES, "Flatten", "Delay", "Identity")
+# Every node type NIR 1.0 defines (Identity: older nirtorch files).
 SUPPORTED_TYPES = ("Input", "Output", "NIRGraph", *NEURON_TYPES, *LINEAR_TYPES)
+# Non-spiking neuron nodes: their output is a membrane, which sends no events.
+_NON_SPIKING = ("LI", "I", "CubaLI")
 # A projection is stored sparse when at most this fraction of its weights is non-zero.
 SPARSE_DENSITY = 0.25
 # Tolerance when checking SMALL's exact metadata against the continuous parameters.
@@ -54,6 +59,27 @@ class Convention:
         ``w_in * x`` (resp. ``r * x``) per step instead of being Euler-scaled by ``dt/tau``.
     fix_tau_units : bool
         Detect and undo Norse 1.1's exporter writing ``dt * tau`` instead of ``tau``.
+    exact_decay : bool
+        Decay factors are ``exp(-dt/tau)`` (the framework integrates exactly) instead of
+        forward Euler's ``1 - dt/tau``.
+    gain : str
+        How the membrane's input gain is read from ``r``: ``euler`` (``dt*r/tau``), ``r``
+        (``r`` itself: Sinabs), ``r/alpha`` (Spyx writes ``r = beta``), ``euler/alpha``
+        (Rockpool writes ``r = tau*exp(-dt/tau)/dt``). A CubaLIF's synaptic gain follows:
+        ``dt*w_in/tau_syn`` under ``euler``, ``w_in*alpha_syn`` under ``euler/alpha``.
+    fire_at_threshold : bool
+        Neurons fire at ``v >= v_threshold``.
+    reset_before_leak : bool
+        The subtract reset acts in the spike's own step, so the next step decays the
+        reduced membrane (``v = alpha*(v - thr) + ...``); SMALL's subtract acts after the leak,
+        so the neuron is re-parameterised (``docs/semantics.md``, Rockpool).
+    spike_delay : int
+        Steps between a neuron crossing its threshold and its spike leaving it (Spyx: 1).
+    batched_ports : bool
+        Input/Output shapes may carry batch and time axes in front (Rockpool): the last one is used.
+    recurrent_input_direct : bool
+        A nested graph's edge ``input -> w_rec`` (where ``w_rec`` feeds a neuron back to itself)
+        means ``input -> neuron``: Spyx's recurrent layers are written that way.
     """
 
     name: str
@@ -61,6 +87,13 @@ class Convention:
     reset: str = "zero"
     jump_inputs: bool = False
     fix_tau_units: bool = False
+    exact_decay: bool = False
+    gain: str = "euler"
+    fire_at_threshold: bool = False
+    reset_before_leak: bool = False
+    spike_delay: int = 0
+    batched_ports: bool = False
+    recurrent_input_direct: bool = False
 
 
 CONVENTIONS: dict[str, Convention] = {
@@ -72,6 +105,19 @@ CONVENTIONS: dict[str, Convention] = {
     # Norse integrates with dt = 1e-3 s; LIFCell adds input spikes to i directly and IAF adds
     # them to v directly; its 1.1 exporter writes tau as dt / tau_inv (norse/torch/utils/export_nir.py).
     "norse": Convention("norse", 1e-3, jump_inputs=True, fix_tau_units=True),
+    # Sinabs steps by 1 (its exporter writes r = 1 and tau in steps); IAF/LIF add the input to
+    # v (LIF: v = exp(-1/tau) v + I), fire at v >= threshold and subtract in the same step
+    # (sinabs/layers/functional/lif.py, activation/spike_generation.py SingleSpike).
+    "sinabs": Convention("sinabs", 1.0, reset="subtract", exact_decay=True, gain="r", fire_at_threshold=True,
+                         reset_before_leak=True),
+    # Rockpool's LIFTorch (exported as CubaLIF): isyn = beta*(isyn + I), v = alpha*v + isyn,
+    # alpha = exp(-dt/tau) at dt = 1 ms, v >= threshold, subtract in the same step
+    # (rockpool/nn/modules/torch/lif_torch.py, nir.py).
+    "rockpool": Convention("rockpool", 1e-3, reset="subtract", exact_decay=True, gain="euler/alpha",
+                           fire_at_threshold=True, reset_before_leak=True, batched_ports=True),
+    # Spyx's LIF: spikes = H(V_prev - thr), V = beta*V + x - spikes*thr; exported with
+    # tau = dt/(1 - beta), r = beta at dt = 1 (spyx/nn.py, spyx/nir.py).
+    "spyx": Convention("spyx", 1.0, reset="subtract", gain="r/alpha", spike_delay=1, recurrent_input_direct=True),
 }
 
 
@@ -157,7 +203,8 @@ def _read_group(group: Any, path: Path) -> dict[str, Any]:
 
 def _unsupported(name: str, kind: str) -> UnsupportedError:
     return UnsupportedError(
-        f"node {name!r} has NIR type {kind!r}, which SMALL does not support; supported: {', '.join(SUPPORTED_TYPES)}"
+        f"node {name!r} has type {kind!r}, which NIR does not define: re-export the graph with NIR node types "
+        f"only (supported: {', '.join(SUPPORTED_TYPES)})"
     )
 
 
@@ -205,10 +252,59 @@ def _flatten(graph: Any, path: tuple[str, ...] = (),
                 exit_[full] = f"{full}.{outs[0]}"
         else:
             nodes[full] = node
-    for a, b in graph.edges:
-        a, b = prefix + _str(a), prefix + _str(b)
+    for a, b in _graph_edges(graph, path):
+        a, b = prefix + a, prefix + b
         edges.append((exit_.get(a, a), entry.get(b, b)))
     return nodes, edges, passthrough
+
+
+def _graph_edges(graph: Any, path: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The edges of one (possibly nested) graph, each end checked against the graph's nodes.
+
+    An end may also be a dotted path into a nested graph (``sub.input``, as nirtorch writes).
+    Files exported by snnTorch for the NIR paper name a nested graph's neuron node after the
+    graph (``lif1``) while its edges say ``lif``: when exactly one edge name is unknown and
+    exactly one node is on no edge, the name is taken to mean that node, with a warning.
+    """
+    edges = [(_str(a), _str(b)) for a, b in graph.edges]
+    names = set(graph.nodes)
+    graphs = {k for k, v in graph.nodes.items() if _kind(v) == "NIRGraph"}
+
+    def known(end: str) -> bool:
+        return end in names or end.split(".", 1)[0] in graphs
+
+    unknown = sorted({end for edge in edges for end in edge if not known(end)})
+    if not unknown:
+        return edges
+    mentioned = {end.split(".", 1)[0] for edge in edges for end in edge}
+    # Ports are never guessed: a nested graph's Input/Output must be named as its edges say.
+    unused = sorted(n for n in names if n not in mentioned and _kind(graph.nodes[n]) not in ("Input", "Output"))
+    where = f"nested graph {'.'.join(path)!r}" if path else "the graph"
+    if len(unknown) == 1 and len(unused) == 1:
+        warnings.warn(f"{where}: its edges name node {unknown[0]!r}, which it does not have; the one node on no "
+                      f"edge, {unused[0]!r}, is taken for it", SmallWarning, stacklevel=3)
+        rename = {unknown[0]: unused[0]}
+        return [(rename.get(a, a), rename.get(b, b)) for a, b in edges]
+    a, b = next(e for e in edges if not known(e[0]) or not known(e[1]))
+    bad = a if not known(a) else b
+    raise NetworkError(
+        f"{where}: edge {a!r} -> {b!r} names node {bad!r}, which it does not have (its nodes: "
+        f"{', '.join(sorted(names))}): correct the edge or the node's name"
+    )
+
+
+def _spyx_recurrent_inputs(nodes: dict[str, Any], edges: list[tuple[str, str]], passthrough: set[str]) -> list[tuple[str, str]]:
+    """Spyx writes a recurrent layer as ``input -> w_rec -> lif -> w_rec``, ``lif -> output`` while
+    its model computes ``v = beta v + x + w_rec s``: the input reaches the neuron directly."""
+    out = []
+    for a, b in edges:
+        if a in passthrough and _kind(nodes[a]) == "Input" and _kind(nodes[b]) in ("Linear", "Affine"):
+            loop = [n for n in nodes if (b, n) in edges and (n, b) in edges and _kind(nodes[n]) in NEURON_TYPES]
+            if len(loop) == 1:
+                out.append((a, loop[0]))
+                continue
+        out.append((a, b))
+    return out
 
 
 def _describe(path: tuple[str, ...]) -> str:
@@ -231,15 +327,18 @@ def _shape_of(value: Any) -> tuple[int, ...] | None:
     return tuple(int(v) for v in arr)
 
 
-def _infer_shapes(nodes: dict[str, Any], edges: list[tuple[str, str]], passthrough: set[str]) -> dict[str, tuple[int, ...]]:
-    """Output shape of every node reachable from the inputs; checks edges for size mismatches."""
+def _infer_shapes(nodes: dict[str, Any], edges: list[tuple[str, str]], passthrough: set[str],
+                  port_shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, tuple[int, ...]]:
+    """Output shape of every node reachable from the inputs; checks edges for size mismatches.
+
+    ``port_shapes`` replaces the declared shape of some Input nodes (Rockpool's batched ones)."""
     preds: dict[str, list[str]] = {n: [] for n in nodes}
     for a, b in edges:
         preds[b].append(a)
     shapes: dict[str, tuple[int, ...]] = {}
     for name, node in nodes.items():
         if _kind(node) == "Input" and name not in passthrough:
-            shape = _shape_of(node.input_type.get("input"))
+            shape = (port_shapes or {}).get(name) or _shape_of(node.input_type.get("input"))
             if shape is None:
                 raise NetworkError(f"Input node {name!r} has no shape: export the graph with its input shape")
             shapes[name] = _checked_shape(name, shape)
@@ -304,6 +403,9 @@ def _output_shape(name: str, node: Any, shape: tuple[int, ...], passthrough: set
         _, out = conv_matrix(node.weight, in_shape, node.stride, node.padding, node.dilation, node.groups, where=f"{kind} node {name!r}")
         node._small_in_shape = in_shape
         return out
+    if kind in POOL_TYPES:
+        node._small_in_shape = shape
+        return _pool(name, node)[1]
     if kind == "Flatten":
         start, end = int(node.start_dim), int(node.end_dim)
         nd = len(shape)
@@ -353,6 +455,8 @@ def _gain(dt: float, r: np.ndarray, tau: np.ndarray, field: str, where: str, str
 def _decay(tau: np.ndarray, dt: float, field: str, where: str, convention: Convention) -> np.ndarray:
     if np.any(tau <= 0):
         raise NetworkError(f"{where}: {field} = {float(tau.min())!r} s is not positive: time constants must be > 0")
+    if convention.exact_decay:
+        return np.exp(-dt / tau)
     if np.any(tau < dt):
         hint = (
             " This looks like Norse 1.1's export (tau written as dt*tau): use --framework norse, which corrects it."
@@ -430,36 +534,98 @@ def _discretise(
     reset = _str(extras.get("reset", convention.reset))
     refractory = extras.get("refractory", 0)
     p = lambda f: _param(node, f, size, where)  # noqa: E731
-    tau_fields = {"LIF": ("tau",), "LI": ("tau",), "CubaLIF": ("tau_mem", "tau_syn")}.get(kind, ())
+    tau_fields = {"LIF": ("tau",), "LI": ("tau",), "CubaLIF": ("tau_mem", "tau_syn"), "CubaLI": ("tau_mem", "tau_syn")}.get(kind, ())
     if convention.fix_tau_units and tau_fields:
         taus = _fix_norse_tau(node, tau_fields, size, dt, where)
     else:
         taus = {f: p(f) for f in tau_fields}
+    fire = bool(extras.get("fire_at_threshold", convention.fire_at_threshold))
+    if convention.name == "sinabs" and kind in ("IF", "LIF", "LI"):
+        r = p("r")
+        if not np.all(r == 1):
+            raise NetworkError(
+                f"{where}: r = {float(r[r != 1][0]):g}, but Sinabs writes every {kind} with r = 1: this file was not "
+                "exported by Sinabs; use --framework nir with --dt (or the framework that wrote it)"
+            )
     if kind in ("LIF", "LI"):
         alpha = _decay(taus["tau"], dt, "tau", where, convention)
-        gain = _gain(dt, p("r"), taus["tau"], "tau", where, strict)
+        gain = _membrane_gain(convention, kind, dt, p("r"), taus["tau"], alpha, "tau", where, strict)
         if kind == "LI":
             return LI(alpha=alpha, gain=gain, v_leak=p("v_leak"))
-        common = dict(alpha=alpha, gain=gain, v_leak=p("v_leak"), v_threshold=p("v_threshold"),
-                      v_reset=p("v_reset"), reset=reset, refractory=refractory)
+        v_threshold, v_leak = _reset_in_step(convention, reset, alpha, p("v_threshold"), p("v_leak"))
+        common = dict(alpha=alpha, gain=gain, v_leak=v_leak, v_threshold=v_threshold,
+                      v_reset=p("v_reset"), reset=reset, refractory=refractory, fire_at_threshold=fire)
         if _str(extras.get("model", "")) == "alif":
             return ALIF(**common, alpha_adapt=extras["alpha_adapt"], adapt=extras["adapt"])
         return LIF(**common)
-    if kind == "CubaLIF":
+    if kind in ("CubaLIF", "CubaLI"):
         alpha = _decay(taus["tau_mem"], dt, "tau_mem", where, convention)
         alpha_syn = _decay(taus["tau_syn"], dt, "tau_syn", where, convention)
         w_in = p("w_in")
-        syn_gain = w_in if convention.jump_inputs else _gain(dt, w_in, taus["tau_syn"], "tau_syn", where, strict)
+        if convention.jump_inputs:
+            syn_gain = w_in
+        elif convention.gain == "euler/alpha":
+            syn_gain = w_in * alpha_syn
+        else:
+            syn_gain = _gain(dt, w_in, taus["tau_syn"], "tau_syn", where, strict)
+        gain = _membrane_gain(convention, kind, dt, p("r"), taus["tau_mem"], alpha, "tau_mem", where, strict)
+        if kind == "CubaLI":
+            return CubaLI(alpha=alpha, alpha_syn=alpha_syn, gain=gain, syn_gain=syn_gain, v_leak=p("v_leak"))
+        v_threshold, v_leak = _reset_in_step(convention, reset, alpha, p("v_threshold"), p("v_leak"))
         return CubaLIF(
-            alpha=alpha, alpha_syn=alpha_syn, gain=_gain(dt, p("r"), taus["tau_mem"], "tau_mem", where, strict), syn_gain=syn_gain,
-            v_leak=p("v_leak"), v_threshold=p("v_threshold"), v_reset=p("v_reset"), reset=reset, refractory=refractory,
+            alpha=alpha, alpha_syn=alpha_syn, gain=gain, syn_gain=syn_gain, v_leak=v_leak, v_threshold=v_threshold,
+            v_reset=p("v_reset"), reset=reset, refractory=refractory, fire_at_threshold=fire,
         )
     if kind == "IF":
-        gain = p("r") if convention.jump_inputs else dt * p("r")
-        return IF(gain=gain, v_threshold=p("v_threshold"), v_reset=p("v_reset"), reset=reset, refractory=refractory)
+        r = p("r")
+        gain = r if convention.jump_inputs or convention.gain in ("r", "r/alpha") else dt * r
+        return IF(gain=gain, v_threshold=p("v_threshold"), v_reset=p("v_reset"), reset=reset, refractory=refractory,
+                  fire_at_threshold=fire)
     if kind == "I":
         return LI(alpha=1.0, gain=dt * p("r"), v_leak=0.0)
+    if kind == "Threshold":
+        # z = H(x - threshold), no state: a LIF that forgets everything each step (alpha = 0,
+        # reset to 0), whatever reset the framework would give a real neuron.
+        return LIF(alpha=0.0, gain=1.0, v_leak=0.0, v_threshold=p("threshold"), v_reset=0.0, reset="zero")
     raise UnsupportedError(f"{where}: not a neuron type ({', '.join(NEURON_TYPES)})")
+
+
+def _membrane_gain(convention: Convention, kind: str, dt: float, r: np.ndarray, tau: np.ndarray, alpha: np.ndarray,
+                   field: str, where: str, strict: bool) -> np.ndarray:
+    """The input gain of a membrane, as the framework that wrote ``r`` meant it (``Convention.gain``)."""
+    if convention.gain == "r" or (convention.gain == "r/alpha" and kind == "LI"):
+        return r  # Spyx writes r = beta for LIF and CubaLIF only; its LI carries r = 1
+    if convention.gain == "r/alpha":
+        if np.any(alpha == 0):
+            raise NetworkError(f"{where}: {field} = dt gives a decay of 0, so r = beta cannot be undone")
+        return _expect_unit_gain(r / alpha, convention, where)
+    gain = _gain(dt, r, tau, field, where, strict)
+    return _expect_unit_gain(gain / alpha, convention, where) if convention.gain == "euler/alpha" else gain
+
+
+def _expect_unit_gain(gain: np.ndarray, convention: Convention, where: str) -> np.ndarray:
+    """Spyx and Rockpool write ``r`` so that their gain of 1 comes back; anything else is read
+    as written, with a warning (the file may come from another exporter)."""
+    if not np.allclose(gain, 1.0, rtol=1e-4, atol=0):
+        far = float(gain.reshape(-1)[np.argmax(np.abs(gain - 1.0))])
+        warnings.warn(f"{where}: its r gives an input gain of {far:g}, but {convention.name} writes r so that the gain "
+                      f"is 1: was the file exported by {convention.name}? (read as written)", SmallWarning, stacklevel=4)
+    return gain
+
+
+def _reset_in_step(convention: Convention, reset: str, alpha: np.ndarray, v_threshold: np.ndarray,
+                   v_leak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(v_threshold, v_leak) of SMALL's subtract reset for a framework that subtracts in the spike's step.
+
+    The framework computes ``v_t = alpha (v_{t-1} - thr s_{t-1}) + (1 - alpha) V + x_t``, spike
+    ``v_t >(=) thr``. With ``u = v - (1 - alpha) thr``, SMALL's ``u_t = alpha u_{t-1} + (1 - alpha) L
+    - th s_{t-1} + x_t``, spike ``u_t >(=) th``, is the same neuron for ``th = alpha thr`` and
+    ``L = V - (1 - alpha) thr`` (also the start value, as ``v = V`` starts there). The reported
+    membrane is ``u``, lower by ``(1 - alpha) thr``; with alpha = 1 (no leak) nothing changes.
+    """
+    if not (convention.reset_before_leak and reset == "subtract"):
+        return v_threshold, v_leak
+    return alpha * v_threshold, v_leak - (1 - alpha) * v_threshold
 
 
 def _small_metadata(node: Any) -> dict[str, Any] | None:
@@ -513,6 +679,8 @@ def _linear_step(name: str, node: Any, matrix: sp.csr_array, dt: float) -> list[
         conv, _ = conv_matrix(node.weight, node._small_in_shape, node.stride, node.padding, node.dilation, node.groups,
                               where=f"{kind} node {name!r}")
         return [(_compose(conv, matrix, f"{kind} node {name!r}"), 0)]
+    if kind in POOL_TYPES:
+        return [(_compose(_pool(name, node)[0], matrix, f"{kind} node {name!r}"), 0)]
     if kind == "Delay":
         delay = _per_element(node.delay, matrix.shape[0], f"Delay node {name!r}", "delays")
         steps = delay / dt
@@ -530,6 +698,13 @@ def _linear_step(name: str, node: Any, matrix: sp.csr_array, dt: float) -> list[
     return [(matrix, 0)]  # Flatten, Identity and pass-through nodes
 
 
+def _pool(name: str, node: Any) -> tuple[sp.csr_array, tuple[int, ...]]:
+    """The matrix and output shape of a SumPool2d/AvgPool2d node (its input shape already inferred)."""
+    stride = getattr(node, "stride", None)
+    return pool_matrix(node.kernel_size, node._small_in_shape, None if stride is None else stride,
+                       getattr(node, "padding", 0), average=_kind(node) == "AvgPool2d", where=f"{_kind(node)} node {name!r}")
+
+
 def _store(matrix: sp.csr_array) -> np.ndarray | sp.csr_array:
     matrix = sp.csr_array(matrix)
     matrix.eliminate_zeros()
@@ -545,6 +720,7 @@ def import_nir(
     *,
     dt: float | None = None,
     framework: str = "nir",
+    reset: str | None = None,
     name: str | None = None,
 ) -> Network:
     """Convert a NIR graph (file path or ``nir.NIRGraph``) into a validated :class:`Network`.
@@ -554,12 +730,19 @@ def import_nir(
     dt : float, optional
         Seconds per step. Defaults to the framework's implicit step, or the step recorded in a
         SMALL-written file; required for ``framework="nir"`` otherwise.
-    framework : {"nir", "snntorch", "norse"}
+    framework : {"nir", "snntorch", "norse", "sinabs", "rockpool", "spyx"}
         Which exporter's conventions to reproduce (``docs/semantics.md``).
+    reset : {"zero", "subtract"}, optional
+        Reset of every spiking neuron, overriding the framework's default (and a SMALL file's
+        recorded reset): a NIR file cannot say which one a model was trained with.
     """
     if framework not in CONVENTIONS:
         raise NetworkError(f"unknown framework {framework!r}: use one of {', '.join(CONVENTIONS)}")
+    if reset is not None and reset not in RESET_MODES:
+        raise NetworkError(f"unknown reset {reset!r}: use one of {', '.join(RESET_MODES)}")
     convention = CONVENTIONS[framework]
+    if reset is not None:
+        convention = dataclasses.replace(convention, reset=reset)
     path = None
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -575,13 +758,16 @@ def import_nir(
         if dt is None:
             raise NetworkError(
                 "the NIR file does not say which time step to simulate at: pass --dt SECONDS, or "
-                "--framework snntorch|norse if it was exported by one of them (they imply their step)"
+                f"--framework {'|'.join(c for c in CONVENTIONS if c != 'nir')} if it was exported by one of them "
+                "(they imply their step)"
             )
     if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise NetworkError(f"dt must be a positive number of seconds, not {dt!r}")
     dt = float(dt)
 
     nodes, edges, passthrough = _flatten(graph)
+    if convention.recurrent_input_direct:
+        edges = _spyx_recurrent_inputs(nodes, edges, passthrough)
     for a, b in edges:
         for end in (a, b):
             if end not in nodes:
@@ -589,7 +775,15 @@ def import_nir(
     for nname, node in nodes.items():
         if _kind(node) not in SUPPORTED_TYPES:
             raise _unsupported(nname, _kind(node))
-    shapes = _infer_shapes(nodes, edges, passthrough)
+    port_shapes: dict[str, tuple[int, ...]] = {}
+    for nname, node in nodes.items():
+        if convention.batched_ports and _kind(node) == "Input" and nname not in passthrough:
+            shape = _shape_of(node.input_type.get("input"))
+            if shape is not None and len(shape) > 1:
+                warnings.warn(f"Input node {nname!r} has shape {list(shape)}: Rockpool's exporter keeps batch and time "
+                              f"axes there; SMALL reads it as [{shape[-1]}]", SmallWarning, stacklevel=2)
+                port_shapes[nname] = shape[-1:]
+    shapes = _infer_shapes(nodes, edges, passthrough, port_shapes)
     succ: dict[str, list[str]] = {n: [] for n in nodes}
     for a, b in edges:
         if b not in succ[a]:
@@ -603,6 +797,14 @@ def import_nir(
     for n in neurons:
         if n not in shapes:
             raise NetworkError(f"neuron node {n!r} is not reachable from any Input node, so its size is unknown")
+    output_nodes = [n for n in nodes if is_port(n) and _kind(nodes[n]) == "Output"]
+    # An Output reached through a weighted node (Affine -> Output) is a membrane readout: a
+    # population of its own that passes on this step's input (docs/semantics.md, "Outputs").
+    preds: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        preds[b].append(a)
+    readouts = [n for n in output_nodes if _needs_readout(n, nodes, preds, passthrough, inputs)]
+    neurons += readouts
 
     # Compose every linear path from a stateful node (input or neuron) to the next ones.
     blocks: dict[tuple[str, str, int], sp.csr_array] = {}
@@ -614,20 +816,19 @@ def import_nir(
         for nxt in succ[at]:
             node = nodes[nxt]
             kind = _kind(node)
-            if kind in NEURON_TYPES:
+            if kind in NEURON_TYPES or nxt in readouts:
+                if origin in nodes and _kind(nodes[origin]) in _NON_SPIKING:
+                    raise UnsupportedError(
+                        f"{_kind(nodes[origin])} node {origin!r} feeds {kind} node {nxt!r}, but a non-spiking neuron's "
+                        "membrane sends no events: make it a spiking neuron (LIF, CubaLIF, IF) or end the graph there"
+                    )
                 key = (origin, nxt, delay)
                 if key in blocks:
                     blocks[key] = blocks[key] + matrix
                 else:
                     blocks[key] = matrix
                     order.append(key)
-            elif is_port(nxt):  # an Output node
-                if origin in inputs or any(_kind(nodes[p]) not in ("Flatten", "Identity") and p not in passthrough for p in path):
-                    raise UnsupportedError(
-                        f"Output node {nxt!r} is fed through {', '.join(path) or origin!r} rather than directly by a "
-                        "neuron: SMALL outputs are spikes or LI membranes, so end the network with a neuron "
-                        "layer (LI for an analog readout)"
-                    )
+            elif is_port(nxt):  # an Output node fed by a neuron (through Flatten at most)
                 outputs[nxt] = origin
             else:
                 if nxt in path:
@@ -636,8 +837,13 @@ def import_nir(
                     walk(origin, nxt, new_matrix, delay + extra, path + (nxt,))
 
     for origin in (*inputs, *neurons):
-        walk(origin, origin, sp.eye_array(math.prod(shapes[origin]), format="csr"), 0, ())
-    _accumulate_biases(nodes, succ, shapes, passthrough, bias, dt)
+        if origin not in readouts:
+            # Spyx's spike of step t is H(v_{t-1} - thr): every spike leaves one step late.
+            late = convention.spike_delay if origin not in inputs and _kind(nodes[origin]) in ("LIF", "CubaLIF", "IF") else 0
+            walk(origin, origin, sp.eye_array(math.prod(shapes[origin]), format="csr"), late, ())
+    for n in readouts:
+        outputs[n] = n
+    _accumulate_biases(nodes, succ, shapes, passthrough, bias, dt, readouts)
 
     # A cycle of zero-delay projections gets one step of delay on its closing edge.
     keys = _break_zero_delay_cycles(order, inputs, neurons)
@@ -650,7 +856,6 @@ def import_nir(
             merged[new] = blocks[old]
             merged_order.append(new)
 
-    output_nodes = [n for n in nodes if is_port(n) and _kind(nodes[n]) == "Output"]
     for out_name in output_nodes:
         if out_name not in outputs:
             raise NetworkError(f"Output node {out_name!r} has no incoming edge from a neuron")
@@ -659,11 +864,18 @@ def import_nir(
 
     pop_order = _population_order(merged_order, inputs, neurons)
     populations = [
-        Population(n, math.prod(shapes[n]), _neuron(n, nodes[n], math.prod(shapes[n]), dt, convention), bias=_compact(bias[n]))
+        Population(n, math.prod(shapes[n]), _readout() if n in readouts else _neuron(n, nodes[n], math.prod(shapes[n]), dt, convention),
+                   bias=_compact(bias[n]))
         for n in pop_order
     ]
+    if reset is not None:
+        for pop in populations:
+            if pop.neuron.spiking and _kind(nodes[pop.name]) != "Threshold":
+                pop.neuron.reset = reset  # type: ignore[attr-defined]
     projections = [Projection(src, tgt, _store(merged[(src, tgt, d)]), delay=d) for (src, tgt, d) in merged_order]
     metadata: dict[str, Any] = {"framework": framework}
+    if reset is not None:
+        metadata["reset"] = reset
     if path is not None:
         import hashlib
 
@@ -722,7 +934,30 @@ def _node_bias(name: str, node: Any, out_shape: tuple[int, ...]) -> np.ndarray |
     return b
 
 
-def _accumulate_biases(nodes, succ, shapes, passthrough, bias, dt) -> None:
+def _needs_readout(output: str, nodes, preds, passthrough, inputs) -> bool:
+    """Whether Output node ``output`` is reached through a weighted node (or from an Input):
+    then it is a readout population rather than a neuron's own spikes or membrane."""
+    stack, seen = list(preds[output]), set()
+    while stack:
+        at = stack.pop()
+        if at in seen:
+            continue
+        seen.add(at)
+        kind = _kind(nodes[at])
+        if kind in NEURON_TYPES:
+            continue
+        if at in inputs or (kind not in ("Flatten", "Identity") and at not in passthrough):
+            return True
+        stack.extend(preds[at])
+    return False
+
+
+def _readout() -> LI:
+    """A readout passes on its input of the step: ``v = 0*v + I_t`` (docs/semantics.md, "Outputs")."""
+    return LI(alpha=0.0, gain=1.0, v_leak=0.0)
+
+
+def _accumulate_biases(nodes, succ, shapes, passthrough, bias, dt, readouts=()) -> None:
     """Add each Affine/Conv bias, carried through the linear nodes after it, to the neurons it reaches."""
     for name, node in nodes.items():
         if _kind(node) not in ("Affine", "Conv1d", "Conv2d") or name not in shapes:
@@ -735,7 +970,7 @@ def _accumulate_biases(nodes, succ, shapes, passthrough, bias, dt) -> None:
             at, vec, path = stack.pop()
             for nxt in succ[at]:
                 kind = _kind(nodes[nxt])
-                if kind in NEURON_TYPES:
+                if kind in NEURON_TYPES or nxt in readouts:
                     bias[nxt] += vec.toarray().reshape(-1)
                 elif kind in LINEAR_TYPES or nxt in passthrough:
                     if nxt in path:

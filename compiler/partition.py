@@ -17,8 +17,17 @@ Both goals are encoded in one undirected graph over the neurons, partitioned int
 The partitioner is METIS (``pymetis``) when installed, else networkx: Louvain communities
 order the neurons, then Kernighan-Lin bisection, applied recursively with part sizes fixed to
 fit the columns, refines the cut. ``sequential`` (neurons
-in network order, C at a time) is the naive baseline; ``auto`` computes the graph partition and
-the sequential one and keeps the better by (tiles, routing entries, inter-tile synapses).
+in network order, C at a time) is the naive baseline; ``auto`` computes the graph partition, the
+sequential one and the row-sharing one (:func:`row_sharing`) and keeps the best by (tiles,
+routing entries, inter-tile synapses).
+
+Unrolled convolutions and pooling have *locality*: neighbouring output positions read
+overlapping input windows, and every channel at one position reads the same window. A graph
+partition balances the cut but does not count rows; :func:`row_sharing` grows each group one
+neuron at a time, always taking the neuron that adds the fewest new rows (ties: the one whose
+rows the group already reads most often), so a group becomes a compact block of output
+positions with all their channels, whose windows overlap. :func:`tiles_lower_bound` says how
+far from the best possible a grouping is.
 """
 
 from __future__ import annotations
@@ -192,6 +201,99 @@ def _repair(membership: np.ndarray, graph: sp.csr_array, parts: int, cols: int) 
     return [g for g in groups if g.size]
 
 
+# Keys read by more neurons than this many tiles' columns say nothing about which neurons belong
+# together (a dense layer's inputs): they are left out of the row-sharing scores, not the rows.
+_SHARED_KEY_TILES = 4
+
+
+def row_sharing(syn: Synapses, cols: int) -> list[np.ndarray]:
+    """Groups of at most ``cols`` neurons, grown greedily to share rows (see the module docstring).
+
+    Each group starts at the lowest-numbered neuron left and adds, ``cols - 1`` times, the
+    neuron that minimises (new rows, -(rows it shares with the group, each counted once per
+    member reading it), index) among the neurons that share a row with the group (the
+    lowest-numbered neuron left, if none does). Rows read by more than ``4 * cols`` neurons are
+    left out of the scores. Each group is returned in the order it grew.
+    """
+    n = syn.n
+    order = np.argsort(syn.target, kind="stable")
+    t_ptr = np.searchsorted(syn.target[order], np.arange(n + 1))
+    keys_of = syn.key[order]  # the row keys of neuron i: keys_of[t_ptr[i]:t_ptr[i + 1]]
+    readers_n = np.bincount(syn.key, minlength=syn.n_keys)
+    k_order = np.argsort(syn.key, kind="stable")
+    k_ptr = np.searchsorted(syn.key[k_order], np.arange(syn.n_keys + 1))
+    readers_of = syn.target[k_order]
+    local = readers_n <= _SHARED_KEY_TILES * cols
+    degree = np.diff(t_ptr)
+    covered = np.zeros(n, dtype=np.int64)  # of a neuron's keys, how many the group already reads
+    affinity = np.zeros(n, dtype=np.int64)  # over its keys, the members reading them
+    members_per_key = np.zeros(syn.n_keys, dtype=np.int64)
+    free = np.ones(n, dtype=bool)
+    is_candidate = np.zeros(n, dtype=bool)
+
+    def readers(keys: np.ndarray) -> np.ndarray:
+        """Every reader of ``keys`` (with repeats), gathered from the key-major CSR at once."""
+        starts, lengths = k_ptr[keys], k_ptr[keys + 1] - k_ptr[keys]
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        return readers_of[offsets + np.arange(int(lengths.sum()))]
+
+    groups: list[np.ndarray] = []
+    next_free = 0
+    while True:
+        while next_free < n and not free[next_free]:
+            next_free += 1
+        if next_free >= n:
+            break
+        group: list[int] = []
+        keys_used: list[np.ndarray] = []
+        touched: list[np.ndarray] = []
+        candidates = np.zeros(0, dtype=np.int64)
+        pick = next_free
+        while True:
+            group.append(pick)
+            free[pick] = False
+            keys = keys_of[t_ptr[pick]:t_ptr[pick + 1]]
+            fresh = keys[members_per_key[keys] == 0]
+            keys_used.append(fresh)
+            members_per_key[keys] += 1
+            reached = readers(keys[local[keys]])
+            np.add.at(affinity, reached, 1)
+            np.add.at(covered, readers(fresh[local[fresh]]), 1)
+            touched.append(reached)
+            new = np.unique(reached[free[reached] & ~is_candidate[reached]])
+            is_candidate[new] = True
+            candidates = np.concatenate([candidates[free[candidates]], new])
+            if len(group) == cols:
+                break
+            if candidates.size:
+                pick = int(candidates[np.lexsort((candidates, -affinity[candidates], degree[candidates] - covered[candidates]))[0]])
+            else:
+                rest = np.flatnonzero(free[next_free:])
+                if rest.size == 0:
+                    break
+                pick = next_free + int(rest[0])
+        for reached in touched:
+            covered[reached] = 0
+            affinity[reached] = 0
+        members_per_key[np.concatenate(keys_used)] = 0
+        is_candidate[candidates] = False
+        # In the order grown: a group too wide for --max-split is halved in column order, and
+        # each half of a grown block is again a block.
+        groups.append(np.asarray(group, dtype=np.int64))
+    return groups
+
+
+def tiles_lower_bound(syn: Synapses, rows: int, cols: int) -> int:
+    """No grouping into groups of at most ``cols`` neurons needs fewer tiles than this.
+
+    A group needs at least as many rows as its neuron with the most distinct (source, delay)
+    keys, so at least ``ceil(max / rows)`` tiles; the sum of group maxima is smallest when the
+    neurons, sorted by their key count, are grouped ``cols`` at a time.
+    """
+    fan_in = np.sort(np.bincount(syn.target, minlength=syn.n))[::-1]
+    return int(sum(max(1, math.ceil(int(chunk[0]) / rows)) for chunk in np.split(fan_in, range(cols, syn.n, cols)) if chunk.size))
+
+
 def group_neurons(syn: Synapses, rows: int, cols: int, *, method: str = "auto", seed: int = 0) -> Grouping:
     """Partition the neurons into groups of at most ``cols`` (see the module docstring)."""
     if method not in METHODS:
@@ -210,4 +312,6 @@ def group_neurons(syn: Synapses, rows: int, cols: int, *, method: str = "auto", 
         return candidates[-1]
     if method == "sequential":
         return candidates[0]
+    if parts > 1:
+        candidates.append(evaluate("row-sharing", syn, row_sharing(syn, cols), rows))
     return min(candidates, key=Grouping.score)

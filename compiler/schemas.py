@@ -20,6 +20,7 @@ MAX_TILE_SIDE = 65536  # rows or columns of one crossbar
 MAX_TILES = 65536  # tiles of one chip
 MAX_DELAY_SLOTS = 32768  # route_delay and input_delay are int16, delays in [0, delay_slots)
 MAX_LATENCY = 65535  # chip steps before a population's network step 0 (one per layer, about)
+MAX_REVERSED_FACTOR = 100.0  # |update factor| of a reversed device (TiOx: about 1, clipped to 2)
 
 
 def _integer(n_min: int | None = None, n_max: int | None = None) -> dict[str, Any]:
@@ -96,7 +97,7 @@ FAULTS_SCHEMA: dict[str, Any] = {
     "title": "SMALL fault map",
     **_object({
         "format": {"const": "small-faults"},
-        "version": {"const": 1},
+        "version": {"enum": [1, 2]},  # 2: reversed devices
         "geometry": _object({"tiles": _integer(1, MAX_TILES), "rows": _integer(1, MAX_TILE_SIDE),
                              "cols": _integer(1, MAX_TILE_SIDE)}),
         # [tile, row, col, device, state]. Indices below the geometry's and each device listed once
@@ -106,5 +107,12 @@ FAULTS_SCHEMA: dict[str, Any] = {
             "type": "array", "minItems": 5, "items": False,
             "prefixItems": [_integer(0, MAX_TILES - 1), _integer(0, MAX_TILE_SIDE - 1), _integer(0, MAX_TILE_SIDE - 1),
                             {"enum": ["pos", "neg"]}, {"enum": ["high", "low"]}]}},
-    }),
+        # [tile, row, col, device, update factor]: a reversed device moves the wrong way, by a
+        # factor in [-MAX_REVERSED_FACTOR, 0)
+        "reversed": {"type": "array", "items": {
+            "type": "array", "minItems": 5, "items": False,
+            "prefixItems": [_integer(0, MAX_TILES - 1), _integer(0, MAX_TILE_SIDE - 1), _integer(0, MAX_TILE_SIDE - 1),
+                            {"enum": ["pos", "neg"]},
+                            {"type": "number", "minimum": -MAX_REVERSED_FACTOR, "exclusiveMaximum": 0}]}},
+    }, required=["format", "version", "geometry", "stuck"]),
 }

@@ -56,7 +56,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from compiler.capacity import MEM_INPUT_ENTRIES, MEM_INPUT_HEADS, MEM_ROUTE_ENTRIES, MEM_ROUTE_HEADS, MEMORY_NAMES, \
-    STEP_BITS, TILE_MEMORIES, Capacity, CapacityError, config_fields, config_words, data_bits, memory_depth
+    STEP_BITS, TILE_MEMORIES, Capacity, CapacityError, config_fields, config_words, memory_depth, readback_fields
 from compiler.image import COL_PARTIAL, HardwareImage
 
 from .events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Geometry, command_layout, \
@@ -64,12 +64,6 @@ from .events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE,
 from .memristive_tile import MemristiveTileController
 from .router import Router
 from .tile import LANES, UPDATE_STAGES, DigitalTile
-
-
-def readback_layout(cap: Capacity):
-    """The chip's answer to a configuration access: the word read (0 for a write), and ``error``
-    for an access outside the memory map (no memory, no tile, an address beyond the depth)."""
-    return struct([("data", data_bits(cap), False), ("error", 1, False)])
 
 
 def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, row_events: int = 0) -> int:
@@ -159,7 +153,7 @@ class Chip(wiring.Component):
                                                             for name in ANALOG_PORTS}))
         else:
             members["config"] = In(stream.Signature(struct(config_fields(cap))))
-            members["readback"] = Out(stream.Signature(readback_layout(cap)))
+            members["readback"] = Out(stream.Signature(struct(readback_fields(cap))))
         super().__init__(members)
 
     def elaborate(self, platform):

@@ -1,18 +1,9 @@
-"""UART bridge between a host PC and a SMALL chip on an FPGA board (``docs/host-protocol.md``).
+"""UART bridge between a host PC and a SMALL chip on an FPGA board: host protocol v2.
 
-A board such as the iCEBreaker (12 MHz clock, FTDI UART) has two serial pins. The bridge turns
-the bytes the host sends on ``rx`` into chip commands (:func:`~hdl.events.command_layout`) and
-the chip's output events (:func:`~hdl.events.output_layout`) into bytes on ``tx``.
-
-Frames (both directions: one sync byte, then the event's bit pattern as laid out by its
-``StructLayout``, first field at bit 0, little-endian, zero-padded to whole bytes):
-
-- host → board: ``0xA5`` (:data:`SYNC_COMMAND`), ``ceil(width(command_layout) / 8)`` bytes;
-- board → host: ``0x5A`` (:data:`SYNC_OUTPUT`), ``ceil(width(output_layout) / 8)`` bytes.
-
-:func:`frame_bytes`, :func:`encode_commands` and :func:`decode_outputs` are the host's side, in
-pure Python, built on the same layouts (no bit position is written by hand); their mirrors
-:func:`decode_commands` and :func:`encode_outputs` serve tests and models of the board.
+``docs/host-protocol.md`` is the specification and :mod:`compiler.protocol` the host's side in
+pure Python (frame types, CRC-8, encoders and decoders). The bridge turns frames the host sends
+on ``rx`` into chip commands (``commands``) and configuration accesses (``config``), and the
+chip's output events (``outputs``) and configuration answers (``readback``) into frames on ``tx``.
 
 Hardware (everything in the ``sync`` domain, one clock):
 
@@ -21,52 +12,44 @@ Hardware (everything in the ``sync`` domain, one clock):
   synchroniser, takes a low level while idle as a start bit, checks it again half a bit later
   (shorter pulses are ignored) and samples every bit in its middle, ``divisor`` cycles apart.
   A character whose stop bit is low is a framing error; the receiver then waits for the line to
-  return high (a held-low line, a "break", counts once). The transmitter shifts out a whole
-  frame (sync byte and data bytes, back to back) from one register; ``tx`` is that register's
-  low bit, high after reset and between frames.
-- **Frame receiver**: hunts for ``0xA5``, then collects the frame's data bytes. Every byte that
-  does not end up in a delivered command is counted in ``skipped``: bytes before a sync byte,
-  a character with a bad stop bit together with the partial frame it cuts short, and whole
-  frames whose opcode is not one of ``OP_INPUT, OP_STEP, OP_RESET`` or whose padding bits are not
-  zero. A data byte is never taken for a sync byte: after a misaligned start the receiver
-  resynchronises at the first sync byte it sees while hunting.
-- **Receive FIFO** (``lib.fifo.SyncFIFOBuffered``, ``fifo_depth`` commands, by default
-  ``n_inputs + 2``: a reset, one input event per input, a step): complete frames wait here
-  while the chip holds ``commands.ready`` low. A frame that completes while the FIFO is full is
-  dropped and sets ``overflow``. Flow control is by steps: a host that never has more than
-  ``fifo_depth`` frames sent after the last ``OP_STEP`` whose ``OUT_STEP`` it has received never
-  overflows the FIFO, however slowly the chip takes commands.
-- **Output serialiser**: takes one event from ``outputs`` when the transmitter is idle and holds
-  ``outputs.ready`` low while it sends it (``10 * output frame bytes * divisor`` cycles). The chip
-  waits; nothing is lost. There is no flow control towards the host: it must keep reading.
+  return high (a held-low line, a "break", counts once).
+- **Frame receiver**: hunts for ``0xA5``, then takes type, length, payload and CRC, updating the
+  CRC-8 a byte at a time. A frame with a wrong CRC is dropped and answered with ``T_ERROR
+  E_CHECKSUM``; one of an unknown type or length with ``E_FRAME``. A broken character drops the
+  frame it is in. Bytes outside frames and dropped frames count in ``skipped``.
+- **Commands** (``T_COMMAND``) wait in a FIFO (``fifo_depth`` commands, by default
+  ``n_inputs + 2``) while the chip holds ``commands.ready`` low; a command that finds it full is
+  dropped (``E_OVERFLOW``, sticky ``overflow``).
+- **Configuration** (``T_WRITE``, ``T_READ``): one access is held in a register and offered on
+  ``config`` once every command before it has gone to the chip (the chip takes it between
+  steps). A configuration frame that arrives while the previous access waits, or a command
+  that arrives then, is dropped with ``E_OVERFLOW``: a host loads networks between steps.
+  Answers: ``T_DATA`` for a read, nothing for a write, ``T_ERROR E_ACCESS`` for an access
+  outside the memory map.
+- **Transmitter**: one frame at a time, chosen in this order: a pending error, the ID
+  (``T_IDENT`` is answered with ``T_ID``: the chip ID and the protocol version), a configuration
+  answer, an output event. It holds ``outputs.ready`` low while it sends; the chip waits.
 
-Streams follow ``lib.stream``'s rules: ``commands.valid`` is the FIFO's registered ``r_rdy`` and
-does not depend on ``commands.ready``; its payload holds while it waits. ``outputs.ready`` is a
-function of the transmitter's registers only.
+Streams follow ``lib.stream``'s rules: ``commands.valid`` is the FIFO's registered ``r_rdy``,
+``config.valid`` a register's; neither depends on ``ready``.
 
-Status ports (sticky until the domain reset; also meant for LEDs): ``overflow`` (a command
-frame was lost), ``framing_error`` (``skipped != 0``), ``skipped`` (16-bit saturating count).
+Status ports (sticky until the domain reset; also meant for LEDs): ``overflow`` (a frame was
+lost for lack of room), ``framing_error`` (``skipped != 0``), ``skipped`` (16-bit saturating).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from .events import (OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Geometry, command_layout,
-                     output_layout)
+from compiler.capacity import Capacity, config_fields, readback_fields
+from compiler.events import OPS
+from compiler.protocol import (ADDRESS_BYTES, E_ACCESS, E_CHECKSUM, E_FRAME, E_OVERFLOW, SYNC_BOARD, SYNC_HOST,
+                               T_COMMAND, T_DATA, T_ERROR, T_ID, T_IDENT, T_OUTPUT, T_READ, T_WRITE, VERSION, Codec)
 
-SYNC_COMMAND = 0xA5
-"""First byte of every host → board frame."""
-SYNC_OUTPUT = 0x5A
-"""First byte of every board → host frame."""
-
-OPS = (OP_INPUT, OP_STEP, OP_RESET)
-KINDS = (OUT_SPIKE, OUT_VALUE, OUT_STEP)
+from .events import command_layout, output_layout, struct
 
 MIN_DIVISOR = 4
 """Fewest clock cycles per UART bit: the receiver needs a start-bit check half a bit in."""
@@ -77,105 +60,13 @@ receiver's sample point drifts out of the stop bit of a character (10 bits) sent
 SKIPPED_BITS = 16
 
 
-# -- frames in pure Python ---------------------------------------------------------------------
-
-def _data_bytes(layout: data.StructLayout) -> int:
-    return (layout.size + 7) // 8
-
-
-def frame_bytes(g: Geometry) -> tuple[int, int]:
-    """Bytes per frame, sync byte included: ``(command frame, output frame)``."""
-    return 1 + _data_bytes(command_layout(g)), 1 + _data_bytes(output_layout(g))
-
-
-def _field_range(layout: data.StructLayout, name: str) -> range:
-    shape = Shape.cast(layout[name].shape)
-    if shape.signed:
-        return range(-(1 << (shape.width - 1)), 1 << (shape.width - 1))
-    return range(1 << shape.width)
-
-
-def _encode(layout: data.StructLayout, sync: int, events: Iterable[Mapping], limits: dict[str, range],
-            what: str) -> bytes:
-    """Frames of ``events`` (dicts of field values, missing fields 0): sync byte + bit pattern."""
-    names = [name for name, _ in layout]
-    n = _data_bytes(layout)
-    out = bytearray()
-    for i, event in enumerate(events):
-        unknown = sorted(set(event) - set(names))
-        if unknown:
-            raise ValueError(f"{what} {i}: unknown field(s) {', '.join(unknown)}; the fields are {', '.join(names)}")
-        values = {name: int(event.get(name, 0)) for name in names}
-        for name, value in values.items():
-            allowed = limits.get(name, _field_range(layout, name))
-            if value not in allowed:
-                raise ValueError(f"{what} {i}: {name} = {value} is outside [{allowed.start}, {allowed.stop - 1}]")
-        out.append(sync)
-        out += layout.const(values).as_bits().to_bytes(n, "little")
-    return bytes(out)
-
-
-def _decode(layout: data.StructLayout, sync: int, data_: bytes, check, what: str) -> list[dict[str, int]]:
-    """Inverse of :func:`_encode`; every frame must be complete, start with ``sync``, have zero
-    padding bits and pass ``check(fields) -> error message or None``."""
-    data_ = bytes(data_)
-    n = _data_bytes(layout)
-    size = n + 1
-    if len(data_) % size:
-        whole = len(data_) // size
-        raise ValueError(f"{what} stream truncated: {len(data_)} bytes are {whole} frame(s) of {size} bytes "
-                         f"and {len(data_) % size} byte(s) of an incomplete frame")
-    events = []
-    for i in range(0, len(data_), size):
-        frame = i // size
-        if data_[i] != sync:
-            raise ValueError(f"{what} stream garbled: frame {frame} (byte offset {i}) starts with 0x{data_[i]:02X}, "
-                             f"not the sync byte 0x{sync:02X}")
-        bits = int.from_bytes(data_[i + 1:i + size], "little")
-        if bits >> layout.size:
-            raise ValueError(f"{what} stream garbled: frame {frame} (byte offset {i}) has padding bits above bit "
-                             f"{layout.size - 1} set")
-        const = layout.from_bits(bits)
-        fields = {name: int(const[name]) for name, _ in layout}
-        error = check(fields)
-        if error:
-            raise ValueError(f"{what} stream garbled: frame {frame} (byte offset {i}) {error}")
-        events.append(fields)
-    return events
-
-
-def encode_commands(g: Geometry, commands: Iterable[Mapping]) -> bytes:
-    """Host → board bytes for ``commands``, dicts such as ``{"op": OP_INPUT, "input": 3,
-    "payload": -2}`` (missing fields 0). Raises ``ValueError`` on an unknown field, an unknown
-    opcode, an input index ``>= g.n_inputs`` or a payload its field cannot hold."""
-    layout = command_layout(g)
-    return _encode(layout, SYNC_COMMAND, commands, {"op": range(len(OPS)), "input": range(g.n_inputs)}, "command")
-
-
-def decode_outputs(g: Geometry, data: bytes) -> list[dict[str, int]]:
-    """Board → host bytes to output events ``{"kind", "tile", "col", "value"}`` (ints, ``value``
-    signed). Raises ``ValueError`` on a truncated stream, a frame without its sync byte, set
-    padding bits, an unknown kind, or a tile / column outside the geometry."""
-    def check(f):
-        if f["kind"] not in KINDS:
-            return f"has the unknown kind {f['kind']}"
-        if f["tile"] >= g.tiles or f["col"] >= g.cols:
-            return f"names neuron (tile {f['tile']}, col {f['col']}) outside {g.tiles} tiles of {g.cols} columns"
-        return None
-    return _decode(output_layout(g), SYNC_OUTPUT, data, check, "output")
-
-
-def encode_outputs(g: Geometry, events: Iterable[Mapping]) -> bytes:
-    """Board → host bytes for output events (what the bridge sends; for tests and models)."""
-    return _encode(output_layout(g), SYNC_OUTPUT, events,
-                   {"kind": range(len(KINDS)), "tile": range(g.tiles), "col": range(g.cols)}, "output event")
-
-
-def decode_commands(g: Geometry, data: bytes) -> list[dict[str, int]]:
-    """Host → board bytes to commands ``{"op", "input", "payload"}`` (for tests and models)."""
-    def check(f):
-        return None if f["op"] in OPS else f"has the unknown opcode {f['op']}"
-    return _decode(command_layout(g), SYNC_COMMAND, data, check, "command")
+def crc8_step(crc, byte):
+    """The CRC-8/SMBUS after one more byte (:func:`compiler.protocol.crc8`), as logic."""
+    c = crc ^ byte
+    for _ in range(8):
+        shifted = Cat(Const(0, 1), c[:7])
+        c = Mux(c[7], shifted ^ 0x07, shifted)
+    return c
 
 
 # -- hardware ------------------------------------------------------------------------------------
@@ -198,34 +89,38 @@ def uart_divisor(clk_freq: int, baud: int) -> int:
 
 
 class HostBridge(wiring.Component):
-    """UART ↔ chip host ports, see the module documentation and ``docs/host-protocol.md``.
+    """UART <-> chip ports, see the module documentation and ``docs/host-protocol.md``.
 
-    ``HostBridge(geometry, clk_freq=12_000_000, baud=115200, fifo_depth=None)``.
+    ``HostBridge(capacity, clk_freq=12_000_000, baud=115200, fifo_depth=None)``.
 
-    Ports: ``rx`` (in), ``tx`` (out): the UART pins; ``commands`` (out,
-    :func:`~hdl.events.command_layout`): to the chip; ``outputs`` (in,
-    :func:`~hdl.events.output_layout`): from the chip; ``overflow``, ``framing_error`` (out, 1
-    bit, sticky), ``skipped`` (out, 16 bits, saturating).
+    Ports: ``rx`` (in), ``tx`` (out): the UART pins; ``commands`` (out), ``config`` (out):
+    to the chip; ``outputs`` (in), ``readback`` (in): from the chip; ``overflow``,
+    ``framing_error`` (out, 1 bit, sticky), ``skipped`` (out, 16 bits, saturating).
     """
 
-    def __init__(self, geometry: Geometry, *, clk_freq: int, baud: int, fifo_depth: int | None = None):
+    def __init__(self, capacity: Capacity, *, clk_freq: int, baud: int, fifo_depth: int | None = None):
         try:
+            if not isinstance(capacity, Capacity):
+                raise ValueError(f"HostBridge needs the chip's Capacity, not {type(capacity).__name__}")
             self.divisor = uart_divisor(clk_freq, baud)
-            depth = geometry.n_inputs + 2 if fifo_depth is None else fifo_depth
+            depth = capacity.n_inputs + 2 if fifo_depth is None else fifo_depth
             if depth < 2:
                 raise ValueError(f"fifo_depth must be at least 2, not {depth}")
         except ValueError:
             self._MustUse__silence = True  # a refused bridge is not an "unused elaboratable"
             raise
-        self.geometry = geometry
+        self.capacity = capacity
+        self.geometry = g = capacity.geometry
         self.clk_freq, self.baud = clk_freq, baud
         self.fifo_depth = depth
-        self.command_bytes, self.output_bytes = frame_bytes(geometry)
+        self.codec = Codec.of(capacity)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
-            "commands": Out(stream.Signature(command_layout(geometry))),
-            "outputs": In(stream.Signature(output_layout(geometry))),
+            "commands": Out(stream.Signature(command_layout(g))),
+            "outputs": In(stream.Signature(output_layout(g))),
+            "config": Out(stream.Signature(struct(config_fields(capacity)))),
+            "readback": In(stream.Signature(struct(readback_fields(capacity)))),
             "overflow": Out(1),
             "framing_error": Out(1),
             "skipped": Out(SKIPPED_BITS),
@@ -233,10 +128,9 @@ class HostBridge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        g = self.geometry
-        d = self.divisor
-        cmd_layout = command_layout(g)
-        n_cmd = self.command_bytes - 1  # data bytes per command frame
+        cap, codec, d = self.capacity, self.codec, self.divisor
+        n_cmd, n_data, n_out = codec.command_bytes, codec.data_bytes, codec.output_bytes
+        cmd_bits = command_layout(self.geometry).size
 
         # -- UART receiver -------------------------------------------------------------------
         rx = Signal(init=1)
@@ -275,80 +169,175 @@ class HostBridge(wiring.Component):
                 with m.Else():
                     m.d.sync += [rx_err.eq(1), rx_wait_high.eq(1)]
 
-        # -- frame receiver ------------------------------------------------------------------
-        in_frame = Signal()                   # the sync byte was seen; collecting data bytes
-        n_got = Signal(range(max(n_cmd, 2)))  # data bytes collected so far
-        frame = Signal(8 * n_cmd)             # data bytes, shifted in from the top (little-endian)
+        # -- status ----------------------------------------------------------------------------
         skipped = Signal(SKIPPED_BITS)
         overflow = Signal()
+        skip = Signal()  # count one more skipped byte or frame this cycle
         m.d.comb += [self.skipped.eq(skipped), self.framing_error.eq(skipped != 0), self.overflow.eq(overflow)]
+        with m.If(skip & (skipped != (1 << SKIPPED_BITS) - 1)):
+            m.d.sync += skipped.eq(skipped + 1)
+        error = Signal(8)  # an error code to send (0: none); a newer error replaces an unsent one
+        raise_error = Signal(8)
+        with m.If(raise_error != 0):
+            m.d.sync += error.eq(raise_error)
 
-        discard = Signal(range(n_cmd + 2))  # bytes to add to `skipped` this cycle
-        total = Signal(SKIPPED_BITS + 1)
-        m.d.comb += total.eq(skipped + discard)
-        with m.If(discard != 0):
-            m.d.sync += skipped.eq(total[SKIPPED_BITS].replicate(SKIPPED_BITS) | total[:SKIPPED_BITS])  # saturating
+        # -- frame receiver ------------------------------------------------------------------
+        size = max(n_cmd, ADDRESS_BYTES + n_data)  # payload bytes kept
+        kind, length, crc = Signal(8), Signal(8), Signal(8)
+        index = Signal(8)
+        payload = Signal(8 * size)
+        done = Signal()  # a frame with a good CRC ended this cycle
 
-        word = Signal(8 * n_cmd)  # the frame with this cycle's byte shifted in
-        m.d.comb += word.eq(Cat(frame[8:], rx_byte))
-        command = cmd_layout(word[:cmd_layout.size])
-        good = Signal()  # a known opcode and zero padding
-        m.d.comb += good.eq((command.op < len(OPS)) & (word[cmd_layout.size:] == 0))
-        complete = Signal()  # the frame's last byte arrives this cycle
-        m.d.comb += complete.eq(in_frame & rx_stb & (n_got == n_cmd - 1))
+        def broken():  # a broken character: the frame it is in is lost
+            with m.If(rx_err):
+                m.d.comb += skip.eq(1)
+                m.next = "HUNT"
 
-        m.submodules.fifo = rx_fifo = fifo.SyncFIFOBuffered(width=cmd_layout.size, depth=self.fifo_depth)
-        m.d.comb += [
-            rx_fifo.w_data.eq(word[:cmd_layout.size]),
-            rx_fifo.w_en.eq(complete & good),
-        ]
-        with m.If(complete & good & ~rx_fifo.w_rdy):
-            m.d.sync += overflow.eq(1)
+        with m.FSM(name="rx_frame"):
+            with m.State("HUNT"):
+                broken()
+                with m.If(rx_stb):
+                    with m.If(rx_byte == SYNC_HOST):
+                        m.next = "TYPE"
+                    with m.Else():
+                        m.d.comb += skip.eq(1)
+            with m.State("TYPE"):
+                broken()
+                with m.If(rx_stb):
+                    m.d.sync += [kind.eq(rx_byte), crc.eq(crc8_step(Const(0, 8), rx_byte))]
+                    m.next = "LENGTH"
+            with m.State("LENGTH"):
+                broken()
+                with m.If(rx_stb):
+                    m.d.sync += [length.eq(rx_byte), crc.eq(crc8_step(crc, rx_byte)), index.eq(0), payload.eq(0)]
+                    m.next = "PAYLOAD"
+                    with m.If(rx_byte == 0):
+                        m.next = "CHECK"
+            with m.State("PAYLOAD"):
+                broken()
+                with m.If(rx_stb):
+                    m.d.sync += [crc.eq(crc8_step(crc, rx_byte)), index.eq(index + 1)]
+                    with m.Switch(index):
+                        for k in range(size):
+                            with m.Case(k):
+                                m.d.sync += payload[8 * k:8 * (k + 1)].eq(rx_byte)
+                    with m.If(index == length - 1):
+                        m.next = "CHECK"
+            with m.State("CHECK"):
+                broken()
+                with m.If(rx_stb):
+                    with m.If(rx_byte == crc):
+                        m.d.comb += done.eq(1)
+                    with m.Else():
+                        m.d.comb += [raise_error.eq(E_CHECKSUM), skip.eq(1)]
+                    m.next = "HUNT"
 
-        with m.If(rx_err):
-            # a broken character: drop it and the frame it interrupts
-            m.d.comb += discard.eq(Mux(in_frame, n_got + 2, 1))  # the sync byte, the data bytes, this one
-            m.d.sync += in_frame.eq(0)
-        with m.Elif(rx_stb & ~in_frame):
-            with m.If(rx_byte == SYNC_COMMAND):
-                m.d.sync += [in_frame.eq(1), n_got.eq(0)]
+        # -- commands into the FIFO; configuration accesses into a register ------------------
+        m.submodules.fifo = rx_fifo = fifo.SyncFIFOBuffered(width=cmd_bits, depth=self.fifo_depth)
+        command = command_layout(self.geometry)(payload[:cmd_bits])
+        access = self.config.payload
+        pending = Signal()  # an access waits for the chip
+        ident = Signal()  # a T_IDENT waits for its answer
+        answer_write = Signal()  # the access the chip took last was a write (its answer is not sent)
+        answering = Signal()  # the chip took an access and has not answered yet
+        mem, tile, addr = payload[0:8], payload[8:16], payload[16:32]
+        fits = Signal()  # the access can be expressed on the config port (the chip checks the rest)
+        m.d.comb += fits.eq((mem < 8) & (tile < (1 << len(access.tile))) & (addr < (1 << len(access.addr))))
+        m.d.comb += rx_fifo.w_data.eq(payload[:cmd_bits])
+        with m.If(done):
+            with m.If((kind == T_COMMAND) & (length == n_cmd)):
+                with m.If((command.op >= len(OPS)) | (payload[cmd_bits:] != 0)):
+                    m.d.comb += [raise_error.eq(E_FRAME), skip.eq(1)]
+                with m.Elif(pending | ~rx_fifo.w_rdy):
+                    m.d.comb += raise_error.eq(E_OVERFLOW)
+                    m.d.sync += overflow.eq(1)
+                with m.Else():
+                    m.d.comb += rx_fifo.w_en.eq(1)
+            with m.Elif(((kind == T_WRITE) & (length > ADDRESS_BYTES) & (length <= ADDRESS_BYTES + n_data))
+                        | ((kind == T_READ) & (length == ADDRESS_BYTES))):
+                with m.If(pending):
+                    m.d.comb += raise_error.eq(E_OVERFLOW)
+                    m.d.sync += overflow.eq(1)
+                with m.Elif(~fits):
+                    m.d.comb += raise_error.eq(E_ACCESS)
+                with m.Else():
+                    m.d.sync += [pending.eq(1), access.write.eq(kind == T_WRITE), access.mem.eq(mem),
+                                 access.tile.eq(tile), access.addr.eq(addr),
+                                 access.data.eq(payload[8 * ADDRESS_BYTES:])]
+            with m.Elif((kind == T_IDENT) & (length == 0)):
+                m.d.sync += ident.eq(1)
             with m.Else():
-                m.d.comb += discard.eq(1)
-        with m.Elif(rx_stb):
-            m.d.sync += [frame.eq(word), n_got.eq(n_got + 1)]
-            with m.If(complete):
-                m.d.sync += in_frame.eq(0)
-                with m.If(~good):
-                    m.d.comb += discard.eq(n_cmd + 1)
-
-        # -- to the chip ---------------------------------------------------------------------
+                m.d.comb += [raise_error.eq(E_FRAME), skip.eq(1)]
         m.d.comb += [
             self.commands.valid.eq(rx_fifo.r_rdy),
             self.commands.payload.eq(rx_fifo.r_data),
             rx_fifo.r_en.eq(self.commands.ready),
+            self.config.valid.eq(pending & ~rx_fifo.r_rdy & ~answering),  # after every command received before it
         ]
+        with m.If(self.config.valid & self.config.ready):
+            m.d.sync += [pending.eq(0), answer_write.eq(access.write), answering.eq(1)]
+        with m.If(self.readback.valid & self.readback.ready):
+            m.d.sync += answering.eq(0)
 
-        # -- output serialiser and UART transmitter -----------------------------------------
-        out_layout = output_layout(g)
-        n_out = self.output_bytes - 1
-        n_bits = 10 * (n_out + 1)
-        tx_shift = Signal(n_bits, init=(1 << n_bits) - 1)  # the frame's characters, LSB goes out first
-        tx_left = Signal(range(n_bits + 1))                # bits still to send (0: idle)
+        # -- transmitter: one frame at a time --------------------------------------------------
+        tx_size = max(n_out, n_data, 5)
+        tx_kind, tx_len = Signal(8), Signal(8)
+        tx_payload = Signal(8 * tx_size)
+        tx_pos = Signal(range(tx_size + 5))  # the frame byte being sent: sync, type, length, payload, crc
+        tx_crc = Signal(8)
+        sending = Signal()
+        bits = Signal(10, init=(1 << 10) - 1)  # the character being sent, LSB first (start, data, stop)
+        bits_left = Signal(range(11))
         tx_timer = Signal(range(d))
-        m.d.comb += [self.tx.eq(tx_shift[0]), self.outputs.ready.eq(tx_left == 0)]
+        m.d.comb += self.tx.eq(bits[0])
 
-        raw = Cat(self.outputs.payload.as_value(), Const(0, 8 * n_out - out_layout.size))
-        chars = [Const(SYNC_OUTPUT, 8)] + [raw[8 * i:8 * (i + 1)] for i in range(n_out)]
-        with m.If(self.outputs.valid & self.outputs.ready):
-            m.d.sync += [
-                tx_shift.eq(Cat(*(Cat(Const(0, 1), c, Const(1, 1)) for c in chars))),  # start, data, stop
-                tx_left.eq(n_bits),
-                tx_timer.eq(d - 1),
-            ]
-        with m.Elif(tx_left != 0):
+        def start(kind_, length_, value):
+            return [sending.eq(1), tx_kind.eq(kind_), tx_len.eq(length_), tx_payload.eq(value), tx_pos.eq(0),
+                    tx_crc.eq(0)]
+
+        free = ~sending
+        with m.If(free & (error != 0)):
+            m.d.sync += start(T_ERROR, 1, error)
+            with m.If(raise_error == 0):
+                m.d.sync += error.eq(0)
+        with m.Elif(free & ident):
+            m.d.sync += start(T_ID, 5, cap.chip_id | (VERSION << 32))
+            m.d.sync += ident.eq(0)
+        with m.Elif(free):
+            m.d.comb += self.readback.ready.eq(1)
+            with m.If(self.readback.valid):
+                with m.If(self.readback.payload.error):
+                    m.d.sync += start(T_ERROR, 1, E_ACCESS)
+                with m.Elif(~answer_write):
+                    m.d.sync += start(T_DATA, n_data, self.readback.payload.data)
+            with m.Else():
+                m.d.comb += self.outputs.ready.eq(1)
+                with m.If(self.outputs.valid):
+                    m.d.sync += start(T_OUTPUT, n_out, self.outputs.payload.as_value())
+
+        # the next byte of the frame: sync, type, length, payload bytes, crc
+        byte = Signal(8)
+        payload_bytes = Array(tx_payload[8 * k:8 * (k + 1)] for k in range(tx_size))
+        with m.If(tx_pos == 0):
+            m.d.comb += byte.eq(SYNC_BOARD)
+        with m.Elif(tx_pos == 1):
+            m.d.comb += byte.eq(tx_kind)
+        with m.Elif(tx_pos == 2):
+            m.d.comb += byte.eq(tx_len)
+        with m.Elif(tx_pos < tx_len + 3):
+            m.d.comb += byte.eq(payload_bytes[tx_pos - 3])
+        with m.Else():
+            m.d.comb += byte.eq(tx_crc)
+        with m.If(bits_left != 0):
             with m.If(tx_timer == 0):
-                m.d.sync += [tx_shift.eq(Cat(tx_shift[1:], Const(1, 1))), tx_left.eq(tx_left - 1),
-                             tx_timer.eq(d - 1)]
+                m.d.sync += [bits.eq(Cat(bits[1:], Const(1, 1))), bits_left.eq(bits_left - 1), tx_timer.eq(d - 1)]
             with m.Else():
                 m.d.sync += tx_timer.eq(tx_timer - 1)
+        with m.Elif(sending):  # the line is free: the frame's next character
+            m.d.sync += [bits.eq(Cat(Const(0, 1), byte, Const(1, 1))), bits_left.eq(10), tx_timer.eq(d - 1),
+                         tx_pos.eq(tx_pos + 1)]
+            with m.If((tx_pos != 0) & (tx_pos < tx_len + 3)):
+                m.d.sync += tx_crc.eq(crc8_step(tx_crc, byte))
+            with m.If(tx_pos == tx_len + 3):
+                m.d.sync += sending.eq(0)
         return m

@@ -57,8 +57,8 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from compiler.capacity import head_fields, pack
-from compiler.events import row_fields
+from compiler.capacity import head_fields
+from compiler.events import pack, row_fields
 from compiler.image import HardwareImage
 
 from .events import Geometry, bits_for, input_layout, input_row_layout, row_layout, spike_layout, struct

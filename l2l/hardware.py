@@ -29,6 +29,17 @@ Hardware (``HARDWARE``):
 ``tiox``    memristive tiles with TiOx devices: 1 % programming noise
 ========== ==================================================================================
 
+Faults (``faults``, a chip's fault map): the candidate is compiled onto that chip (its stuck
+devices placed around); a stuck device holds its level whatever is written; a reversed device
+with update factor ``r < 0`` ends programming at G_min (program-and-verify from reset, as
+``sim/analog.py`` and ``compiler/faults.py`` say) and every later write in the field moves it
+``r`` times the requested change (``G + r (G_target - G)``, clipped to the range), as in the
+fault-pruning work.
+
+Drift compensation (``drift_compensation``, PCM): each task's read-out of a column is rescaled by
+``sum |G+ - G-|`` of its learnable synapses as programmed over the same sum at the read, as
+``sim/analog.py``'s per-column compensation does.
+
 Time line of one task (seconds): every device is programmed at 0 with the candidate's weights;
 the demonstration is run and the update written at ``t_learn``; the test run reads at
 ``t_test``. Drift and read noise use each device's age at the read.
@@ -41,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from small.errors import SimulationError
+from compiler.faults import FaultMap
 from compiler.image import COL_NEURON, COL_PARTIAL, HardwareImage
 from compiler.ir import Network
 from compiler.mapper import CompileOptions, compile_network
@@ -120,11 +132,13 @@ class ChipDevices:
     levels, rows, cols : the compile options (memristive and digital targets).
     t_learn, t_test : read times (s after programming) of the demonstration and the test.
     seed : the chip's random draws (programming, drift exponents, read noise).
+    faults : the chip's fault map (``pcm`` and ``tiox`` hardware): stuck and reversed devices.
+    drift_compensation : rescale each column's read-out by its reference read (``pcm``, ``tiox``).
     """
 
     def __init__(self, net: Network, synapses: tuple[np.ndarray, np.ndarray, np.ndarray], hardware: str, *,
                  levels: int = 17, rows: int = 128, cols: int = 128, t_learn: float = 60.0, t_test: float = 120.0,
-                 seed: int = 0):
+                 seed: int = 0, faults: FaultMap | None = None, drift_compensation: bool = False):
         if hardware not in HARDWARE:
             raise SimulationError(f"hardware must be one of {', '.join(HARDWARE)}, not {hardware!r}")
         if not 0 <= t_learn <= t_test:
@@ -132,8 +146,12 @@ class ChipDevices:
         self.hardware, self.t_learn, self.t_test = hardware, float(t_learn), float(t_test)
         self.rng = np.random.default_rng(seed)
         target = "digital" if hardware == "digital" else "memristive"
+        if (faults is not None or drift_compensation) and hardware not in ("pcm", "tiox"):
+            raise SimulationError(f"faults and drift compensation are device effects: use pcm or tiox hardware, not "
+                                  f"{hardware!r}")
         self.image = compile_network(net, CompileOptions(target=target, rows=rows, cols=cols, levels=levels,
-                                                         scale="column", seed=seed)).image
+                                                         scale="column", seed=seed, faults=faults)).image
+        self.drift_compensation = drift_compensation
         # the arithmetic: the digital twin, or memristive tiles in level units (the devices are ours)
         self.sim = chip_simulator(self.image)
         self.top = self.image.levels - 1
@@ -159,8 +177,21 @@ class ChipDevices:
             self.device = device_noise(hardware)
             self.g_min, self.g_max = level_range(self.image, self.device)
             self.dG = (self.g_max - self.g_min) / self.top
-            pos, neg = level_pairs(self.level)
-            self.g0, self.nu0 = self._program(np.stack([self.g_min + pos * self.dG, self.g_min + neg * self.dG]))
+            site = (self.sites.tile, self.sites.row, self.sites.col)
+            pos, neg = (self.image.arrays[name][site].astype(np.int64) for name in ("g_pos", "g_neg"))
+            # [2, synapses]: each device's stuck level (-1 healthy) and update factor (1 unless reversed)
+            self.stuck = np.full((2, pos.size), -1, dtype=np.int64)
+            self.factor = np.ones((2, pos.size))
+            if faults is not None:
+                self.stuck = np.stack([self.image.arrays[f"stuck_{d}"][site] for d in ("pos", "neg")]).astype(np.int64)
+                phys = self.image.arrays["tile_phys"][self.sites.tile]
+                if faults.factor is not None:
+                    self.factor = faults.factor[phys, self.sites.row, self.sites.col].T.copy()
+                    self.stuck[self.factor != 1] = -1  # the image holds reversed devices at 0; they still move
+            target = np.stack([self.g_min + pos * self.dG, self.g_min + neg * self.dG])
+            target = np.where(self.factor != 1, self.g_min, target)  # program-and-verify: runs into G_min
+            self.g0, self.nu0 = self._program(target)
+            self.g0 = np.where(self.stuck >= 0, self.g_min + self.stuck * self.dG, self.g0)
 
     # -- state per task ----------------------------------------------------------------------
     def reset(self, n_tasks: int) -> None:
@@ -172,6 +203,7 @@ class ChipDevices:
         self.writes = np.zeros((n_tasks, 2, S), dtype=np.int64)
         if self.device is not None:
             self.g = np.broadcast_to(self.g0, (n_tasks, 2, S)).copy()
+            self.g_ref = self.g.copy()  # the reference read right after programming (drift compensation)
             self.nu = np.broadcast_to(self.nu0, (n_tasks, 2, S)).copy()
             self.t_programmed = np.zeros((n_tasks, 2, S))
 
@@ -190,9 +222,13 @@ class ChipDevices:
             g = self.g
             if self.device.drift:
                 g = self.device.drift(g, t - self.t_programmed, self.rng, self.nu)
+            drifted = g
             if self.device.read:
                 g = self.device.read(g, t - self.t_programmed, self.rng)
+            g = np.where(self.stuck >= 0, self.g_min + self.stuck * self.dG, g)  # stuck devices neither drift nor move
             w = (g[:, 0] - g[:, 1]) / self.dG
+            if self.drift_compensation:
+                w = w * self._compensation(np.where(self.stuck >= 0, g, drifted))
         dense = np.broadcast_to(self.base, (self.n_tasks, *self.base.shape)).astype(w.dtype)
         dense[:, self.sites.rho, self.sites.k] = w
         return dense
@@ -231,6 +267,26 @@ class ChipDevices:
         self.writes += written
         if self.device is not None and written.any():
             target = self.g_min + new_pair[written].astype(np.float64) * self.dG
+            factor = np.broadcast_to(self.factor, written.shape)[written]
+            # a reversed device moves r times the requested change from where it is (at t_learn)
+            now = self.g[written]
+            target = np.where(factor != 1, np.clip(now + factor * (target - now), self.g_min, self.g_max), target)
             g, nu = self._program(target)
+            stuck = np.broadcast_to(self.stuck, written.shape)[written] >= 0
+            g = np.where(stuck, now, g)
             self.g[written], self.nu[written], self.t_programmed[written] = g, nu, self.t_learn
+            self.g_ref[written] = g  # the controller reads a written column's reference again
         return written
+
+    def _compensation(self, g_read: np.ndarray) -> np.ndarray:
+        """Per task and synapse: its column's ``sum |G+ - G-|`` as programmed over the same at the read."""
+        col = self.sites.tile * self.image.cols + self.sites.col
+        _, inv = np.unique(col, return_inverse=True)
+        n = int(inv.max(initial=-1)) + 1
+        out = np.ones((self.n_tasks, col.size))
+        for task in range(self.n_tasks):
+            ref = np.bincount(inv, weights=np.abs(self.g_ref[task, 0] - self.g_ref[task, 1]), minlength=n)
+            now = np.bincount(inv, weights=np.abs(g_read[task, 0] - g_read[task, 1]), minlength=n)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[task] = np.where((ref > 0) & (now > 0), ref / now, 1.0)[inv]
+        return out

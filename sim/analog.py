@@ -11,8 +11,12 @@ routing), but each device holds a *conductance*, not a level:
 2. **programming noise**: the device model's write noise (PCM: sigma(w) of the IBM model, w the
    target as a fraction of G_max; TiOx: 1 % of the target);
 3. **faults**: stuck devices recorded in the image sit at G_min or G_max whatever is programmed;
-   ``reversed_fraction`` devices (TiOx) move the wrong way: they end at the mirror image of their
-   target in the device's range;
+   reversed devices move the wrong way. From the chip's fault map (``faults``) they are
+   programmed as the chip programs, by program-and-verify from G_min: a device with update
+   factor ``r < 0`` ends at ``clip(G_min + r (G - G_min)) = G_min`` (the compiler already
+   records it as stuck at level 0, ``compiler/faults.py``). At random, ``reversed_fraction``
+   devices are programmed open-loop from the middle of the range and end at the mirror image of
+   their target;
 4. **drift** ``t_read`` seconds after programming: ``G (t / t0)^-nu`` with a per-device ``nu``
    (PCM; TiOx does not drift);
 5. **read noise**: 1/f noise of each read at ``t_read`` (PCM), drawn once per run;
@@ -24,6 +28,15 @@ routing), but each device holds a *conductance*, not a level:
 
 Column currents are converted back to weight levels (``I / (V_read dG)``), so with every
 non-ideality off the simulator equals :class:`~sim.memristive.IdealMemristiveSimulator` exactly.
+
+**Drift compensation** (``drift_compensation``, as aihwkit's ``GlobalDriftCompensation`` for
+PCM): drift scales every conductance down by a similar factor, so the chip reads a reference
+right after programming and again at ``t_read`` and rescales its read-out by the ratio. The
+reference is the crossbar's response to every row driven at once, ``sum_r |G+ - G-|``
+(aihwkit's all-ones input, absolute sum), per tile (``"tile"``: one factor per crossbar) or per
+column (``"column"``: what a per-column digital scale in the tile controller applies):
+``a = ref(t0) / ref(t_read)`` multiplies that column's current. ``ref(t0)`` is read after the
+programming noise and before any drift; both reads are read-noise free (an averaged read).
 Everything is batched over samples, vectorised, and seeded: the same seed gives the same chip.
 """
 
@@ -34,9 +47,26 @@ import numpy as np
 from analog_models import devices
 from analog_models.devices import DeviceNoise
 from small.errors import SimulationError
+from compiler.faults import FaultMap
 from compiler.image import HardwareImage
 
 from .chip import ChipSimulator
+
+
+DRIFT_COMPENSATION = (None, "tile", "column")
+
+
+def reversed_factors(image: HardwareImage, faults: FaultMap) -> np.ndarray:
+    """Update factor of every device of ``image`` from the chip's fault map, ``[tiles, rows, cols, 2]``
+    (1 where not reversed); :class:`SimulationError` if the map is for another chip."""
+    chip = int(image.meta.get("chip_tiles", image.n_tiles))
+    if (faults.rows, faults.cols) != (image.rows, image.cols) or faults.tiles < chip:
+        raise SimulationError(f"the fault map is for {faults.tiles} tiles of {faults.rows}x{faults.cols} but the image "
+                              f"was compiled for {chip} tiles of {image.rows}x{image.cols}: use the map it was "
+                              "compiled with")
+    if faults.factor is None:
+        return np.ones((image.n_tiles, image.rows, image.cols, 2))
+    return faults.factor[image.arrays["tile_phys"]]
 
 
 def device_noise(name: str) -> DeviceNoise:
@@ -73,6 +103,11 @@ class AnalogSimulator(ChipSimulator):
     r_wire : ohms per wire segment of the crossbars (0: no IR drop); default: the image's
         calibrated wire resistance, else 0.
     reversed_fraction : fraction of devices that move the wrong way when programmed.
+    faults : the chip's fault map (the one the image was compiled with): its reversed devices
+        move the wrong way by their own factors (its stuck devices are in the image already, and
+        an image compiled with this map records the reversed ones as stuck at level 0 too).
+    drift_compensation : None, ``"tile"`` or ``"column"``: rescale each tile's (column's)
+        read-out by its reference read (see the module docstring).
     noise : False turns programming and read noise off (drift and faults stay).
     seed : the chip's random draw (programming, drift exponents, read noise).
     """
@@ -81,7 +116,7 @@ class AnalogSimulator(ChipSimulator):
 
     def __init__(self, image: HardwareImage, *, device: str | None = None, t_read: float = 1.0,
                  r_wire: float | None = None, reversed_fraction: float = 0.0, noise: bool = True,
-                 seed: int = 0):
+                 seed: int = 0, faults: FaultMap | None = None, drift_compensation: str | None = None):
         if image.target != "memristive":
             raise SimulationError(f"the image targets {image.target!r}: the analog simulator runs memristive images "
                                   "(compile with --target memristive)")
@@ -95,13 +130,20 @@ class AnalogSimulator(ChipSimulator):
                 raise SimulationError(f"{name} must be a positive finite number, not {value!r}")
         if reversed_fraction > 1:
             raise SimulationError(f"reversed_fraction must be in [0, 1], not {reversed_fraction!r}")
+        if drift_compensation not in DRIFT_COMPENSATION:
+            raise SimulationError(f"drift_compensation must be one of {', '.join(map(str, DRIFT_COMPENSATION))}, "
+                                  f"not {drift_compensation!r}")
+        factor = reversed_factors(image, faults) if faults is not None else None
         self.device = device_noise(device)
         self.t_read, self.r_wire = float(t_read), float(r_wire)
         rng = np.random.default_rng(seed)
         self.g_min, self.g_max = level_range(image, self.device)
         self.dG = (self.g_max - self.g_min) / (image.levels - 1)
-        pos, neg = (self.conductances(levels, rng, noise=noise, reversed_fraction=reversed_fraction)
-                    for levels in (image.arrays["g_pos"], image.arrays["g_neg"]))
+        self.reference = None
+        pos, neg = (self.conductances(levels, rng, noise=noise, reversed_fraction=reversed_fraction,
+                                      factor=None if factor is None else factor[..., d],
+                                      compensation=drift_compensation)
+                    for d, levels in enumerate((image.arrays["g_pos"], image.arrays["g_neg"])))
         # stuck devices: at the end of the range whatever was programmed (and they do not drift)
         if "stuck_pos" in image.arrays:
             for g, stuck in ((pos, image.arrays["stuck_pos"]), (neg, image.arrays["stuck_neg"])):
@@ -111,27 +153,58 @@ class AnalogSimulator(ChipSimulator):
         # Exact conductances give exact levels (no rounding of (G+ - G-) / dG).
         if self.r_wire > 0:
             weights = (self.ir_drop_weights(), np.zeros_like(pos))
-        elif self.device.name == "ideal" and not reversed_fraction:
+        elif self.device.name == "ideal" and not reversed_fraction and (factor is None or np.all(factor == 1)):
             weights = image.effective_levels()
         else:
             weights = ((pos - neg) / self.dG, np.zeros_like(pos))
+        self.compensation = None
+        if drift_compensation is not None:
+            self.compensation = self.compensation_factors(drift_compensation, image)
+            weights = (weights[0] * self.compensation[:, None, :], weights[1] * self.compensation[:, None, :])
         super().__init__(image, weights=weights)
 
     # -- devices ---------------------------------------------------------------------------
     def conductances(self, levels: np.ndarray, rng: np.random.Generator, *, noise: bool,
-                     reversed_fraction: float) -> np.ndarray:
-        """Conductances (siemens) that devices at ``levels`` hold at ``t_read``."""
+                     reversed_fraction: float, factor: np.ndarray | None = None,
+                     compensation: str | None = None) -> np.ndarray:
+        """Conductances (siemens) that devices at ``levels`` hold at ``t_read``; with
+        ``compensation``, the reference reads of ``t0`` and ``t_read`` are kept in
+        ``self.reference`` (``[2, 2, ...]``: time, device)."""
         d = self.device
         target = self.g_min + levels.astype(np.float64) * self.dG
         if reversed_fraction:
             flip = rng.random(target.shape) < reversed_fraction
             target = np.where(flip, self.g_max + self.g_min - target, target)
+        if factor is not None:  # program-and-verify from G_min (see the module docstring)
+            target = np.where(factor != 1, np.clip(self.g_min + factor * (target - self.g_min), self.g_min, self.g_max),
+                              target)
         g = d.program(target, rng) if (noise and d.program) else target
+        programmed = g
         if d.drift:
             g = d.drift(g, self.t_read, rng)
+        drifted = g
         if noise and d.read:
             g = d.read(g, self.t_read, rng)
+        if compensation is not None:
+            reads = np.stack([np.clip(programmed, 0.0, None), np.clip(drifted, 0.0, None)])
+            self.reference = reads[:, None] if self.reference is None else np.concatenate(
+                [self.reference, reads[:, None]], axis=1)
         return np.clip(g, 0.0, None)
+
+    # -- drift compensation ----------------------------------------------------------------
+    def compensation_factors(self, mode: str, image: HardwareImage) -> np.ndarray:
+        """Read-out factor of every column, ``[tiles, cols]``: ``ref(t0) / ref(t_read)`` of its
+        tile (``"tile"``) or its own (``"column"``), ``ref = sum over rows |G+ - G-|`` with the
+        stuck devices at their levels (the chip reads what its devices hold)."""
+        ref = self.reference.copy()  # [time, device, tiles, rows, cols]
+        if "stuck_pos" in image.arrays:
+            for k, stuck in enumerate((image.arrays["stuck_pos"], image.arrays["stuck_neg"])):
+                ref[:, k][:, stuck >= 0] = self.g_min + stuck[stuck >= 0] * self.dG
+        diff = np.abs(ref[:, 0] - ref[:, 1])  # [time, tiles, rows, cols]
+        per = diff.sum(axis=2) if mode == "column" else diff.sum(axis=(2, 3))[:, :, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where((per[0] > 0) & (per[1] > 0), per[0] / per[1], 1.0)  # no reference: leave as read
+        return np.broadcast_to(a, (image.n_tiles, image.cols)).astype(np.float64)
 
     # -- IR drop ---------------------------------------------------------------------------
     def ir_drop_weights(self) -> np.ndarray:

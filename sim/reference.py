@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from small.errors import SimulationError
-from compiler.ir import ALIF, IF, LI, CubaLIF, Network, Population, Projection
+from compiler.ir import ALIF, IF, LI, CubaLI, CubaLIF, Network, Population, Projection
 
 # Above this many entries (per projection) the transposed weights stay sparse in memory.
 DENSE_LIMIT_ENTRIES = 8_000_000
@@ -139,7 +139,7 @@ class _Neurons:
         self.leak = arr(leak) if np.any(leak) else None
         self.v_init = arr(np.zeros(n) if isinstance(neuron, IF) else p["v_leak"])
         self.gain = None if np.all(p["gain"] == 1) else arr(p["gain"])
-        self.cuba = isinstance(neuron, CubaLIF)
+        self.cuba = isinstance(neuron, (CubaLIF, CubaLI))
         if self.cuba:
             self.alpha_syn = arr(p["alpha_syn"])
             self.syn_gain = None if np.all(p["syn_gain"] == 1) else arr(p["syn_gain"])
@@ -147,6 +147,7 @@ class _Neurons:
             self.threshold = arr(p["v_threshold"])
             self.v_reset = arr(p["v_reset"])
             self.subtract = neuron.reset == "subtract"  # type: ignore[attr-defined]
+            self.fires = np.greater_equal if neuron.fire_at_threshold else np.greater  # type: ignore[attr-defined]
             ref = p["refractory"].astype(np.int64)
             self.refractory = ref if np.any(ref) else None
             self.adaptive = isinstance(neuron, ALIF)
@@ -204,9 +205,9 @@ class _Neurons:
         if self.adaptive:
             self.b *= self.alpha_adapt
             np.add(self.b, self.adapt, out=self.b, where=s_prev)
-            self.s = v > self.threshold + self.b
+            self.s = self.fires(v, self.threshold + self.b)
         else:
-            self.s = v > self.threshold
+            self.s = self.fires(v, self.threshold)
         if self.refractory is not None:
             self.s &= ~blocked
             np.copyto(self.count, self.refractory, where=self.s)

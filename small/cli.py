@@ -43,6 +43,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="time step to discretise a NIR file at (default: the framework's implicit step)")
     p.add_argument("--framework", choices=flow.FRAMEWORKS, default=None,
                    help="whose conventions the NIR file follows (default: nir, the literal equations)")
+    p.add_argument("--reset", choices=("subtract", "zero"), default=None,
+                   help="reset of the spiking neurons, which a NIR file cannot say (default: the framework's)")
 
 
 def _add_compile_options(p: argparse.ArgumentParser) -> None:
@@ -93,18 +95,19 @@ def _add_cluster_options(p: argparse.ArgumentParser, default: str = "[dask] in t
 
 
 def _model(args: argparse.Namespace) -> flow.Model:
-    return flow.load_model_and_test_set(args.model, test_set=args.test_set, dt=args.dt, framework=args.framework)
+    return flow.load_model_and_test_set(args.model, test_set=args.test_set, dt=args.dt, framework=args.framework,
+                                        reset=getattr(args, "reset", None))
 
 
 def _build_options(args: argparse.Namespace) -> flow.BuildOptions:
     return flow.BuildOptions(target=args.target, tile=args.tile, levels=args.levels, calibration=args.calibration,
                              faults=args.faults, seed=args.seed, max_tiles=args.max_tiles, max_split=args.max_split,
-                             partitioner=args.partitioner, scale=args.scale)
+                             partitioner=args.partitioner, scale=args.scale, chip=getattr(args, "chip", None))
 
 
 # -- subcommands ---------------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> int:
-    net = flow.load_model(args.model, args.dt, args.framework)
+    net = flow.load_model(args.model, args.dt, args.framework, reset=args.reset)
     print(net.summary())
     if args.output:
         from compiler.netfile import save_network
@@ -117,14 +120,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_to_nir(args: argparse.Namespace) -> int:
     from compiler.nir_backend import write_nir
 
-    net = flow.load_model(args.model, args.dt, args.framework)
+    net = flow.load_model(args.model, args.dt, args.framework, reset=args.reset)
     write_nir(net, args.output)
     print(f"wrote {args.output} ({len(net.populations)} neuron nodes, {len(net.projections)} projections)")
     return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    print(flow.simulate(args.model, args.input, args.output, dt=args.dt, framework=args.framework,
+    print(flow.simulate(args.model, args.input, args.output, dt=args.dt, framework=args.framework, reset=args.reset,
                         membrane=args.membrane, float64=args.float64).summary())
     return EXIT_OK
 
@@ -182,11 +185,44 @@ def cmd_faults_random(args: argparse.Namespace) -> int:
     from compiler.faults import random_faults, save_faults
 
     fmap = random_faults(args.tiles, args.tile[0], args.tile[1], args.rate, seed=args.seed,
-                         high_fraction=args.high_fraction)
+                         high_fraction=args.high_fraction, reversed_rate=args.reversed)
     save_faults(fmap, args.output)
     n = int((fmap.stuck >= 0).sum())
+    flipped = int(fmap.reversed.sum())
     print(f"wrote {args.output}: {args.tiles} tiles of {args.tile[0]}x{args.tile[1]}, {n} stuck devices "
-          f"({n / fmap.stuck.size * 100:.2f} % of {fmap.stuck.size})")
+          f"({n / fmap.stuck.size * 100:.2f} % of {fmap.stuck.size})"
+          + (f", {flipped} reversed ({flipped / fmap.stuck.size * 100:.2f} %)" if args.reversed else ""))
+    return EXIT_OK
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from small.errors import UnsupportedError
+    from train.finetune import FinetuneOptions, finetune
+
+    if getattr(args, "reset", None):
+        raise UnsupportedError("small finetune reads the reset from the model: convert it first with "
+                               "`small import MODEL --reset ... -o NET.small` and fine-tune NET.small")
+    options = FinetuneOptions(tile=args.tile, levels=args.levels, target=args.target, scale=args.scale,
+                              faults=args.faults, device=args.device, fault_pruning=args.fault_pruning,
+                              prune_by=args.prune_by, rewire=args.rewire, fan_in=args.fan_in, epochs=args.epochs,
+                              batch=args.batch, lr=args.lr, seed=args.seed, augment=args.augment, dt=args.dt,
+                              framework=args.framework)
+    print(finetune(args.model, args.data, args.test, options, args.output, progress=_progress).summary())
+    return EXIT_OK
+
+
+def cmd_chip(args: argparse.Namespace) -> int:
+    print(flow.make_chip(args.spec, args.output, force=args.force).summary())
+    return EXIT_OK
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    print(flow.load_build(args.build, args.chip, args.port).summary())
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    print(flow.run_build(args.build, args.chip, args.port, args.input, args.output, samples=args.samples))
     return EXIT_OK
 
 
@@ -495,12 +531,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="build folder (image.json, image.npz, report.json)")
     _add_force(p)
     _add_compile_options(p)
+    p.add_argument("--chip", metavar="CHIP", help="compile for a programmable chip (`small chip -o CHIP`, or a "
+                   "preset): its tiles and levels; what does not fit is named")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("faults", help="make chip fault maps")
     fsub = p.add_subparsers(dest="faults_command", metavar="KIND", parser_class=_Parser, required=True)
-    q = fsub.add_parser("random", help="independent stuck devices at a given rate")
-    q.add_argument("--rate", type=check.fraction, required=True, help="fraction of devices stuck, in [0, 1]")
+    q = fsub.add_parser("random", help="independent stuck (and reversed) devices at given rates")
+    stuck = q.add_mutually_exclusive_group(required=True)
+    stuck.add_argument("--rate", type=check.fraction, help="fraction of devices stuck, in [0, 1]")
+    stuck.add_argument("--stuck", dest="rate", type=check.fraction, help="the same as --rate")
+    q.add_argument("--reversed", type=check.fraction, default=0.0, help="fraction of devices that move the wrong "
+                   "way when written (update factor ~ N(-1, 0.5), as measured on TiOx), in [0, 1] (default 0)")
     q.add_argument("--tiles", type=check.positive_int, default=16, help="physical tiles on the chip (default 16)")
     q.add_argument("--tile", type=check.tile, default=(64, 64), metavar="ROWSxCOLS")
     q.add_argument("--high-fraction", type=check.fraction, default=0.5,
@@ -508,6 +550,55 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=check.seed, default=0)
     q.add_argument("-o", "--output", required=True, metavar="CHIP.json")
     q.set_defaults(func=cmd_faults_random)
+
+    p = sub.add_parser("finetune", help="fine-tune a network for a concrete chip (surrogate-gradient BPTT; needs "
+                       "the train extra): its levels, tiles (--rewire) and faulty devices (--fault-pruning)")
+    p.add_argument("model", help="model.nir or net.small")
+    p.add_argument("--data", required=True, metavar="TRAIN.npz", help="training set: x [T, N, *input_shape], labels [N]")
+    p.add_argument("--test", required=True, metavar="TEST.npz", help="test set, the same format (accuracy before/after)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="model.nir, network.small, finetune.json, "
+                   "curves.png, log.txt, checkpoint.npz")
+    p.add_argument("--tile", type=check.tile, default=(64, 64), metavar="ROWSxCOLS", help="crossbar geometry (64x64)")
+    p.add_argument("--levels", type=check.levels, default=16, help="conductance levels per device (default 16)")
+    p.add_argument("--target", choices=("digital", "memristive"), help="default: memristive with --faults or "
+                   "--device, else digital")
+    p.add_argument("--scale", choices=("tile", "column"), default="tile", help="weight scale per tile group or column")
+    p.add_argument("--faults", metavar="CHIP.json", help="the chip's fault map (stuck and reversed devices)")
+    p.add_argument("--device", choices=("ideal", "tiox", "pcm"), help="memristive devices of the chip (default ideal)")
+    p.add_argument("--fault-pruning", action="store_true", help="prune the synapses whose devices do not follow "
+                   "updates (fault pruning, Kraisnikovic et al. 2023)")
+    p.add_argument("--prune-by", choices=("map", "response"), default="map", help="find them in the fault map "
+                   "(default) or from their responses to updates during training, as the paper does")
+    p.add_argument("--rewire", action="store_true", help="keep every neuron's inputs on one tile (no fan-in splits), "
+                   "rewiring connections during training (Q-rewiring)")
+    p.add_argument("--fan-in", type=int, metavar="K", help="--rewire: at most K synapses per neuron")
+    p.add_argument("--epochs", type=check.positive_int, default=10, help="passes over the training set (default 10)")
+    p.add_argument("--batch", type=check.positive_int, default=64, help="samples per step (default 64)")
+    p.add_argument("--lr", type=check.positive_float, default=2e-3, help="Adam's learning rate (default 0.002)")
+    p.add_argument("--seed", type=check.seed, default=0, help="seed of the compile, the order and the chip's draw")
+    p.add_argument("--augment", choices=("shuffle-time",), help="rate-coded inputs: shuffle each sample's steps per "
+                   "channel every epoch (a fresh draw of the same rates)")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("chip", help="generate a programmable chip of a fixed capacity once: chip.json, Verilog, RTLIL")
+    p.add_argument("spec", help="a preset (up5k, hx8k, ulx3s) or a spec.toml of the capacity's fields")
+    p.add_argument("-o", "--output", required=True, metavar="CHIP", help="chip folder (reused if the capacity is the same)")
+    _add_force(p)
+    p.set_defaults(func=cmd_chip)
+
+    for name, text in (("load", "write a compiled network into a running chip over its serial port"),
+                       ("run", "load a network into a chip over its serial port, stream inputs, collect the events")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("build", help="a `small compile --chip CHIP` build folder")
+        p.add_argument("--chip", required=True, metavar="CHIP", help="the chip folder (`small chip -o CHIP`)")
+        p.add_argument("--port", required=True, help="the board's serial port (/dev/ttyUSB1), or `sim`: the chip's "
+                       "Verilog under Verilator behind a pseudo-terminal")
+        if name == "run":
+            p.add_argument("--input", metavar="X.npy", help="inputs [T, batch, n_in] (default: the build's examples)")
+            p.add_argument("--output", required=True, metavar="Y.npz", help="host events: spikes, values")
+            p.add_argument("--samples", type=check.positive_int, default=flow.VERIFY_SAMPLES)
+        p.set_defaults(func=cmd_load if name == "load" else cmd_run)
 
     p = sub.add_parser("hdl", help="generate the chip's RTL (Verilog and RTLIL) for a compiled digital image")
     p.add_argument("build", help="a `small compile --target digital` build folder; writes BUILD/hdl/")

@@ -56,7 +56,7 @@ BUILD_FILES = ("image.json", "image.npz", REPORT_JSON, NETWORK_FILE, EXAMPLE_INP
                "verify", "report.html", "report")
 HDL_FILES = ("small_chip*", "summary.json")  # generate_hdl's and export's files in BUILD/hdl/
 VERIFY_SAMPLES = 50
-FRAMEWORKS = ("nir", "snntorch", "norse")
+FRAMEWORKS = ("nir", "snntorch", "norse", "sinabs", "rockpool", "spyx")
 EXPECTED_RESULTS = (("snntorch_result.json", "snnTorch"), ("torch_result.json", "the torch training model"))
 """What a bundled example's training framework measured on its test set, beside the model."""
 
@@ -66,8 +66,10 @@ def _lines(*lines: str) -> str:
 
 
 # -- models and test sets ------------------------------------------------------------------------
-def load_model(path: str | Path, dt: float | None = None, framework: str | None = None) -> Network:
-    """Load a network from a ``.nir`` file (imported at ``dt``/``framework``) or a ``.small`` file."""
+def load_model(path: str | Path, dt: float | None = None, framework: str | None = None,
+               reset: str | None = None) -> Network:
+    """Load a network from a ``.nir`` file (imported at ``dt``/``framework``, with the spiking
+    neurons' ``reset`` if given) or a ``.small`` file."""
     from compiler.netfile import SUFFIX, load_network
     from small.errors import FileFormatError
 
@@ -77,14 +79,14 @@ def load_model(path: str | Path, dt: float | None = None, framework: str | None 
     with open(path, "rb") as f:
         magic = f.read(8)
     if magic.startswith(b"PK") or path.suffix == SUFFIX:
-        if dt is not None or framework is not None:
+        if dt is not None or framework is not None or reset is not None:
             raise FileFormatError(
-                f"{str(path)!r} is a SMALL network file, already discretised at its own dt: drop --dt/--framework"
+                f"{str(path)!r} is a SMALL network file, already discretised at its own dt: drop --dt/--framework/--reset"
             )
         return load_network(path)
     from compiler.nir_frontend import import_nir
 
-    return import_nir(path, dt=dt, framework=framework or "nir")
+    return import_nir(path, dt=dt, framework=framework or "nir", reset=reset)
 
 
 @dataclass
@@ -110,7 +112,7 @@ class Model:
 
 
 def load_model_and_test_set(path: str | Path, *, test_set: str | Path | None = None, dt: float | None = None,
-                            framework: str | None = None) -> Model:
+                            framework: str | None = None, reset: str | None = None) -> Model:
     """The model and the labelled test set beside it (``test_set.npz``) or at ``test_set``.
 
     A NIR file is read at the test set's ``dt`` and ``framework`` unless they are given.
@@ -126,7 +128,7 @@ def load_model_and_test_set(path: str | Path, *, test_set: str | Path | None = N
     nir = path.suffix == ".nir"
     dt = dt if dt is not None else (test.dt if test and nir else None)
     framework = framework or (test.framework if test and nir else None)
-    return Model(path, load_model(path, dt, framework), test, test_path if test is not None else None, framework)
+    return Model(path, load_model(path, dt, framework, reset), test, test_path if test is not None else None, framework)
 
 
 def read_inputs(path: str | Path) -> np.ndarray:
@@ -156,7 +158,8 @@ class Simulation:
 
 
 def simulate(model: str | Path, inputs: str | Path, output: str | Path, *, dt: float | None = None,
-             framework: str | None = None, membrane: str | Path | None = None, float64: bool = False) -> Simulation:
+             framework: str | None = None, membrane: str | Path | None = None, float64: bool = False,
+             reset: str | None = None) -> Simulation:
     """Run a model (reference simulator) or a build folder (its image's simulator) on ``inputs``
     (``.npy``); write the outputs ``[T, batch, n_out]`` to ``output`` and, for a model, every
     population's membrane trace to ``membrane`` (``.npz``)."""
@@ -171,8 +174,8 @@ def simulate(model: str | Path, inputs: str | Path, output: str | Path, *, dt: f
         from compiler.image import load_image
         from sim import chip_simulator
 
-        if dt is not None or framework is not None or membrane or float64:
-            raise SimulationError("a build folder is simulated as compiled: drop --dt/--framework/--membrane/--float64")
+        if dt is not None or framework is not None or reset is not None or membrane or float64:
+            raise SimulationError("a build folder is simulated as compiled: drop --dt/--framework/--reset/--membrane/--float64")
         image = load_image(model)
         result = chip_simulator(image).run(x)
         names = [o["name"] for o in image.meta["outputs"]]
@@ -181,7 +184,7 @@ def simulate(model: str | Path, inputs: str | Path, output: str | Path, *, dt: f
     else:
         from sim.reference import ReferenceSimulator
 
-        net = load_model(model, dt, framework)
+        net = load_model(model, dt, framework, reset)
         if not net.outputs:
             raise SimulationError("the network has no outputs to write")
         sim = ReferenceSimulator(net, dtype=np.float64 if float64 else np.float32)
@@ -254,6 +257,8 @@ class BuildOptions:
     max_split: int = 16
     partitioner: str = "auto"
     scale: str = "tile"
+    chip: str | Path | None = None
+    """A programmable chip (``small chip -o CHIP``): its tiles' geometry and levels, and the fit is checked."""
 
     @classmethod
     def of_image(cls, image: HardwareImage, target: str | None = None) -> BuildOptions:
@@ -375,6 +380,11 @@ def compile_build(model: Model, options: BuildOptions, output: str | Path, *, fo
     from small.fileio import atomic_directory, check_output_folder, write_json
 
     check_output_folder(output, marker="image.json", owned=BUILD_FILES, force=force)  # before minutes of work
+    capacity = None
+    if options.chip is not None:
+        capacity = load_chip(options.chip)
+        options = dataclasses.replace(options, tile=(capacity.rows, capacity.cols),
+                                      levels=options.levels or capacity.levels)
     cal = options.load_calibration()
     opts = options.compile_options(cal)
     net, test = model.network, model.test
@@ -382,6 +392,8 @@ def compile_build(model: Model, options: BuildOptions, output: str | Path, *, fo
                              source_name=model.path.name,
                              input_scales=input_scales_for(net, test.x) if test is not None else {})
     image, report, measured = result.image, result.report, None
+    if capacity is not None:
+        capacity.check(image)  # what does not fit is named, nothing is written
     if test is not None:
         measured = measure(image, net, test, reference=True, analog=cal is not None,
                            energy=cal.energy if cal is not None else None)
@@ -396,6 +408,164 @@ def compile_build(model: Model, options: BuildOptions, output: str | Path, *, fo
             np.save(tmp / EXAMPLE_INPUTS, test.x[:, :VERIFY_SAMPLES])
             shutil.copyfile(model.test_path, tmp / TEST_SET_FILE)
     return CompiledBuild(Path(output), net, image, report, measured)
+
+
+# -- programmable chips -----------------------------------------------------------------------------
+CHIP_FILES = ("chip.json", "small_chip.v", "small_chip.il", "small_chip_uart.v", "summary.json")
+SIM_CLOCK, SIM_BAUD = 12_000_000, 3_000_000  # the design `--port sim` runs: 4 clock cycles a UART bit
+
+
+def load_chip(spec: str | Path):
+    """The :class:`~compiler.capacity.Capacity` of a preset name, a ``chip.toml`` or a ``small chip`` folder."""
+    import tomllib
+
+    from compiler.capacity import PRESETS, Capacity, CapacityError
+
+    path = Path(spec)
+    if str(spec) in PRESETS:
+        return PRESETS[str(spec)]
+    if path.is_dir():
+        if not (path / "chip.json").is_file():
+            raise CapacityError(f"{str(path)!r} has no chip.json: make the chip with `small chip PRESET -o {path}`")
+        return Capacity.from_dict(json.loads((path / "chip.json").read_text())["capacity"], f"{path}/chip.json")
+    if path.suffix == ".toml" and path.is_file():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise CapacityError(f"{str(path)!r} is not valid TOML: {exc}") from None
+        return Capacity.from_dict(data.get("chip", data), str(path))
+    raise CapacityError(f"no chip {str(spec)!r}: give a preset ({', '.join(PRESETS)}), a spec.toml or a folder "
+                        "made by `small chip`")
+
+
+@dataclass
+class ChipBuild:
+    out: Path
+    capacity: object
+    reused: bool
+    info: dict
+
+    def summary(self) -> str:
+        c = self.capacity
+        lines = [f"chip {c.name!r} (ID 0x{c.chip_id:08x}): {c.tiles} tiles of {c.rows}x{c.cols}, {c.levels} levels, "
+                 f"{c.synapses:,} synapses, {c.neurons} neuron columns, {c.delay_slots} delay slots, "
+                 f"{c.n_inputs} inputs, {c.route_entries} routing and {c.input_entries} input-map entries, "
+                 f"{c.tile_lanes} lanes",
+                 f"  memories       {self.info['memory_bits'] / 8192:.1f} KiB",
+                 ("reused " if self.reused else "wrote ") + f"{self.out}/chip.json, small_chip.v, small_chip.il, "
+                 "small_chip_uart.v"]
+        return _lines(*lines)
+
+
+def make_chip(spec: str | Path, output: str | Path, *, force: bool = False) -> ChipBuild:
+    """Generate the programmable chip of a capacity once (``small chip``): ``chip.json``, its Verilog and
+    RTLIL, and the chip behind its UART bridge (``small_chip_uart.v``, what ``--port sim`` runs). A
+    second call with the same capacity reuses the folder."""
+    from compiler.capacity import PROTOCOL_VERSION
+    from hdl.board import BridgedChip
+    from hdl.chip import Chip
+    from hdl.export import write_hdl
+    from small.fileio import atomic_directory, write_json
+
+    capacity = load_chip(spec)
+    out = Path(output)
+    meta = {"format": "small-chip", "version": 1, "protocol": PROTOCOL_VERSION, "chip_id": f"0x{capacity.chip_id:08x}",
+            "capacity": capacity.to_dict()}
+    if (out / "chip.json").is_file() and all((out / f).is_file() for f in CHIP_FILES):
+        old = json.loads((out / "chip.json").read_text())
+        if {k: old.get(k) for k in meta} == meta:
+            return ChipBuild(out, capacity, True, json.loads((out / "summary.json").read_text()))
+    with atomic_directory(out, marker="chip.json", owned=CHIP_FILES, force=force) as tmp:
+        info = write_hdl(Chip(capacity), None, tmp)
+        write_hdl(BridgedChip(capacity, clk_freq=SIM_CLOCK, baud=SIM_BAUD), None, tmp, name="small_chip_uart")
+        write_json(tmp / "summary.json", info)
+        write_json(tmp / "chip.json", meta)
+    return ChipBuild(out, capacity, False, info)
+
+
+@dataclass
+class Loaded:
+    port: str
+    frames: int
+    bytes: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (f"loaded {self.frames} words ({self.bytes:,} bytes) into the chip on {self.port} in "
+                f"{self.seconds:.2f} s; the chip's ID matched and no write was refused")
+
+
+@contextlib.contextmanager
+def host_link(chip: str | Path, port: str, *, timeout: float = 5.0):
+    """A :class:`verify.host.HostLink` to the chip on ``port``; ``port == "sim"``: the chip folder's
+    ``small_chip_uart.v`` under Verilator behind a pseudo-terminal."""
+    from verify.host import HostLink
+
+    capacity = load_chip(chip)
+    if port != "sim":
+        with HostLink(port, capacity, timeout=timeout) as link:
+            yield link
+        return
+    from verify.serial_sim import SimulatedBoard
+
+    folder = Path(chip)
+    if not (folder / "small_chip_uart.v").is_file():
+        from small.errors import SmallError
+        raise SmallError(f"--port sim runs a chip folder's small_chip_uart.v: make it with `small chip ... -o {folder}`")
+    with SimulatedBoard(folder / "small_chip_uart.v", top="small_chip_uart", divisor=SIM_CLOCK // SIM_BAUD,
+                        build_dir=folder / "sim") as board:
+        with HostLink(board.port, capacity, timeout=max(timeout, 30.0)) as link:
+            yield link
+
+
+def load_build(build: str | Path, chip: str | Path, port: str) -> Loaded:
+    """Write the build's network into the chip on ``port`` (``small load``)."""
+    from compiler.image import load_image
+
+    image = load_image(build)
+    load_chip(chip).check(image)
+    with host_link(chip, port) as link:
+        stats = link.load(image)
+    return Loaded(port, stats.frames, stats.bytes, stats.seconds)
+
+
+def run_build(build: str | Path, chip: str | Path, port: str, inputs: str | Path | None, output: str | Path,
+              samples: int = VERIFY_SAMPLES) -> str:
+    """Load the build into the chip on ``port``, stream the inputs, write the host events (``small run``):
+    ``output`` (.npz) holds ``spikes`` ``[chip steps, batch, K]`` (K: the image's neuron columns, in
+    ``ChipSimulator.addr`` order) and ``values`` ``[chip steps, batch, K]`` (0 where none was sent)."""
+    import numpy as np
+
+    from compiler.image import load_image
+    from sim import chip_simulator
+    from small.fileio import atomic_output
+    from verify.host import run_samples
+
+    build = Path(build)
+    image = load_image(build)
+    load_chip(chip).check(image)
+    xs = _verify_inputs(image, build, inputs, samples)
+    with host_link(chip, port) as link:
+        t0 = time.perf_counter()
+        link.load(image)
+        runs = run_samples(link, image, xs)
+        seconds = time.perf_counter() - t0
+    addr = chip_simulator(image).addr
+    index = {int(a): k for k, a in enumerate(addr)}
+    steps = len(runs[0].spikes) if runs else 0
+    spikes = np.zeros((steps, len(runs), len(addr)), dtype=bool)
+    values = np.zeros((steps, len(runs), len(addr)), dtype=np.int64)
+    for b, run in enumerate(runs):
+        for t in range(steps):
+            for a in run.spikes[t]:
+                spikes[t, b, index[a]] = True
+            for a, v in run.values[t].items():
+                values[t, b, index[a]] = v
+    with atomic_output(Path(output)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, spikes=spikes, values=values)
+    return (f"ran {len(runs)} sample(s) x {steps} chip steps on the chip on {port} in {seconds:.1f} s "
+            f"({int(spikes.sum())} host spikes); wrote {output}")
 
 
 # -- hdl -------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ events) fails the comparison.
 import pytest
 
 from compiler.capacity import MEM_COLUMNS, MEM_ROUTE_ENTRIES, MEM_STATE, MEM_WEIGHTS, Capacity, CapacityError, \
-    column_fields, config_words, pack, unpack
+    column_fields, config_words
+from compiler.events import pack, unpack
 from compiler.mapper import CompileOptions, compile_network
 from hdl.chip import Chip
 from test_compile import random_input, random_network

@@ -94,9 +94,13 @@ def write_mismatch(tmp_path, model):
 
 
 def write_unsupported(tmp_path, model):
-    extra = {"pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))}
-    edges = [("input", "fc"), ("fc", "lif"), ("lif", "pool"), ("pool", "output")]
-    nir.write(tmp_path / "bad.nir", lif_graph(edges=edges, extra_nodes=extra))
+    """A node whose type NIR does not define (every NIR type imports)."""
+    import h5py
+
+    nir.write(tmp_path / "bad.nir", lif_graph())
+    with h5py.File(tmp_path / "bad.nir", "r+") as f:
+        del f["node/nodes/fc/type"]
+        f["node/nodes/fc/type"] = np.bytes_("Dense")
 
 
 @pytest.mark.parametrize(
@@ -107,7 +111,7 @@ def write_unsupported(tmp_path, model):
         (write_nan, "NaN"),
         (write_dangling, "'ghost'"),
         (write_mismatch, "weight shape [3, 5] but receives 4 values"),
-        (write_unsupported, "node 'pool' has NIR type 'SumPool2d'"),
+        (write_unsupported, "node 'fc' has type 'Dense', which NIR does not define"),
     ],
 )
 @pytest.mark.parametrize("command", ["simulate", "import"])
@@ -129,7 +133,7 @@ def test_bad_models_fail_with_one_line_and_exit_2(tmp_path, model, make_bad, exp
 def test_unsupported_node_message_lists_the_supported_set(tmp_path, model):
     write_unsupported(tmp_path, model)
     result = run("import", tmp_path / "bad.nir", "--dt", "1e-3")
-    assert "supported: Input, Output" in result.stderr and "Conv2d" in result.stderr
+    assert "supported: Input, Output" in result.stderr and "SumPool2d" in result.stderr
 
 
 @pytest.mark.parametrize(

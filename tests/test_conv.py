@@ -2,12 +2,15 @@
 
 import itertools
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from compiler.conv import conv_matrix
 from small.errors import NetworkError
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def reference_conv(x, w, stride, padding, dilation, groups):
@@ -134,3 +137,65 @@ def test_bad_geometry_raises_network_error(weight_shape, in_shape, kwargs, messa
     with pytest.raises(NetworkError, match=message) as info:
         conv_matrix(np.ones(weight_shape), in_shape, where="Conv node 'c1'", **kwargs)
     assert "'c1'" in str(info.value)
+
+
+# -----------------------------------------------------------------------------------------
+# Convolution-aware placement
+# -----------------------------------------------------------------------------------------
+def _synapses(net, rows=16, cols=16):
+    """The partitioner's view of ``net``, as compile_network builds it."""
+    from compiler import mapper
+
+    seen = {}
+
+    def spy(syn, *args, **kwargs):
+        seen["syn"] = syn
+        return original(syn, *args, **kwargs)
+
+    original = mapper.group_neurons
+    mapper.group_neurons = spy
+    try:
+        result = mapper.compile_network(net, mapper.CompileOptions(rows=rows, cols=cols))
+    finally:
+        mapper.group_neurons = original
+    return seen["syn"], result.report
+
+
+def test_conv_layers_are_placed_in_blocks_that_share_rows():
+    """snnTorch's Conv2d(1,4,3) on 8x8 -> LIF -> Linear(144,5) -> LIF on 16x16 tiles: each group
+    holds 2x2 output positions with all 4 channels (a 4x4 input window: 16 rows, one tile), and
+    the 5 output neurons read 144 rows (9 tiles): 18 tiles, the lower bound (32 by graph cut)."""
+    from compiler.nir_frontend import import_nir
+    from compiler.partition import evaluate, group_neurons, row_sharing, tiles_lower_bound
+
+    net = import_nir(FIXTURES / "snntorch_conv.nir", framework="snntorch")
+    syn, report = _synapses(net)
+    assert report.tiles_used == 18 and report.partitioner == "row-sharing"
+    assert tiles_lower_bound(syn, 16, 16) == 18
+    groups = row_sharing(syn, 16)
+    first = np.sort(groups[0])
+    channel, pos = np.divmod(first, 36)
+    assert sorted(set(channel)) == [0, 1, 2, 3] and sorted(set(pos)) == [0, 1, 6, 7]  # (0,0) (0,1) (1,0) (1,1)
+    assert evaluate("x", syn, groups, 16).rows[:9].tolist() == [16] * 9
+    assert group_neurons(syn, 16, 16, method="metis").tiles > 18
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_tile_bound_is_below_every_grouping(seed):
+    from compiler.partition import METHODS, Synapses, group_neurons, row_sharing, evaluate, sequential, tiles_lower_bound
+
+    rng = np.random.default_rng(seed)
+    n, n_keys, rows, cols = 60, 80, 8, 6
+    target = rng.integers(0, n, 700)
+    key = rng.integers(0, n_keys, 700)
+    pairs = np.unique(target * n_keys + key)
+    syn = Synapses(n=n, target=pairs // n_keys, key=pairs % n_keys, key_source=np.full(n_keys, -1))
+    bound = tiles_lower_bound(syn, rows, cols)
+    for method in METHODS:
+        assert group_neurons(syn, rows, cols, method=method).tiles >= bound
+    for _ in range(20):  # random groupings too
+        perm = rng.permutation(n)
+        assert evaluate("r", syn, [perm[i:i + cols] for i in range(0, n, cols)], rows).tiles >= bound
+    groups = row_sharing(syn, cols)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(n)) and max(map(len, groups)) <= cols
+    assert len(sequential(n, cols)) == len(groups)

@@ -1,12 +1,12 @@
-"""hdl/host_bridge.py: the frame helpers in pure Python, the bridge under Amaranth's simulator.
+"""hdl/host_bridge.py (host protocol v2) under Amaranth's simulator, and compiler/protocol.py.
 
 A Python model of the host's UART drives ``rx`` (bit periods that need not be whole clock
-cycles, random phase, per-edge jitter, random idle gaps) with :func:`encode_commands` bytes; the
-``commands`` stream must carry exactly those commands, in order, under random back-pressure up to
-the FIFO's capacity. Output events pushed into ``outputs`` must come back out of a strict Python
-UART receiver on ``tx`` (every bit exactly ``divisor`` cycles, idle high) and through
-:func:`decode_outputs`. Noise, broken characters and bad frames are skipped and counted; one
-frame more than the FIFO holds sets ``overflow``.
+cycles, random phase, per-edge jitter, random idle gaps) with frames from
+:class:`compiler.protocol.Codec`; the ``commands`` stream must carry exactly those commands, in
+order, under random back-pressure, and configuration frames must come out on ``config``, each
+after the commands sent before it. Output events and configuration answers must come back out
+of a strict Python UART receiver on ``tx`` as frames :class:`~compiler.protocol.FrameReader`
+accepts. Corrupted frames are answered with an error and dropped; noise is skipped and counted.
 """
 
 from __future__ import annotations
@@ -18,18 +18,20 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.events import (OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Geometry, command_layout,
-                        output_layout)
-from hdl.host_bridge import (SYNC_COMMAND, SYNC_OUTPUT, HostBridge, decode_commands, decode_outputs,
-                             encode_commands, encode_outputs, frame_bytes, uart_divisor)
+from compiler.capacity import MEM_COLUMNS, MEM_ROUTE_HEADS, MEM_WEIGHTS, Capacity
+from compiler.protocol import (E_ACCESS, E_CHECKSUM, E_FRAME, E_OVERFLOW, SYNC_HOST, T_COMMAND, T_DATA,
+                               T_ERROR, T_ID, T_OUTPUT, VERSION, Codec, FrameReader, ProtocolError, crc8, frame)
+from hdl.events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, command_layout
+from hdl.host_bridge import HostBridge, uart_divisor
 
 pytestmark = pytest.mark.rtl
 
-G = Geometry(tiles=5, rows=64, cols=64, delay_slots=3, n_inputs=64)
-DIGITS = Geometry(tiles=4, rows=64, cols=64, delay_slots=1, n_inputs=64)  # examples/digits, default options
+CAP = Capacity(tiles=5, rows=64, cols=64, delay_slots=3, n_inputs=64, route_entries=300, input_entries=200)
+DIGITS = Capacity(tiles=4, rows=64, cols=64, delay_slots=1, n_inputs=64, route_entries=96, input_entries=128,
+                  levels=16, lanes=8)
+G = CAP.geometry
+CODEC = Codec.of(CAP)
 CLK = 1_000_000
-GEOMETRIES = [G, DIGITS, Geometry(tiles=1, rows=8, cols=8, delay_slots=1, n_inputs=1),
-              Geometry(tiles=17, rows=128, cols=100, delay_slots=6, n_inputs=784)]
 
 
 # -- Python models ------------------------------------------------------------------------------
@@ -115,11 +117,15 @@ def fields(payload, layout):
     return {name: int(getattr(payload, name)) for name, _ in layout}
 
 
-def run_rx(bridge, line, *, stall_plan=None, tail=400):
-    """Drive ``rx`` with ``line``; take ``commands`` with ``ready = stall_plan(cycle, taken)``
-    (default always ready) and check the stream rules. Returns (commands, final status)."""
-    g = bridge.geometry
-    got, status = [], {}
+def run_bridge(bridge, line, *, outputs=(), answer=None, ready=None, tail=3000, hold_config=0):
+    """Drive ``rx`` with ``line``, take ``commands`` (``ready(cycle, taken)``, default 1) and
+    ``config`` accesses (held ``hold_config`` cycles; answered with ``answer(access) -> (data,
+    error)``), offer ``outputs`` events, record ``tx``. Returns what came out: commands and
+    accesses in arrival order as ``("command", fields)`` / ``("config", fields)``, the tx bytes,
+    the final status."""
+    layout = command_layout(bridge.geometry)
+    got, levels, status, answers = [], [], {}, []
+    n = len(line) + tail
 
     async def drive(ctx):
         for level in line:
@@ -131,297 +137,212 @@ def run_rx(bridge, line, *, stall_plan=None, tail=400):
                       skipped=ctx.get(bridge.skipped))
 
     async def take(ctx):
-        pending = None
-        for cycle in range(len(line) + tail - 1):
-            ready = stall_plan(cycle, len(got)) if stall_plan else 1
-            ctx.set(bridge.commands.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(bridge.commands.valid, bridge.commands.payload)
-            value = fields(payload, command_layout(g)) if valid else None
+        pending, wait = None, 0
+        for cycle in range(n - 1):
+            r = ready(cycle, len(got)) if ready else 1
+            ctx.set(bridge.commands.ready, r)
+            ctx.set(bridge.config.ready, int(wait >= hold_config))
+            _, _, valid, payload, cvalid, cpayload = await ctx.tick().sample(
+                bridge.commands.valid, bridge.commands.payload, bridge.config.valid, bridge.config.payload)
+            value = fields(payload, layout) if valid else None
             if pending is not None:
-                assert valid, "commands: valid dropped before the command was taken"
-                assert value == pending, "commands: payload changed while waiting for ready"
-            pending = value if valid and not ready else None
-            if valid and ready:
-                got.append(value)
+                assert valid and value == pending, "commands: valid dropped or payload changed while waiting"
+            pending = value if valid and not r else None
+            if valid and r:
+                got.append(("command", value))
+            if cvalid:
+                assert not valid, "config offered while a command waits"
+                if wait >= hold_config:
+                    access = {k: int(getattr(cpayload, k)) for k in ("write", "mem", "tile", "addr", "data")}
+                    got.append(("config", access))
+                    answers.append(answer(access) if answer else (0, 0))
+                    wait = 0
+                else:
+                    wait += 1
 
-    sim = Simulator(bridge)
-    sim.add_clock(1 / CLK)
-    sim.add_testbench(drive)
-    sim.add_testbench(take)
-    sim.run()
-    return got, status
-
-
-class StepFlowControl:
-    """A chip that takes no commands for a while, as long as the host obeys the flow-control rule.
-
-    It stalls until ``fill`` frames (random in ``[1, depth]``, often ``depth``) wait in the FIFO
-    (it knows from the line model when each frame's stop bit ends), then takes commands with
-    random ``ready`` for a while, and stalls again. ``full`` counts the stalls that filled the
-    FIFO to ``depth``. The next frame always ends a frame time later than the stall does.
-    """
-
-    def __init__(self, rng, depth, frame_ends, divisor):
-        self.rng, self.depth, self.divisor = rng, depth, divisor
-        self.ends = frame_ends
-        self.until = None  # stall while cycle < until
-        self.drain = 0     # cycles of random ready left
-        self.full = 0
-
-    def __call__(self, cycle, taken):
-        if self.until is None and self.drain == 0:
-            fill = int(self.rng.choice([self.depth, self.rng.integers(1, self.depth + 1)]))
-            last = min(taken + fill, len(self.ends)) - 1  # the last frame to wait for
-            self.until = self.ends[last] + 2 * self.divisor  # its stop bit checked and the frame in the FIFO
-            self.full += last - taken + 1 == self.depth
-        if self.until is not None:
-            if cycle < self.until:
-                return 0
-            self.until = None
-            self.drain = int(self.rng.integers(1, 6 * self.depth))
-        self.drain -= 1
-        return int(self.rng.random() < 0.6)
-
-
-def run_tx(bridge, events, *, seed=0, p_valid=0.5, tail=None):
-    """Offer ``events`` on ``outputs`` with random valid gaps; record ``tx`` every cycle."""
-    rng = np.random.default_rng(seed)
-    d = bridge.divisor
-    frame_cycles = 10 * bridge.output_bytes * d
-    tail = tail if tail is not None else 3 * frame_cycles
-    levels, taken, done = [], [], []
+    async def respond(ctx):
+        done = 0
+        for _ in range(n - 1):
+            if done < len(answers):
+                data, error = answers[done]
+                ctx.set(bridge.readback.payload, {"data": data, "error": error})
+                ctx.set(bridge.readback.valid, 1)
+                await ctx.tick().until(bridge.readback.ready)
+                ctx.set(bridge.readback.valid, 0)
+                done += 1
+            else:
+                await ctx.tick()
 
     async def produce(ctx):
-        for ev in events:
-            while rng.random() >= p_valid:
-                await ctx.tick()
+        for ev in outputs:
             ctx.set(bridge.outputs.payload, ev)
             ctx.set(bridge.outputs.valid, 1)
             await ctx.tick().until(bridge.outputs.ready)
-            taken.append(ev)
             ctx.set(bridge.outputs.valid, 0)
-            ctx.set(bridge.outputs.payload, {"kind": 3, "tile": 0, "col": 0, "value": 0})  # junk between events
-        done.append(True)
 
     async def watch(ctx):
-        while not done:
-            levels.append(ctx.get(bridge.tx))
-            await ctx.tick()
-        for _ in range(frame_cycles + tail):  # the last frame, then idle
+        for _ in range(n - 1):
             levels.append(ctx.get(bridge.tx))
             await ctx.tick()
 
     sim = Simulator(bridge)
     sim.add_clock(1 / CLK)
-    sim.add_testbench(produce)
-    sim.add_testbench(watch)
+    for bench in (drive, take, respond, produce, watch):
+        sim.add_testbench(bench)
     sim.run()
-    return levels, taken
+    return got, FrameReader().feed(uart_decode(levels, bridge.divisor)), status
 
 
-# -- 1. commands: bit-level UART model → commands stream ---------------------------------------
+def commands(got):
+    return [v for k, v in got if k == "command"]
+
+
+# -- 1. commands and configuration in, in order ---------------------------------------------
 
 @pytest.mark.parametrize("period,jitter,seed", [(4.0, 0.4, 0),     # 250 kbaud at 1 MHz: divisor 4
                                                 (6.15, 0.5, 1),    # divisor 6 for 6.15 cycles/bit (-2.4 %)
                                                 (5.87, 0.5, 2)])   # divisor 6 for 5.87 cycles/bit (+2.2 %)
-def test_commands_arrive_exactly_in_order_under_back_pressure(period, jitter, seed):
+def test_commands_and_accesses_arrive_exactly_in_order(period, jitter, seed):
     rng = np.random.default_rng(seed)
-    bridge = HostBridge(G, clk_freq=CLK, baud=round(CLK / period), fifo_depth=6)
+    bridge = HostBridge(CAP, clk_freq=CLK, baud=round(CLK / period), fifo_depth=6)
     assert bridge.divisor == round(period)
-    cmds = random_commands(G, rng, 60)
+    cmds = random_commands(G, rng, 30)
     assert {c["op"] for c in cmds} == {OP_INPUT, OP_STEP, OP_RESET}
-    assert any(c["input"] == G.n_inputs - 1 for c in cmds) and any(c["payload"] < 0 for c in cmds)
-    ends = []
-    line = uart_line(encode_commands(G, cmds), period, rng, jitter=jitter, max_gap=1.5, ends=ends)
-    chip = StepFlowControl(rng, bridge.fifo_depth, ends[bridge.command_bytes - 1::bridge.command_bytes],
-                           bridge.divisor)
-    got, status = run_rx(bridge, line, stall_plan=chip)
-    assert chip.full >= 3  # the FIFO was filled to its depth, and then nothing was lost
-    assert got == cmds
+    sent, want = b"", []
+    for k, c in enumerate(cmds):
+        sent += CODEC.command(c)
+        want.append(("command", c))
+        if k % 7 == 3:  # a write and a read between commands
+            word = int(rng.integers(0, 1 << 40))
+            sent += CODEC.write(MEM_COLUMNS, k % 5, k, word) + CODEC.read(MEM_WEIGHTS, 4, 63 * 8 + 7)
+            want += [("config", {"write": 1, "mem": MEM_COLUMNS, "tile": k % 5, "addr": k, "data": word}),
+                     ("config", {"write": 0, "mem": MEM_WEIGHTS, "tile": 4, "addr": 511, "data": 0})]
+    line = uart_line(sent, period, rng, jitter=jitter, max_gap=1.5)
+    got, frames, status = run_bridge(bridge, line, ready=lambda c, n: int(rng.random() < 0.7),
+                                     answer=lambda a: (a["addr"] * 3, 0))
+    assert got == want
+    assert frames == [(T_DATA, (511 * 3).to_bytes(CODEC.data_bytes, "little"))] * ((len(want) - len(cmds)) // 2)
     assert status == {"overflow": 0, "framing_error": 0, "skipped": 0}
 
 
-def test_the_fifo_holds_fifo_depth_frames_and_the_next_one_overflows():
+def test_the_fifo_holds_fifo_depth_commands_and_the_next_one_is_refused():
     rng = np.random.default_rng(5)
     depth = 5
-    bridge = HostBridge(G, clk_freq=CLK, baud=CLK // 4, fifo_depth=depth)
+    bridge = HostBridge(CAP, clk_freq=CLK, baud=CLK // 4, fifo_depth=depth)
     cmds = random_commands(G, rng, depth + 1)
-    head = uart_line(encode_commands(G, cmds[:depth]), 4.0, rng)
-    tail = uart_line(encode_commands(G, cmds[depth:]), 4.0, rng)
-    seen = {}
-
-    async def bench(ctx):
-        ctx.set(bridge.commands.ready, 0)
-        for level in head:
-            ctx.set(bridge.rx, level)
-            await ctx.tick()
-        seen["after depth"] = ctx.get(bridge.overflow)
-        for level in tail:
-            ctx.set(bridge.rx, level)
-            await ctx.tick()
-        seen["after depth + 1"] = ctx.get(bridge.overflow)
-        got = []
-        ctx.set(bridge.commands.ready, 1)
-        for _ in range(3 * depth):
-            _, _, valid, payload = await ctx.tick().sample(bridge.commands.valid, bridge.commands.payload)
-            if valid:
-                got.append(fields(payload, command_layout(G)))
-        seen["got"] = got
-        seen["still"] = ctx.get(bridge.overflow)
-
-    sim = Simulator(bridge)
-    sim.add_clock(1 / CLK)
-    sim.add_testbench(bench)
-    sim.run()
-    assert seen["after depth"] == 0
-    assert seen["after depth + 1"] == 1 and seen["still"] == 1  # sticky
-    assert seen["got"] == cmds[:depth]  # the frame that did not fit is the one lost
+    line = uart_line(CODEC.commands(cmds), 4.0, rng)
+    stalled = len(line) + 50
+    got, frames, status = run_bridge(bridge, line, ready=lambda c, n: int(c > stalled))
+    assert commands(got) == cmds[:depth]  # the command that did not fit is the one lost
+    assert frames == [(T_ERROR, bytes([E_OVERFLOW]))]
+    assert status["overflow"] == 1
 
 
-# -- 2. outputs stream → tx --------------------------------------------------------------------
+# -- 2. answers out ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("baud,seed,p_valid", [(CLK // 4, 0, 0.5), (CLK // 6, 1, 1.0), (CLK // 5, 2, 0.1)])
-def test_output_events_come_back_through_the_uart_and_decode_outputs(baud, seed, p_valid):
+@pytest.mark.parametrize("baud,seed", [(CLK // 4, 0), (CLK // 6, 1)])
+def test_output_events_and_answers_come_back_as_frames(baud, seed):
     rng = np.random.default_rng(seed)
-    bridge = HostBridge(G, clk_freq=CLK, baud=baud)
-    events = random_outputs(G, rng, 40)
+    bridge = HostBridge(CAP, clk_freq=CLK, baud=baud)
+    events = random_outputs(G, rng, 25)
     assert {e["kind"] for e in events} == {OUT_SPIKE, OUT_VALUE, OUT_STEP}
-    levels, taken = run_tx(bridge, events, seed=seed, p_valid=p_valid)
-    assert taken == events
-    assert levels[0] == 1 and levels[-3 * 10 * bridge.output_bytes * bridge.divisor:] == [1] * (
-        3 * 10 * bridge.output_bytes * bridge.divisor)  # idle high after reset and after the last frame
-    data = uart_decode(levels, bridge.divisor)
-    assert data == encode_outputs(G, events)
-    assert decode_outputs(G, data) == events
+    line = uart_line(Codec.ident() + CODEC.read(MEM_ROUTE_HEADS, 0, 7) + CODEC.write(MEM_WEIGHTS, 1, 2, 3)
+                     + CODEC.read(MEM_COLUMNS, 4, 63), bridge.divisor, rng)
+    answers = iter([(0x1234, 0), (0, 0), (0, 1)])
+    got, frames, status = run_bridge(bridge, line, outputs=events, answer=lambda a: next(answers),
+                                     tail=10 * bridge.divisor * (len(events) + 4) * (CODEC.data_bytes + 4))
+    outs = [CODEC.output(p) for t, p in frames if t == T_OUTPUT]
+    assert outs == events
+    others = [(t, p) for t, p in frames if t != T_OUTPUT]
+    assert others == [(T_ID, CAP.chip_id.to_bytes(4, "little") + bytes([VERSION])),
+                      (T_DATA, (0x1234).to_bytes(CODEC.data_bytes, "little")),  # the write is not answered
+                      (T_ERROR, bytes([E_ACCESS]))]
+    assert status["skipped"] == 0
 
 
-def test_back_to_back_events_keep_the_line_busy():
-    """With ``outputs`` always valid the frames follow each other with at most one idle cycle."""
-    bridge = HostBridge(G, clk_freq=CLK, baud=CLK // 4)
-    events = random_outputs(G, np.random.default_rng(9), 10)
-    levels, _ = run_tx(bridge, events, p_valid=1.0, tail=0)
-    busy = 10 * bridge.output_bytes * bridge.divisor
-    first = levels.index(0)
-    assert len(uart_decode(levels, bridge.divisor)) == len(events) * bridge.output_bytes
-    assert first <= 3
-    span = len(levels) - levels[::-1].index(0) - first  # from the first start bit to the last data 0
-    assert span <= len(events) * (busy + 1)
+# -- 3. corruption, noise, bad frames ----------------------------------------------------------
+
+def test_a_corrupted_frame_is_answered_with_an_error_and_dropped():
+    rng = np.random.default_rng(8)
+    bridge = HostBridge(CAP, clk_freq=CLK, baud=CLK // 4)
+    cmds = [{"op": OP_INPUT, "input": 5, "payload": 9}, {"op": OP_INPUT, "input": 6, "payload": -9},
+            {"op": OP_STEP, "input": 0, "payload": 0}]
+    data = bytearray(CODEC.commands(cmds))
+    size = len(CODEC.command(cmds[0]))
+    data[size + 4] ^= 0x10  # a payload bit of the second command
+    got, frames, status = run_bridge(bridge, uart_line(bytes(data), 4.0, rng))
+    assert commands(got) == [cmds[0], cmds[2]]
+    assert frames == [(T_ERROR, bytes([E_CHECKSUM]))]
+    assert status["skipped"] == 1
 
 
-# -- 3. noise, broken characters, bad frames ---------------------------------------------------
-
-def test_noise_before_a_sync_byte_is_skipped_and_counted():
+def test_noise_broken_characters_and_unknown_frames_are_skipped():
     rng = np.random.default_rng(3)
-    bridge = HostBridge(G, clk_freq=CLK, baud=CLK // 4)
-    cmds = random_commands(G, rng, 12)
-    frames = encode_commands(G, cmds)
-    n = bridge.command_bytes
-    noise = [int(b) for b in rng.integers(0, 256, 7) if b != SYNC_COMMAND]
-    bad = command_layout(G).const({"op": 3, "input": 1, "payload": 1}).as_bits().to_bytes(n - 1, "little")
-    broken = (0, 1, 0, 1, 1, 0, 0, 1, 0, 0, 1)  # a character whose stop bit is low, then a bit of idle
-    chars = (noise + list(frames[:2 * n])              # noise, then two good frames
-             + [SYNC_COMMAND, *bad]                    # a frame with opcode 3: dropped, n bytes
-             + list(frames[2 * n:2 * n + 2]) + [broken]  # a frame cut short by a broken character: 3 bytes
-             + list(frames[2 * n:]))                   # the rest, including that frame again
-    rx_line = uart_line(chars[:len(noise)], 4.0, rng)
-    rx_line += glitch(1) + uart_line(chars[len(noise):], 4.0, rng)  # a short low pulse: not a character
-    got, status = run_rx(bridge, rx_line)
-    assert got == cmds
-    assert status == {"overflow": 0, "framing_error": 1, "skipped": len(noise) + n + 3}
-
-
-def test_a_misaligned_receiver_resynchronises_at_the_next_sync_byte():
-    """Starting in the middle of a frame (the board reset while the host was sending)."""
-    rng = np.random.default_rng(4)
-    bridge = HostBridge(G, clk_freq=CLK, baud=CLK // 4)
-    cmds = [{"op": OP_INPUT, "input": 7, "payload": 0x25}, {"op": OP_STEP, "input": 0, "payload": 0}]
-    data = encode_commands(G, cmds)
-    assert SYNC_COMMAND not in data[1:3]
-    got, status = run_rx(bridge, uart_line(data[1:], 4.0, rng))
-    assert got == cmds[1:]
-    assert status["skipped"] == 2 and status["framing_error"] == 1
+    bridge = HostBridge(CAP, clk_freq=CLK, baud=CLK // 4)
+    cmds = random_commands(G, rng, 6)
+    noise = [int(b) for b in rng.integers(0, 256, 7) if b != SYNC_HOST]
+    broken = (0, 1, 0, 1, 1, 0, 0, 1, 0, 0, 1)  # a character whose stop bit is low
+    first, rest = CODEC.command(cmds[0]), CODEC.commands(cmds[1:])
+    chars = (noise + list(first) + list(frame(SYNC_HOST, 0x7E, b"\x01"))  # unknown type
+             + list(frame(SYNC_HOST, T_COMMAND, b"\x01"))                  # a command of the wrong length
+             + list(rest[:3]) + [broken] + list(rest))                    # a frame cut short, then all again
+    line = uart_line(chars[:len(noise)], 4.0, rng) + glitch(1) + uart_line(chars[len(noise):], 4.0, rng)
+    got, frames, status = run_bridge(bridge, line)
+    assert commands(got) == cmds
+    assert frames == [(T_ERROR, bytes([E_FRAME]))] * 2
+    assert status == {"overflow": 0, "framing_error": 1, "skipped": len(noise) + 2 + 1}
 
 
 def test_a_held_low_line_counts_once():
     rng = np.random.default_rng(6)
-    bridge = HostBridge(G, clk_freq=CLK, baud=CLK // 4)
+    bridge = HostBridge(CAP, clk_freq=CLK, baud=CLK // 4)
     cmds = random_commands(G, rng, 3)
-    line = [0] * 200 + uart_line(encode_commands(G, cmds), 4.0, rng)
-    got, status = run_rx(bridge, line)
-    assert got == cmds
+    got, _, status = run_bridge(bridge, [0] * 200 + uart_line(CODEC.commands(cmds), 4.0, rng))
+    assert commands(got) == cmds
     assert status["skipped"] == 1
 
 
-# -- 4. pure Python frames ---------------------------------------------------------------------
+# -- 4. the protocol in pure Python ---------------------------------------------------------------
 
-@pytest.mark.parametrize("g", GEOMETRIES, ids=lambda g: f"T{g.tiles}C{g.cols}I{g.n_inputs}")
-def test_encode_decode_round_trip(g):
-    rng = np.random.default_rng(g.tiles)
-    cmds = random_commands(g, rng, 50)
-    outs = random_outputs(g, rng, 50)
-    cf, of = frame_bytes(g)
-    assert cf == 1 + -(-command_layout(g).size // 8) and of == 1 + -(-output_layout(g).size // 8)
-    data = encode_commands(g, cmds)
-    assert len(data) == cf * len(cmds) and data[::cf] == bytes([SYNC_COMMAND]) * len(cmds)
-    assert decode_commands(g, data) == cmds
-    data = encode_outputs(g, outs)
-    assert len(data) == of * len(outs) and data[::of] == bytes([SYNC_OUTPUT]) * len(outs)
-    assert decode_outputs(g, data) == outs
+def test_crc8_is_crc8_smbus_and_frames_carry_it():
+    assert crc8(b"123456789") == 0xF4  # the catalogue's check value of CRC-8/SMBUS
+    f = frame(SYNC_HOST, T_COMMAND, b"\x01\x02")
+    assert f == bytes([0xA5, 0x01, 0x02, 0x01, 0x02, crc8(b"\x01\x02\x01\x02")])
 
 
-def test_missing_fields_are_zero_and_the_layout_decides_the_bits():
-    cmd = {"op": OP_INPUT, "input": 3, "payload": -2}
-    layout = command_layout(G)
-    want = layout.const(cmd).as_bits()  # whatever order and widths the layout has
-    assert encode_commands(G, [cmd]) == bytes([SYNC_COMMAND]) + want.to_bytes(frame_bytes(G)[0] - 1, "little")
-    assert encode_commands(G, [{"op": OP_STEP}]) == encode_commands(G, [{"op": OP_STEP, "input": 0, "payload": 0}])
-
-
-@pytest.mark.parametrize("cmd,match", [({"op": 3}, "op = 3"), ({"op": OP_INPUT, "input": 64}, "input = 64"),
-                                       ({"op": OP_INPUT, "payload": 128}, "payload = 128"),
-                                       ({"op": OP_INPUT, "payload": -129}, "payload = -129"),
-                                       ({"op": OP_INPUT, "pay": 1}, "unknown field")])
-def test_encode_commands_refuses_what_the_layout_cannot_carry(cmd, match):
-    with pytest.raises(ValueError, match=match):
-        encode_commands(G, [cmd])
-
-
-def test_decode_outputs_rejects_truncated_and_garbled_streams():
-    events = random_outputs(G, np.random.default_rng(1), 4)
-    data = encode_outputs(G, events)
-    with pytest.raises(ValueError, match="truncated"):
-        decode_outputs(G, data[:-1])
-    with pytest.raises(ValueError, match="truncated"):
-        decode_outputs(G, data + bytes([SYNC_OUTPUT]))
-    with pytest.raises(ValueError, match=r"frame 0 .* not the sync byte 0x5A"):
-        decode_outputs(G, data[1:] + data[:1])
-    assert decode_outputs(G, b"") == []
-
-
-# -- 5. the checks catch corruption -----------------------------------------------------------
-
-def test_every_single_bit_flip_in_an_output_stream_is_caught():
-    events = random_outputs(G, np.random.default_rng(2), 6)
-    data = encode_outputs(G, events)
+def test_every_single_bit_flip_in_a_board_frame_is_caught():
+    events = random_outputs(G, np.random.default_rng(2), 3)
+    data = b"".join(CODEC.encode_output(e) for e in events)
+    assert [CODEC.output(p) for _, p in FrameReader().feed(data)] == events
     for bit in range(8 * len(data)):
         bad = bytearray(data)
         bad[bit // 8] ^= 1 << (bit % 8)
+        reader = FrameReader()
         try:
-            assert decode_outputs(G, bytes(bad)) != events, f"flipping bit {bit} went unnoticed"
-        except ValueError:
-            pass
+            got = [CODEC.output(p) for _, p in reader.feed(bytes(bad))]
+        except ProtocolError:
+            continue
+        assert got != events, f"flipping bit {bit} went unnoticed"
 
 
-def test_the_rx_check_catches_a_bit_flipped_on_the_wire():
-    rng = np.random.default_rng(8)
-    bridge = HostBridge(G, clk_freq=CLK, baud=CLK // 4)
-    cmds = [{"op": OP_INPUT, "input": 5, "payload": 9}, {"op": OP_INPUT, "input": 6, "payload": -9},
-            {"op": OP_STEP, "input": 0, "payload": 0}]
-    data = bytearray(encode_commands(G, cmds))
-    data[bridge.command_bytes + 2] ^= 0x10  # a payload bit of the second command
-    got, status = run_rx(bridge, uart_line(bytes(data), 4.0, rng))
-    assert got != cmds
-    assert got[0] == cmds[0] and got[2] == cmds[2] and got[1]["payload"] == -9 ^ 0x10
+def test_frames_split_anywhere_are_reassembled():
+    data = b"".join(CODEC.encode_output(e) for e in random_outputs(G, np.random.default_rng(4), 5))
+    reader, frames = FrameReader(), []
+    for k in range(len(data)):
+        frames += reader.feed(data[k:k + 1])
+    assert frames == FrameReader().feed(data) and len(frames) == 5
+
+
+@pytest.mark.parametrize("call,match", [(lambda: CODEC.command({"op": 3}), "op = 3"),
+                                        (lambda: CODEC.command({"op": OP_INPUT, "input": 64}), "input = 64"),
+                                        (lambda: CODEC.command({"op": OP_INPUT, "payload": 128}), "payload = 128"),
+                                        (lambda: CODEC.command({"op": OP_INPUT, "pay": 1}), "unknown field"),
+                                        (lambda: CODEC.write(9, 0, 0, 0), "memory 9"),
+                                        (lambda: CODEC.write(MEM_WEIGHTS, 5, 0, 0), "tile 5"),
+                                        (lambda: CODEC.read(MEM_ROUTE_HEADS, 0, 320), "address 320")])
+def test_the_codec_refuses_what_the_chip_cannot_take(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 # -- set-up checks and the protocol document -----------------------------------------------------
@@ -437,16 +358,14 @@ def test_a_baud_rate_too_high_for_the_clock_is_refused():
 
 def test_the_protocol_document_shows_what_the_code_computes():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "host-protocol.md").read_text()
-    cmds = [{"op": OP_RESET}, {"op": OP_INPUT, "input": 3, "payload": -2}, {"op": OP_INPUT, "input": 63, "payload": 5},
-            {"op": OP_STEP}]
+    codec = Codec.of(DIGITS)
+    cmds = [{"op": OP_RESET}, {"op": OP_INPUT, "input": 3, "payload": -2}, {"op": OP_STEP}]
+    assert codec.commands(cmds).hex(" ") in doc
     outs = [{"kind": OUT_SPIKE, "tile": 3, "col": 9}, {"kind": OUT_VALUE, "tile": 1, "col": 2, "value": -300},
             {"kind": OUT_STEP}]
-    assert encode_commands(DIGITS, cmds).hex(" ") in doc
-    assert encode_outputs(DIGITS, outs).hex(" ") in doc
-    cf, of = frame_bytes(DIGITS)
-    assert f"{cf} bytes" in doc and f"{of} bytes" in doc
+    assert b"".join(codec.encode_output(e) for e in outs).hex(" ") in doc
+    assert codec.write(MEM_WEIGHTS, 1, 2, 0x1F).hex(" ") in doc
+    assert Codec.ident().hex(" ") in doc
     assert f"fifo_depth = n_inputs + 2 = {DIGITS.n_inputs + 2}" in doc
-    for name, field in command_layout(DIGITS):
-        assert re.search(rf"\| `{name}` \| {field.offset}\.\.{field.offset + field.width - 1} \|", doc), name
-    for name, field in output_layout(DIGITS):
+    for name, field in command_layout(DIGITS.geometry):
         assert re.search(rf"\| `{name}` \| {field.offset}\.\.{field.offset + field.width - 1} \|", doc), name

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("small", "compiler", "analog_models", "sim", "hdl", "verify", "l2l")
+PACKAGES = ("small", "compiler", "analog_models", "sim", "hdl", "verify", "l2l", "train")
 LINT = Path(sys.executable).with_name("lint-imports")
 
 
@@ -56,6 +56,9 @@ def test_the_tree_keeps_every_contract(tree):
     ("l2l/loop.py", "from small.cli import main", "l2l is not allowed to import small.cli"),
     ("small/fileio.py", "import compiler.ir", "small.fileio is not allowed to import compiler"),
     ("compiler/ir.py", "import amaranth.hdl", "compiler is not allowed to import amaranth"),
+    ("l2l/loop.py", "import train.finetune", "l2l is not allowed to import train"),
+    ("train/chip.py", "from small.flow import load_model", "train is not allowed to import small.flow"),
+    ("sim/analog.py", "import torch", "sim is not allowed to import torch"),
 ])
 def test_an_upward_import_is_refused(tmp_path, module, line, message):
     tree = _copy(tmp_path)

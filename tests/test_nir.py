@@ -4,6 +4,8 @@ lossless round trips, Norse's unit error and clear errors for bad files.
 Graphs are built in memory with the ``nir`` package; file paths go through ``nir.write``.
 """
 
+import math
+
 import h5py
 import nir
 import numpy as np
@@ -169,6 +171,31 @@ def test_integrator_becomes_a_leakless_li():
     result = simulate(net, np.ones((4, 1, 3)), dtype=np.float64)
     np.testing.assert_allclose(result.outputs["y"][:, 0, :], np.outer(np.arange(1, 5), 2e-3 * np.array([1.0, 2.0, 4.0])),
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("framework, dt, gain", [("nir", 2e-3, 2e-3), ("norse", 1e-3, 1.0), ("sinabs", 1.0, 1.0),
+                                                 ("spyx", 1.0, 1.0)])
+def test_if_and_integrator_in_every_parameterisation(tmp_path, framework, dt, gain):
+    """Parameters as scalars, vectors or [C, H, W] arrays (as Sinabs writes IF after a Conv2d),
+    with and without v_reset; each framework's input gain."""
+    shape = (2, 2, 3)
+    n = math.prod(shape)
+    thr = np.linspace(0.5, 1.5, n).reshape(shape)
+    nodes = {"x": inp(n), "fc": nir.Linear(weight=np.eye(n)),
+             "a": nir.IF(r=np.ones(shape), v_threshold=thr, v_reset=np.full(shape, -0.25)),
+             "fc2": nir.Linear(weight=np.eye(n)), "b": nir.IF(r=np.ones(n), v_threshold=np.ones(n)),
+             "fc3": nir.Linear(weight=np.eye(n)), "i": nir.I(r=np.ones(n)), "y": out(n), "z": out(n)}
+    g = graph(nodes, [("x", "fc"), ("fc", "a"), ("a", "fc2"), ("fc2", "b"), ("b", "y"), ("a", "fc3"), ("fc3", "i"),
+                      ("i", "z")])
+    for source in (g, written(g, tmp_path)):
+        net = import_nir(source, dt=dt, framework=framework)
+        a, b = net.population("a").neuron, net.population("b").neuron
+        assert type(a) is IF and type(b) is IF
+        assert_param(a, "v_threshold", thr.reshape(-1))
+        assert_param(a, "v_reset", np.full(n, -0.25))
+        assert_param(a, "gain", np.full(n, gain))
+        assert a.fire_at_threshold == (framework == "sinabs")
+        assert_param(net.population("i").neuron, "gain", np.full(n, dt))
 
 
 def test_plain_nir_needs_a_time_step_and_frameworks_imply_theirs(tmp_path):
@@ -352,16 +379,107 @@ def test_outputs_are_reported_in_the_graph_order():
     assert list(net.outputs.items()) == [("late", "l2"), ("early", "l1")]
 
 
-def test_output_fed_through_a_linear_node_is_rejected():
-    g = graph({"x": inp(2), "fc": nir.Linear(weight=np.eye(2)), "l": lif(2), "ro": nir.Linear(weight=np.eye(2)),
+def test_affine_output_readout_is_the_affine_map_of_the_same_steps_spikes():
+    """``LIF -> Affine -> Output`` (a classifier's membrane readout, as snnTorch computes it)."""
+    rng = np.random.default_rng(3)
+    w1, w2, b2 = rng.normal(size=(4, 3)) * 2, rng.normal(size=(2, 4)), np.array([0.25, -0.5])
+    g = graph({"x": inp(3), "fc": nir.Linear(weight=w1), "l": lif(4, tau=4e-3), "ro": nir.Affine(weight=w2, bias=b2),
                "y": out(2)}, [("x", "fc"), ("fc", "l"), ("l", "ro"), ("ro", "y")])
-    with pytest.raises(UnsupportedError, match=r"Output node 'y'.*LI"):
-        import_nir(g, dt=DT)
-    # An Output through Flatten is fine.
+    net = import_nir(g, dt=DT)
+    assert net.outputs == {"y": "y"}
+    readout = net.population("y").neuron
+    assert type(readout) is LI and readout.alpha == 0.0 and readout.gain == 1.0
+    x = (rng.random((30, 2, 3)) < 0.5).astype(np.float32)
+    result = simulate(net, x, record_spikes=["l"], dtype=np.float64)
+    spikes = result.spikes["l"]
+    assert spikes.any()
+    np.testing.assert_allclose(result.outputs["y"], spikes @ w2.T + b2, rtol=1e-6, atol=1e-7)  # outputs are float32
+    # A readout straight from the input is an affine map of the input.
+    g = graph({"x": inp(3), "ro": nir.Affine(weight=w1, bias=np.zeros(4)), "y": out(4)}, [("x", "ro"), ("ro", "y")])
+    np.testing.assert_allclose(simulate(import_nir(g, dt=DT), x, dtype=np.float64).outputs["y"], x @ w1.T, rtol=1e-6, atol=1e-6)
+    # An Output through Flatten is the neuron itself.
     g = graph({"x": inp(2), "fc": nir.Linear(weight=np.eye(2)), "l": lif(2),
                "flat": nir.Flatten(input_type={"input": np.array([2])}, start_dim=0), "y": out(2)},
               [("x", "fc"), ("fc", "l"), ("l", "flat"), ("flat", "y")])
     assert import_nir(g, dt=DT).outputs == {"y": "l"}
+
+
+def pool_reference(x, kernel, stride, padding, average):
+    """Pooling of one [C, H, W] array, window by window (independent of compiler.conv)."""
+    c, h, w = x.shape
+    xp = np.zeros((c, h + 2 * padding[0], w + 2 * padding[1]))
+    xp[:, padding[0]:padding[0] + h, padding[1]:padding[1] + w] = x
+    oh = (h + 2 * padding[0] - kernel[0]) // stride[0] + 1
+    ow = (w + 2 * padding[1] - kernel[1]) // stride[1] + 1
+    y = np.zeros((c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            win = xp[:, i * stride[0]:i * stride[0] + kernel[0], j * stride[1]:j * stride[1] + kernel[1]]
+            y[:, i, j] = win.sum(axis=(1, 2)) / (kernel[0] * kernel[1] if average else 1)
+    return y
+
+
+@pytest.mark.parametrize("kind", ["SumPool2d", "AvgPool2d"])
+@pytest.mark.parametrize("kernel, stride, padding", [((2, 2), (2, 2), (0, 0)), ((3, 2), (2, 1), (1, 0)), ((2, 3), (3, 2), (1, 1))])
+def test_pooling_is_a_sparse_linear_map_with_nirs_floor_shape_rule(kind, kernel, stride, padding):
+    shape = (2, 7, 6)  # odd sizes: the floor rule drops the incomplete window
+    pool = getattr(nir, kind)(kernel_size=np.array(kernel), stride=np.array(stride), padding=np.array(padding))
+    flat = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0)
+    g = graph({"x": inp(*shape), "pool": pool, "flat": flat, "n": nir.IF(r=np.ones(1), v_threshold=np.ones(1)), "y": out(1)},
+              [("x", "pool"), ("pool", "flat"), ("flat", "n"), ("n", "y")])
+    oh = (shape[1] + 2 * padding[0] - kernel[0]) // stride[0] + 1
+    ow = (shape[2] + 2 * padding[1] - kernel[1]) // stride[1] + 1
+    g.nodes["n"] = nir.IF(r=np.ones(2 * oh * ow), v_threshold=np.ones(2 * oh * ow))
+    net = import_nir(g, dt=1.0)
+    (w,) = projections(net).values()
+    assert w.shape == (2 * oh * ow, math.prod(shape))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = rng.normal(size=shape)
+        np.testing.assert_allclose(w @ x.reshape(-1), pool_reference(x, kernel, stride, padding, kind == "AvgPool2d").reshape(-1),
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_cubali_is_a_non_spiking_current_based_integrator():
+    tau_syn, tau_mem, r, w_in, v_leak = np.array([2e-3, 4e-3]), np.array([5e-3, 1e-2]), np.array([1.0, 2.0]), 1.5, 0.1
+    node = nir.CubaLI(tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=np.full(2, v_leak), w_in=w_in)
+    w = np.array([[1.0, -0.5], [0.3, 0.8]])
+    g = graph({"x": inp(2), "fc": nir.Linear(weight=w), "c": node, "y": out(2)}, [("x", "fc"), ("fc", "c"), ("c", "y")])
+    net = import_nir(g, dt=DT)
+    neuron = net.population("c").neuron
+    assert neuron.kind == "cuba_li" and not neuron.spiking
+    x = np.random.default_rng(1).normal(size=(40, 3, 2))
+    got = simulate(net, x, dtype=np.float64).outputs["y"]
+    i, v = np.zeros((3, 2)), np.full((3, 2), v_leak)
+    for t in range(40):  # forward Euler of NIR's CubaLI, the input current updated first (semantics.md step 3)
+        i = i + DT / tau_syn * (-i + w_in * (x[t] @ w.T))
+        v = v + DT / tau_mem * (v_leak - v + r * i)
+        np.testing.assert_allclose(got[t], v, rtol=1e-6, atol=1e-7)  # outputs are float32
+
+
+def test_threshold_node_is_a_stateless_heaviside_of_its_input():
+    thr = np.array([0.2, 0.0, -0.1])
+    w, b = np.array([[1.0, -1.0], [0.5, 0.5], [0.0, 1.0]]), np.array([0.0, -0.5, 0.0])
+    g = graph({"x": inp(2), "fc": nir.Affine(weight=w, bias=b), "z": nir.Threshold(threshold=thr), "y": out(3)},
+              [("x", "fc"), ("fc", "z"), ("z", "y")])
+    for framework, reset in (("nir", None), ("snntorch", None), ("nir", "subtract")):
+        net = import_nir(g, dt=DT, framework=framework, reset=reset)
+        x = np.random.default_rng(2).normal(size=(25, 4, 2))
+        got = simulate(net, x, dtype=np.float64).outputs["y"]
+        np.testing.assert_array_equal(got, (x @ w.T + b > thr).astype(got.dtype))
+
+
+@pytest.mark.parametrize("framework", ["nir", "snntorch", "norse"])
+def test_reset_option_overrides_the_frameworks_reset(framework):
+    g = graph({"x": inp(2), "fc": nir.Linear(weight=np.ones((3, 2))), "l": lif(3), "y": out(3)},
+              [("x", "fc"), ("fc", "l"), ("l", "y")])
+    default = {"nir": "zero", "snntorch": "subtract", "norse": "zero"}[framework]
+    assert import_nir(g, dt=DT, framework=framework).population("l").neuron.reset == default
+    for reset in ("zero", "subtract"):
+        net = import_nir(g, dt=DT, framework=framework, reset=reset)
+        assert net.population("l").neuron.reset == reset and net.metadata["reset"] == reset
+    with pytest.raises(NetworkError, match=r"unknown reset 'soft': use one of zero, subtract"):
+        import_nir(g, dt=DT, reset="soft")
 
 
 # -----------------------------------------------------------------------------------------
@@ -455,6 +573,35 @@ def test_nested_graph_imports_like_the_flat_equivalent(tmp_path):
     assert got.differences(want) == []
     from_file = import_nir(written(nested, tmp_path), dt=DT)
     assert from_file.differences(want) == []
+
+
+def test_nested_graphs_at_any_depth_with_nirtorch_port_names():
+    """Three levels of nesting; edges into ``<sub>.input`` and out of ``<sub>.output`` (nirtorch's
+    naming) import like edges to the nested graph's own name."""
+    w1, w2 = np.full((3, 4), 0.4), np.full((2, 3), 0.7)
+    inner = graph({"input": inp(3), "lif": lif(3), "output": out(3)}, [("input", "lif"), ("lif", "output")])
+    middle = graph({"input": inp(3), "core": inner, "output": out(3)}, [("input", "core.input"), ("core.output", "output")])
+    nested = graph({"x": inp(4), "fc": nir.Linear(weight=w1), "mid": middle, "fc2": nir.Linear(weight=w2), "l2": lif(2),
+                    "y": out(2)},
+                   [("x", "fc"), ("fc", "mid.input"), ("mid.output", "fc2"), ("fc2", "l2"), ("l2", "y")])
+    net = import_nir(nested, dt=DT)
+    assert [p.name for p in net.populations] == ["mid.core.lif", "l2"]
+    assert sorted(projections(net)) == [("mid.core.lif", "l2", 0), ("x", "mid.core.lif", 0)]
+
+
+def test_nested_graph_whose_edges_misname_its_only_neuron_is_repaired_with_a_warning():
+    """The NIR paper's braille subgraph files name the node ``lif1`` and its edges ``lif``."""
+    block = graph({"input": inp(3), "lif1": lif(3), "lin": nir.Linear(weight=np.eye(3)), "output": out(3)},
+                  [("input", "lif"), ("lif", "lin"), ("lin", "lif"), ("lif", "output")])
+    g = graph({"x": inp(3), "fc": nir.Linear(weight=np.eye(3)), "lif1": block, "y": out(3)},
+              [("x", "fc"), ("fc", "lif1"), ("lif1", "y")])
+    with pytest.warns(SmallWarning, match=r"nested graph 'lif1'.*'lif'.*'lif1', is taken"):
+        net = import_nir(g, dt=DT)
+    assert sorted(projections(net)) == [("lif1.lif1", "lif1.lif1", 1), ("x", "lif1.lif1", 0)]
+    # Two candidates: nothing is guessed.
+    block.nodes["spare"] = lif(3)
+    with pytest.raises(NetworkError, match=r"nested graph 'lif1': edge 'input' -> 'lif' names node 'lif'.*correct the edge"):
+        import_nir(g, dt=DT)
 
 
 @pytest.mark.parametrize("top_first", [False, True])
@@ -749,15 +896,24 @@ def bad_missing_parameter(path):
         del f["node/nodes/lif/tau"]
 
 
-def bad_sumpool(path):
-    pool = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
-    nir.write(path, good_graph(extra={"pool": pool},
-                               edges=[("input", "fc"), ("fc", "lif"), ("lif", "pool"), ("pool", "output")]))
+def bad_pool_window(path):
+    pool = nir.SumPool2d(kernel_size=np.array([3, 3]), stride=np.array([1, 1]), padding=np.array([0, 0]))
+    g = graph({"input": inp(1, 2, 2), "pool": pool, "n": nir.IF(r=np.ones(1), v_threshold=np.ones(1)), "output": out(1)},
+              [("input", "pool"), ("pool", "n"), ("n", "output")])
+    nir.write(path, g)
 
 
-def bad_threshold(path):
-    nir.write(path, good_graph(extra={"thr": nir.Threshold(threshold=np.ones(3))},
-                               edges=[("input", "fc"), ("fc", "thr"), ("thr", "lif"), ("lif", "output")]))
+def bad_unknown_type(path):
+    nir.write(path, good_graph())
+    with h5py.File(path, "r+") as f:
+        del f["node/nodes/fc/type"]
+        f["node/nodes/fc/type"] = np.bytes_("Dense")
+
+
+def bad_subgraph_ports(path):
+    block = graph({"input": inp(3), "lif": lif(3), "output": out(3)}, [("input", "lif"), ("lif", "out")])
+    nir.write(path, graph({"input": inp(4), "fc": nir.Linear(weight=np.ones((3, 4))), "blk": block, "output": out(3)},
+                          [("input", "fc"), ("fc", "blk"), ("blk", "output")]))
 
 
 def bad_negative_tau(path):
@@ -776,8 +932,10 @@ def bad_negative_tau(path):
         (bad_shape, NetworkError, ["'fc'", "[3, 5]", "4 values"]),
         (bad_neuron_size, NetworkError, ["'lif'", "5 values", "3 neurons"]),
         (bad_missing_parameter, NetworkError, ["'lif'", "LIF", "malformed"]),
-        (bad_sumpool, UnsupportedError, ["'pool'", "'SumPool2d'", "supported: Input, Output", "LIF", "Conv2d"]),
-        (bad_threshold, UnsupportedError, ["'thr'", "'Threshold'", "supported: Input, Output", "CubaLIF", "Delay"]),
+        (bad_pool_window, NetworkError, ["SumPool2d node 'pool'", "window [3, 3] is larger than", "[2, 2]", "smaller kernel"]),
+        (bad_unknown_type, UnsupportedError, ["'fc'", "'Dense'", "NIR does not define", "supported: Input, Output",
+                                              "CubaLI", "Threshold", "SumPool2d", "AvgPool2d"]),
+        (bad_subgraph_ports, NetworkError, ["nested graph 'blk'", "'out'", "correct the edge"]),
         (bad_negative_tau, NetworkError, ["'lif'", "tau", "not positive"]),
     ],
 )
@@ -798,8 +956,19 @@ def test_missing_file_is_a_file_format_error(tmp_path):
         import_nir(tmp_path / "nope.nir", dt=DT)
 
 
-def test_unsupported_node_in_an_in_memory_graph_is_rejected():
-    g = good_graph(extra={"thr": nir.Threshold(threshold=np.ones(3))},
-                   edges=[("input", "fc"), ("fc", "thr"), ("thr", "lif"), ("lif", "output")])
-    with pytest.raises(UnsupportedError, match=r"node 'thr' has NIR type 'Threshold'.*supported: .*LIF"):
+def test_unknown_node_in_an_in_memory_graph_is_rejected():
+    class Dense(nir.Linear):
+        pass
+
+    g = good_graph(extra={"d": Dense(weight=np.ones((3, 3)))},
+                   edges=[("input", "fc"), ("fc", "d"), ("d", "lif"), ("lif", "output")])
+    with pytest.raises(UnsupportedError, match=r"node 'd' has type 'Dense', which NIR does not define.*supported: .*LIF"):
+        import_nir(g, dt=DT)
+
+
+def test_a_non_spiking_neuron_feeding_another_layer_is_refused():
+    li = nir.LI(tau=np.full(3, 1e-2), r=np.ones(3), v_leak=np.zeros(3))
+    g = good_graph(extra={"li": li, "fc2": nir.Linear(weight=np.eye(3))},
+                   edges=[("input", "fc"), ("fc", "li"), ("li", "fc2"), ("fc2", "lif"), ("lif", "output")])
+    with pytest.raises(UnsupportedError, match=r"LI node 'li' feeds LIF node 'lif'.*sends no events"):
         import_nir(g, dt=DT)

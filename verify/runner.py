@@ -203,9 +203,11 @@ def build(verilog: Path, *, simulator: str, build_dir: Path, top: str = "small_c
 def verify(image_dir: str | os.PathLike, verilog: str | os.PathLike, xs: np.ndarray, *, simulator: str = "icarus",
            work_dir: str | os.PathLike, top: str = "small_chip", kind: str = "chip", divisor: int | None = None,
            backpressure: int | None = None, reset_at: int | None = None, waves: bool = False,
-           analog: str = "ideal", name: str = "run") -> VerifyResult:
+           analog: str = "ideal", name: str = "run", capacity: dict | None = None) -> VerifyResult:
     """Run the testbench on ``verilog`` (the chip of ``image_dir``) with inputs ``xs`` ``[T, batch, n_in]``.
 
+    ``capacity`` (a ``chip.json`` capacity): the Verilog is that programmable chip, and the
+    testbench writes the image into it over its host port before running.
     ``work_dir`` holds one build directory per simulator (``<simulator>/build``) and one test
     directory per ``name`` (``<simulator>/<name>``: inputs, configuration, ``results.xml``,
     the scoreboard's ``result.json``, the log and any waveform).
@@ -220,7 +222,8 @@ def verify(image_dir: str | os.PathLike, verilog: str | os.PathLike, xs: np.ndar
     np.save(test_dir / "inputs.npy", np.asarray(xs))
     config = {"image": str(Path(image_dir).resolve()), "inputs": str(test_dir / "inputs.npy"),
               "result": str(test_dir / "result.json"), "top": kind, "divisor": divisor,
-              "backpressure": backpressure, "reset_at": reset_at, "analog": analog}
+              "backpressure": backpressure, "reset_at": reset_at, "analog": analog, "capacity": capacity,
+              "load": capacity is not None}
     write_json(test_dir / "config.json", config, sort_keys=False)
     env = {"SMALL_VERIFY_CONFIG": str(test_dir / "config.json"), "PYTHONPATH": os.pathsep.join(sys.path)}
     t0 = time.perf_counter()

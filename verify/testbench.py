@@ -10,7 +10,10 @@ launches it and passes a JSON configuration in ``SMALL_VERIFY_CONFIG``:
               (:class:`hdl.board.BridgedChip`: serial frames on ``rx``/``tx``, ``divisor`` cycles a bit);
 ``backpressure``  a seed: random gaps between commands and random ``outputs.ready`` (or null);
 ``reset_at``  interrupt the first sample after this chip step with ``OP_RESET`` (or null);
-``analog``    for a memristive chip, the analog model attached to its tiles (``"ideal"``).
+``analog``    for a memristive chip, the analog model attached to its tiles (``"ideal"``);
+``capacity``  the chip's capacity (``chip.json``'s), and ``load``: write the image into the chip over
+              its host port (``config`` stream, or ``T_WRITE`` frames through the UART) before running,
+              after checking the chip's ID (a programmable chip; a ROM chip holds the image already).
 
 Components (the structure of cocotb's examples):
 
@@ -41,8 +44,10 @@ from cocotb.utils import get_sim_time
 from small.fileio import write_json
 from compiler.image import load_image
 
+from compiler.capacity import Capacity, config_fields, config_words, readback_fields
+from compiler.events import pack, unpack
+from compiler.protocol import ERRORS, T_DATA, T_ERROR, T_ID, T_OUTPUT, Codec, FrameReader
 from hdl.events import OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE
-from hdl.host_bridge import decode_outputs, encode_commands, frame_bytes
 from .model import ReferenceModel, StepEvents, codecs
 
 PERIOD_NS = 10
@@ -146,38 +151,82 @@ class SpikeProbe:
             await RisingEdge(self.clk)
 
 
+# -- configuration over the chip's config port --------------------------------------------------
+class ConfigDriver:
+    """Drives ``config`` and takes ``readback`` (one access at a time)."""
+
+    def __init__(self, dut, capacity: Capacity):
+        self.clk, self.dut, self.capacity = dut.clk, dut, capacity
+        dut.config__valid.value = 0
+        dut.readback__ready.value = 1
+
+    async def access(self, **values) -> tuple[int, int]:
+        dut = self.dut
+        dut.config__payload.value = pack(config_fields(self.capacity), values)
+        dut.config__valid.value = 1
+        while True:
+            await ReadOnly()
+            if dut.config__ready.value:
+                break
+            await RisingEdge(self.clk)
+        await RisingEdge(self.clk)
+        dut.config__valid.value = 0
+        while True:
+            await ReadOnly()
+            if dut.readback__valid.value:
+                answer = unpack(readback_fields(self.capacity), int(dut.readback__payload.value))
+                await RisingEdge(self.clk)
+                return answer["data"], answer["error"]
+            await RisingEdge(self.clk)
+
+
+async def load_over_port(port: ConfigDriver, image, capacity: Capacity) -> str | None:
+    """Write ``image`` through the ``config`` port: None, or the first access the chip refused."""
+    for (mem, tile), words in config_words(image, capacity).items():
+        for addr, word in words.items():
+            _, error = await port.access(write=1, mem=mem, tile=tile, addr=addr, data=word)
+            if error:
+                return f"the chip refused writing word {addr} of memory {mem} (tile {tile})"
+    return None
+
+
 # -- host side over the UART bridge ---------------------------------------------------------------
 class UartDriver:
-    """Sends commands as frames (``docs/host-protocol.md``) on ``rx``, 8N1, ``divisor`` cycles a bit."""
+    """Sends frames (host protocol v2, ``docs/host-protocol.md``) on ``rx``, 8N1, ``divisor`` cycles a bit."""
 
-    def __init__(self, dut, geometry, divisor: int, rng=None):
-        self.clk, self.rx, self.g, self.divisor, self.rng = dut.clk, dut.rx, geometry, divisor, rng
+    def __init__(self, dut, codec: Codec, divisor: int, rng=None):
+        self.clk, self.rx, self.codec, self.divisor, self.rng = dut.clk, dut.rx, codec, divisor, rng
         self.rx.value = 1
         self.sent = 0
 
-    async def send(self, command: dict) -> None:
-        for byte in encode_commands(self.g, [command]):
+    async def send_bytes(self, data: bytes) -> None:
+        for byte in data:
             if self.rng is not None and (gap := int(self.rng.integers(0, 2 * self.divisor))):
                 await ClockCycles(self.clk, gap)  # idle line between characters
             for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
                 self.rx.value = bit
                 await ClockCycles(self.clk, self.divisor)
+
+    async def send(self, command: dict) -> None:
+        await self.send_bytes(self.codec.command(command))
         self.sent += 1
 
 
 class UartMonitor(OutputMonitor):
-    """Receives output frames on ``tx`` and hands their events to :meth:`OutputMonitor.take`."""
+    """Receives frames on ``tx``: output events go to :meth:`OutputMonitor.take`, answers to
+    :attr:`answers` (``(type, payload)``, signalled by :attr:`answered`)."""
 
-    def __init__(self, dut, geometry, divisor: int, C: int):
-        self.clk, self.tx, self.g, self.divisor, self.C = dut.clk, dut.tx, geometry, divisor, C
-        self.frame = frame_bytes(geometry)[1]
+    def __init__(self, dut, codec: Codec, divisor: int, C: int):
+        self.clk, self.tx, self.codec, self.divisor, self.C = dut.clk, dut.tx, codec, divisor, C
+        self.reader = FrameReader()
         self.current = StepEvents()
         self.duplicates = []
         self.step_done = Event()
+        self.answered = Event()
+        self.answers: list[tuple[int, bytes]] = []
         self.framing_errors = 0
 
     async def run(self) -> None:
-        data = bytearray()
         while True:
             await FallingEdge(self.tx)  # start bit
             await ClockCycles(self.clk, self.divisor // 2)
@@ -190,11 +239,38 @@ class UartMonitor(OutputMonitor):
             await ReadOnly()
             if not self.tx.value:
                 self.framing_errors += 1
-            data.append(byte)
-            if len(data) == self.frame:
-                for event in decode_outputs(self.g, bytes(data)):
-                    self.take(event)
-                data.clear()
+            for kind, payload in self.reader.feed(bytes([byte])):
+                if kind == T_OUTPUT:
+                    self.take(self.codec.output(payload))
+                else:
+                    self.answers.append((kind, payload))
+                    self.answered.set()
+
+
+async def load_over_uart(driver: UartDriver, monitor: UartMonitor, image, capacity: Capacity) -> str | None:
+    """Check the chip's ID, write ``image`` with ``T_WRITE`` frames, end with ``T_IDENT``: None, or what went wrong."""
+    codec = driver.codec
+
+    async def ident() -> bytes | None:
+        monitor.answered.clear()
+        await driver.send_bytes(codec.ident())
+        while True:
+            await with_timeout(monitor.answered.wait(), 200 * 10 * driver.divisor * PERIOD_NS, "ns")
+            monitor.answered.clear()
+            kinds = [k for k, _ in monitor.answers]
+            if T_ID in kinds:
+                return monitor.answers.pop(kinds.index(T_ID))[1]
+
+    chip = await ident()
+    if int.from_bytes(chip[:4], "little") != capacity.chip_id:
+        return f"the chip answered ID 0x{int.from_bytes(chip[:4], 'little'):08x}, not 0x{capacity.chip_id:08x}"
+    for (mem, tile), words in config_words(image, capacity).items():
+        for addr, word in words.items():
+            await driver.send_bytes(codec.write(mem, tile, addr, word))
+    await ident()
+    errors = [ERRORS.get(p[0], p[0]) for k, p in monitor.answers if k == T_ERROR]
+    monitor.answers = [a for a in monitor.answers if a[0] not in (T_ERROR, T_DATA)]
+    return f"the chip refused the load: {errors[0]}" if errors else None
 
 
 # -- comparison -----------------------------------------------------------------------------------
@@ -255,10 +331,12 @@ async def verify_chip(dut):
     rng = None if seed is None else np.random.default_rng(seed)
     top = config.get("top", "chip")
 
+    capacity = Capacity.from_dict(config["capacity"]) if config.get("capacity") else None
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
     if top == "uart":
-        driver = UartDriver(dut, g, config["divisor"], rng)
-        monitor = UartMonitor(dut, g, config["divisor"], C)
+        codec = Codec.of(capacity) if capacity is not None else Codec(g)
+        driver = UartDriver(dut, codec, config["divisor"], rng)
+        monitor = UartMonitor(dut, codec, config["divisor"], C)
     else:
         driver = CommandDriver(dut, cmd_codec, rng)
         monitor = OutputMonitor(dut, out_codec, C, rng)
@@ -303,7 +381,19 @@ async def verify_chip(dut):
 
     expected = model.expect(xs)
     b = t = 0
+    load_seconds = 0.0
     try:
+        if config.get("load"):
+            t_load = time.perf_counter()
+            if top == "uart":
+                problem = await load_over_uart(driver, monitor, image, capacity)
+            else:
+                problem = await load_over_port(ConfigDriver(dut, capacity), image, capacity)
+            load_seconds = time.perf_counter() - t_load
+            if problem:
+                scoreboard.mismatch = {"sample": 0, "step": 0, "what": "loading the network", "expected": "no error",
+                                       "got": problem}
+                raise Mismatch(problem)
         if config.get("reset_at") is not None:
             await driver.send({"op": OP_RESET})
             for commands in samples[0][:config["reset_at"] + 1]:
@@ -339,7 +429,7 @@ async def verify_chip(dut):
         "compared": scoreboard.counts, "internal_spikes_probed": probe is not None,
         "commands": driver.sent, "cycles": cycles_at(),
         "mean_cycles_per_step": float(np.mean(step_cycles)) if step_cycles else 0.0,
-        "seconds": time.perf_counter() - t0,
+        "seconds": time.perf_counter() - t0, "load_seconds": load_seconds,
         "first_mismatch": scoreboard.mismatch,
         **({"analog": analog.summary()} if analog is not None else {}),
         "mismatch": scoreboard.describe() if scoreboard.mismatch else None,

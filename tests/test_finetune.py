@@ -1,0 +1,204 @@
+"""`small finetune`: the torch network equals the reference, the chip model equals the image, the
+command writes its files, and bad input is refused in one line with nothing written."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from small.cli import main
+
+torch = pytest.importorskip("torch")
+
+DIGITS = Path(__file__).resolve().parent.parent / "examples" / "digits"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sim.evaluate import load_test_set
+    from train.finetune import load_network
+
+    test = load_test_set(DIGITS / "test_set.npz")
+    return load_network(DIGITS / "digits.nir", test.dt, test.framework), test
+
+
+@pytest.fixture
+def small_sets(tmp_path):
+    """The digits' first training and test samples (a run of seconds)."""
+    train = np.load(DIGITS / "train_set.npz")
+    test = np.load(DIGITS / "test_set.npz")
+    for name, data, n in (("train.npz", train, 128), ("test.npz", test, 100)):
+        np.savez(tmp_path / name, x=data["x"][:, :n], labels=data["labels"][:n], dt=data["dt"],
+                 framework=data["framework"], readout=data["readout"])
+    return tmp_path / "train.npz", tmp_path / "test.npz"
+
+
+def test_the_torch_network_spikes_as_the_reference_simulator(digits):
+    from sim.reference import ReferenceSimulator
+    from train.torchnet import SpikingNetwork
+
+    net, test = digits
+    x = test.x[:, :64]
+    ref = ReferenceSimulator(net, dtype=np.float64).run(x).output_array()
+    with torch.no_grad():
+        out = SpikingNetwork(net, dtype=torch.float64)(torch.as_tensor(x.astype(np.float64))).numpy()
+    assert np.array_equal(out, ref)
+
+
+def test_the_chip_model_holds_what_the_image_and_the_analog_simulator_hold(digits):
+    from compiler.faults import random_faults
+    from compiler.mapper import CompileOptions, compile_network
+    from sim.analog import AnalogSimulator
+    from train.chip import check_realise, locate
+
+    net, _ = digits
+    fmap = random_faults(4, 64, 64, 0.2, seed=2, reversed_rate=0.2)
+    image = compile_network(net, CompileOptions(target="memristive", levels=8, faults=fmap, fault_aware=False)).image
+    cells = locate(image, net, fmap)
+    check_realise(cells, image, net)  # stuck devices and levels: exactly the image's
+    analog = AnalogSimulator(image, device="ideal", faults=fmap, noise=False)
+    for c, proj in zip(cells, net.projections):
+        q = np.clip(np.rint(proj.dense_weight()[c.i, c.j] / c.scale), -7, 7)
+        held = (analog.g_pos - analog.g_neg)[c.tile, c.row, c.col] / analog.dG
+        assert np.allclose(c.realise(q), held)  # reversed devices too
+        assert np.allclose(c.realise(torch.as_tensor(q), xp=torch).numpy(), c.realise(q))
+
+
+def test_finetune_writes_the_tuned_network_and_its_figures(small_sets, tmp_path, capsys):
+    train, test = small_sets
+    out = tmp_path / "tuned"
+    assert main(["finetune", str(DIGITS / "digits.nir"), "--data", str(train), "--test", str(test), "--levels", "8",
+                 "--epochs", "1", "--rewire", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch   1/1" in printed and "accuracy on the chip" in printed
+    doc = json.loads((out / "finetune.json").read_text())
+    assert 0 <= doc["accuracy_before"] <= 1 and 0 <= doc["accuracy_after"] <= 1
+    assert doc["options"]["rewire"] and doc["options"]["levels"] == 8
+    assert doc["fan_in_splits_after"] == 0 and doc["tiles_after"] < doc["tiles_before"]
+    for name in ("model.nir", "network.small", "curves.png", "log.txt", "checkpoint.npz"):
+        assert (out / name).is_file()
+    # the tuned network goes through the flow as any other
+    assert main(["compile", str(out / "network.small"), "--levels", "8", "--test-set", str(test),
+                 "-o", str(tmp_path / "build")]) == 0
+    report = json.loads((tmp_path / "build" / "report.json").read_text())
+    assert report["fan_in_splits"] == 0 and report["tiles_used"] == doc["tiles_after"]
+
+
+def bad_labels(path):
+    data = dict(np.load(path))
+    data["labels"] = data["labels"].copy()
+    data["labels"][3] = 10
+    return data
+
+
+@pytest.mark.parametrize("case, message", [
+    ("shape", "the network's input 'input' takes [T, N, 64]"),
+    ("labels", "label 10 of sample 3 is not an output of the network (0 to 9)"),
+    ("geometry", "is for 32x32 tiles but --tile is 64x64"),
+    ("fan-in", "--fan-in must be a whole number >= 1"),
+    ("pruning without a map", "--fault-pruning prunes the faulty devices of a chip"),
+])
+def test_bad_input_is_refused_in_one_line_and_nothing_is_written(small_sets, tmp_path, capsys, case, message):
+    from compiler.faults import random_faults, save_faults
+
+    train, test = small_sets
+    args = ["finetune", str(DIGITS / "digits.nir"), "--data", str(train), "--test", str(test), "--epochs", "1"]
+    if case == "shape":
+        data = dict(np.load(train))
+        data["x"] = data["x"][..., :60]
+        np.savez(tmp_path / "bad.npz", **data)
+        args[3] = str(tmp_path / "bad.npz")
+    elif case == "labels":
+        np.savez(tmp_path / "bad.npz", **bad_labels(test))
+        args[5] = str(tmp_path / "bad.npz")
+    elif case == "geometry":
+        save_faults(random_faults(2, 32, 32, 0.1), tmp_path / "chip.json")
+        args += ["--faults", str(tmp_path / "chip.json")]
+    elif case == "fan-in":
+        args += ["--rewire", "--fan-in", "0"]
+    else:
+        args += ["--fault-pruning"]
+    assert main([*args, "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_torch_finetune_says_how_to_install_it(small_sets, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    train, test = small_sets
+    assert main(["finetune", str(DIGITS / "digits.nir"), "--data", str(train), "--test", str(test),
+                 "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'small-toolchain[train]'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_leaves_the_last_complete_checkpoint(small_sets, tmp_path, capsys, monkeypatch):
+    from train import finetune as ft
+
+    calls = {"n": 0}
+    real = ft._Trainer.chip_accuracy
+
+    def interrupt_in_the_second_epoch(self, test):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, test)
+
+    monkeypatch.setattr(ft._Trainer, "chip_accuracy", interrupt_in_the_second_epoch)
+    train, test = small_sets
+    out = tmp_path / "out"
+    assert main(["finetune", str(DIGITS / "digits.nir"), "--data", str(train), "--test", str(test), "--levels", "8",
+                 "--epochs", "3", "-o", str(out)]) == 130
+    with np.load(out / "checkpoint.npz") as ck:
+        assert int(ck["epoch"]) == 1
+    assert "interrupted" in (out / "log.txt").read_text()
+    assert not (out / "model.nir").exists()
+
+
+def test_ctrl_c_before_the_first_epoch_ends_writes_nothing(small_sets, tmp_path, monkeypatch):
+    from train import finetune as ft
+
+    def interrupt(self, test):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ft._Trainer, "chip_accuracy", interrupt)
+    train, test = small_sets
+    assert main(["finetune", str(DIGITS / "digits.nir"), "--data", str(train), "--test", str(test),
+                 "-o", str(tmp_path / "out")]) == 130
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_relabelled_map_keeps_the_compilers_fault_aware_placement(digits):
+    from compiler.faults import random_faults
+    from compiler.mapper import CompileOptions, compile_network
+    from sim.analog import AnalogSimulator
+    from train.finetune import FinetuneOptions, placed_map
+
+    net, test = digits
+    fmap = random_faults(4, 64, 64, 0.2, seed=5, reversed_rate=0.2)
+    options = FinetuneOptions(levels=8, faults="chip.json")
+    aware = compile_network(net, CompileOptions(target="memristive", levels=8, faults=fmap)).image
+    fixed = compile_network(net, options.compile_options(placed_map(net, options, fmap))).image
+    x = test.x[:, :40]
+    out = [AnalogSimulator(img, device="ideal", noise=False).run(x).output_array() for img in (aware, fixed)]
+    assert np.array_equal(*out)
+    assert np.sum(aware.arrays["stuck_pos"] >= 0) == np.sum(fixed.arrays["stuck_pos"] >= 0)
+
+
+def test_finetune_against_a_fault_map_reports_both_placements(small_sets, tmp_path):
+    from compiler.faults import random_faults, save_faults
+
+    train, test = small_sets
+    save_faults(random_faults(4, 64, 64, 0.1, seed=1, reversed_rate=0.1), tmp_path / "chip.json")
+    out = tmp_path / "tuned"
+    assert main(["finetune", str(DIGITS / "digits.nir"), "--data", str(train), "--test", str(test), "--levels", "8",
+                 "--epochs", "1", "--faults", str(tmp_path / "chip.json"), "--device", "tiox", "--fault-pruning",
+                 "-o", str(out)]) == 0
+    doc = json.loads((out / "finetune.json").read_text())
+    assert doc["options"]["target"] == "memristive" and doc["options"]["fault_pruning"]
+    assert 0 <= doc["accuracy_before_identity_placement"] <= 1 and doc["pruned_synapses"] > 0
+    assert doc["epochs"][0]["chip_accuracy"] == doc["accuracy_after"]  # the last epoch's score is the final one
