@@ -43,13 +43,13 @@ $(VENV)/.installed: pyproject.toml requirements.lock | apt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
-# The whole flow (import, reference, compile, hdl, verify under Verilator, iCEBreaker bitstream) on
-# the digits classifier at 8 levels (16 do not fit the UP5K's block RAMs); then the recurrent example
+# The whole flow (import, reference, compile, hdl, verify under Verilator) on the digits classifier
+# at 8 levels (no bitstream: the programmable chip does not fit the UP5K yet, README); then the recurrent example
 # up to verification (6 tiles do not fit the UP5K either); then the meta-trained arm controller
 # learning 100 unseen trajectories from one demonstration each on simulated PCM devices. Each flow
 # ends with its build's report (build/<network>/report.html; the README shows the digits one).
 demo: install
-	$(VENV)/bin/small flow examples/digits/digits.nir --levels 8
+	$(VENV)/bin/small flow examples/digits/digits.nir --levels 8 --board none
 	$(VENV)/bin/small flow examples/alif_memory/network.small --scale column --samples 5 --board none
 	$(VENV)/bin/small l2l eval examples/arm --plots build/arm
 	@echo "reports: build/digits/report.html, build/alif_memory/report.html (open them in a browser)"

@@ -151,6 +151,26 @@ def save_faults(fmap: FaultMap, path: str | os.PathLike) -> None:
         tmp.write_text(json.dumps(fmap.to_json(), separators=(",", ":")) + "\n")
 
 
+
+def _devices(entries: list, key: str, shape: tuple, geo: dict, what: str, fix: str) -> np.ndarray:
+    """Flat indices into the ``shape`` device array of fault-map entries ``[tile, row, col, device, ...]``;
+    ``FileFormatError`` for an entry outside the geometry or a device named twice."""
+    index = np.array([entry[:3] for entry in entries], dtype=np.int64)
+    outside = np.flatnonzero(np.any(index >= np.array(shape[:3]), axis=1))
+    if outside.size:
+        i = int(outside[0])
+        raise FileFormatError(f"invalid {what}: {key}[{i}] {entries[i]} lies outside the geometry "
+                              f"{geo['tiles']} tiles of {geo['rows']}x{geo['cols']}")
+    device = np.array([DEVICES[entry[3]] for entry in entries], dtype=np.int64)
+    flat = np.ravel_multi_index((*index.T, device), shape)
+    order = np.argsort(flat, kind="stable")
+    twice = np.flatnonzero(flat[order][1:] == flat[order][:-1])
+    if twice.size:
+        a, b = sorted(int(i) for i in order[twice[0]:twice[0] + 2])
+        raise FileFormatError(f"invalid {what}: {key}[{a}] {entries[a]} and {key}[{b}] {entries[b]} name the "
+                              f"same device: {fix}")
+    return flat
+
 def load_faults(path: str | os.PathLike) -> FaultMap:
     """Read and check a fault map; :class:`FileFormatError` naming the problem.
 
@@ -179,40 +199,14 @@ def load_faults(path: str | os.PathLike) -> FaultMap:
     stuck = np.full(shape, -1, dtype=np.int8)
     entries = doc["stuck"]
     if entries:
-        index = np.array([entry[:3] for entry in entries], dtype=np.int64)
-        outside = np.flatnonzero(np.any(index >= np.array(shape[:3]), axis=1))
-        if outside.size:
-            i = int(outside[0])
-            raise FileFormatError(f"invalid {what}: stuck[{i}] {entries[i]} lies outside the geometry "
-                                  f"{geo['tiles']} tiles of {geo['rows']}x{geo['cols']}")
-        device = np.array([DEVICES[entry[3]] for entry in entries], dtype=np.int64)
-        flat = np.ravel_multi_index((*index.T, device), shape)
-        order = np.argsort(flat, kind="stable")
-        twice = np.flatnonzero(flat[order][1:] == flat[order][:-1])
-        if twice.size:
-            a, b = sorted(int(i) for i in order[twice[0]:twice[0] + 2])
-            raise FileFormatError(f"invalid {what}: stuck[{a}] {entries[a]} and stuck[{b}] {entries[b]} name the "
-                                  "same device: list each stuck device once, high or low")
+        flat = _devices(entries, "stuck", shape, geo, what, "list each stuck device once, high or low")
         stuck.reshape(-1)[flat] = [1 if entry[4] == "high" else 0 for entry in entries]
     reversed_entries = doc.get("reversed", [])
     if not reversed_entries:
         return FaultMap(stuck)
     if doc["version"] < VERSION:
         raise FileFormatError(f"invalid {what}: reversed devices need version {VERSION}, the file says {doc['version']}")
-    index = np.array([entry[:3] for entry in reversed_entries], dtype=np.int64)
-    outside = np.flatnonzero(np.any(index >= np.array(shape[:3]), axis=1))
-    if outside.size:
-        i = int(outside[0])
-        raise FileFormatError(f"invalid {what}: reversed[{i}] {reversed_entries[i]} lies outside the geometry "
-                              f"{geo['tiles']} tiles of {geo['rows']}x{geo['cols']}")
-    device = np.array([DEVICES[entry[3]] for entry in reversed_entries], dtype=np.int64)
-    flat = np.ravel_multi_index((*index.T, device), shape)
-    order = np.argsort(flat, kind="stable")
-    twice = np.flatnonzero(flat[order][1:] == flat[order][:-1])
-    if twice.size:
-        a, b = sorted(int(i) for i in order[twice[0]:twice[0] + 2])
-        raise FileFormatError(f"invalid {what}: reversed[{a}] and reversed[{b}] name the same device: list each "
-                              "reversed device once")
+    flat = _devices(reversed_entries, "reversed", shape, geo, what, "list each reversed device once")
     both = np.flatnonzero(stuck.reshape(-1)[flat] >= 0)
     if both.size:
         i = int(both[0])

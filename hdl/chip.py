@@ -206,41 +206,43 @@ class Chip(wiring.Component):
         # 2-entry FIFO: its registered ready keeps the router's lookup out of the tiles' paths
         spike_shape = spike_layout(g)
         m.submodules.spike_fifo = spike_fifo = fifo.SyncFIFOBuffered(width=spike_shape.size, depth=2)
-        taken = Const(0)
-        for tile in tiles:
-            m.d.comb += tile.spikes.ready.eq(spike_fifo.w_rdy & ~taken)
-            with m.If(tile.spikes.valid & ~taken):
+        # "an earlier source is valid" as one reduction per source, not a chain of ORs (which
+        # nests as deep as there are tiles: hundreds of tiles overflow Python's recursion)
+        valids = Cat(*(tile.spikes.valid for tile in tiles))
+        for k, tile in enumerate(tiles):
+            earlier = valids[:k].any() if k else Const(0)
+            m.d.comb += tile.spikes.ready.eq(spike_fifo.w_rdy & ~earlier)
+            with m.If(tile.spikes.valid & ~earlier):
                 m.d.comb += spike_fifo.w_data.eq(tile.spikes.payload)
-            taken = taken | tile.spikes.valid
-        m.d.comb += [spike_fifo.w_en.eq(taken),
+        m.d.comb += [spike_fifo.w_en.eq(valids.any()),
                      router.spikes.valid.eq(spike_fifo.r_rdy), router.spikes.payload.eq(spike_fifo.r_data),
                      spike_fifo.r_en.eq(router.spikes.ready)]
 
         # -- partial sums: every exporting tile to the tiles of its neuron columns, each
         # destination taking one source at a time (fixed priority)
         for t, tile in enumerate(tiles):
-            taken = Const(0)
-            for s in self.partial_tiles:
+            offers = Cat(*(tiles[s].psum_out.valid & (tiles[s].psum_out.payload.tile == t)
+                           for s in self.partial_tiles))
+            for k, s in enumerate(self.partial_tiles):
                 src = tiles[s].psum_out
-                offer = src.valid & (src.payload.tile == t)
-                with m.If(offer & ~taken):
+                with m.If(offers[k] & ~(offers[:k].any() if k else Const(0))):
                     m.d.comb += [tile.psum_in.valid.eq(1), tile.psum_in.payload.eq(src.payload),
                                  src.ready.eq(tile.psum_in.ready)]
-                taken = taken | offer
 
         # -- host outputs: spike copies, then LI values, then the end-of-step marker ---------
         out = self.outputs
         step_done = Signal()
         sources = [(router.host, OUT_SPIKE)] + [(tile.values, OUT_VALUE) for tile in tiles]
-        taken = Const(0)
-        for port, kind in sources:
-            m.d.comb += port.ready.eq(out.ready & ~taken)
-            with m.If(port.valid & ~taken):
+        valids = Cat(*(port.valid for port, _ in sources))
+        taken = valids.any()
+        for k, (port, kind) in enumerate(sources):
+            earlier = valids[:k].any() if k else Const(0)
+            m.d.comb += port.ready.eq(out.ready & ~earlier)
+            with m.If(port.valid & ~earlier):
                 m.d.comb += [out.payload.kind.eq(kind), out.payload.tile.eq(port.payload.tile),
                              out.payload.col.eq(port.payload.col)]
                 if kind == OUT_VALUE:
                     m.d.comb += out.payload.value.eq(port.payload.value)
-            taken = taken | port.valid
         with m.If(step_done & ~taken):
             m.d.comb += out.payload.kind.eq(OUT_STEP)
         m.d.comb += out.valid.eq(taken | step_done)

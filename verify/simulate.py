@@ -45,19 +45,20 @@ def configuration(image: HardwareImage, chip: Chip) -> list[dict]:
 
 
 def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, reset_at: int | None = None,
-             vcd: str | None = None) -> list[ChipRun]:
+             vcd: str | None = None, load: bool | None = None) -> list[ChipRun]:
     """Run samples ``xs`` (``[T, batch, n_in]``, scaled as by ``ChipSimulator.prepare_inputs``).
 
     The samples run one after another in one simulation, each after ``OP_RESET``, as a host
     runs a test set. With ``reset_at = k``, the first sample is also interrupted after its step
     ``k`` by a reset (its partial run is discarded): what follows must not depend on it. A
-    programmable chip without ``image`` as its contents is first loaded over its ``config`` port.
+    programmable chip without ``image`` as its contents is first loaded over its ``config`` port
+    (``load=False``: never; the tests run a corrupted ROM chip as it is).
     """
-    return run_sessions(chip or Chip(image), [(image, xs)], reset_at=reset_at, vcd=vcd)[0]
+    return run_sessions(chip or Chip(image), [(image, xs)], reset_at=reset_at, vcd=vcd, load=load)[0]
 
 
 def run_sessions(chip: Chip, sessions: list[tuple[HardwareImage, np.ndarray]], *, reset_at: int | None = None,
-                 vcd: str | None = None, readback: bool = False) -> list[list[ChipRun]]:
+                 vcd: str | None = None, readback: bool = False, load: bool | None = None) -> list[list[ChipRun]]:
     """Load and run several networks on one chip, in one simulation: for each ``(image, xs)``,
     write ``image`` over the ``config`` port (unless it is the chip's initial contents and the
     first session), optionally read every written word back (``readback``: an
@@ -70,8 +71,9 @@ def run_sessions(chip: Chip, sessions: list[tuple[HardwareImage, np.ndarray]], *
         xs = np.asarray(xs)
         samples = [model.commands(xs[:, b]) for b in range(xs.shape[1])]
         runs = [ChipRun(spikes=np.zeros((len(steps), len(model.sim.addr)), dtype=bool)) for steps in samples]
-        load = [] if k == 0 and chip.image is image else configuration(image, chip)
-        plan.append((image, {int(a): i for i, a in enumerate(model.sim.addr)}, samples, runs, load))
+        writes = [] if load is False or (load is None and k == 0 and chip.image is image) else \
+            configuration(image, chip)
+        plan.append((image, {int(a): i for i, a in enumerate(model.sim.addr)}, samples, runs, writes))
         results.append(runs)
     now = {"run": None, "step": 0, "cycle": 0, "index": None, "cols": 1}  # what the probe attributes spikes to
 
