@@ -3,18 +3,22 @@
 It implements ``docs/architecture.md`` ("One timestep", "Integer neuron arithmetic") exactly;
 ``sim/digital.py`` is its reference and the tests compare the two spike for spike.
 
-Storage (``lib.memory.Memory``, initialised from the image) and registers:
+A tile is generated for a chip's :class:`~compiler.capacity.Capacity`; its ``weights``,
+``params`` and ``state`` memories are written and read over the ``cfg_*`` ports
+(:func:`config_members`; memory map in ``compiler/capacity.py``), and start empty or, for a ROM
+chip, with an image's configuration words.
+
+Storage (``lib.memory.Memory``) and registers:
 
 - ``pending``: per slot (``slot = due step mod slots``) a list of up to ``R`` row events
   ``(row, payload)`` waiting for their step, appended by ``rows``, and a count per slot;
   integrate reads the slot's list, so it visits only the active rows;
-- ``weights``: ``R' x C/lanes`` words of ``lanes`` signed levels ``l+ - l-`` (``R'``: up to the
-  last row an event can reach)
-  (:func:`weight_bits` wide each);
+- ``weights``: ``R x C/lanes`` words of ``lanes`` signed levels ``l+ - l-``
+  (:func:`~compiler.capacity.weight_bits` wide each);
 - ``acc``: ``C/lanes`` words of ``lanes`` column sums of the current step (``Geometry.acc_bits``
   wide: enough for every row of the neuron's tiles at full payload and weight);
 - ``params``: per column, the hardware parameters and the column's kind, model, reset, host
-  flag and merge target (``column_layout``);
+  flag and merge target (:func:`~compiler.capacity.column_fields`);
 - ``state``: per column ``v, i, b`` (``v_bits`` each), refractory counter ``c`` and last spike.
 
 ``lanes`` (a power of two, :data:`LANES` by default) is the generator's speed/area knob: the
@@ -39,7 +43,7 @@ The chip's sequencer drives the tile with one-cycle strobes while ``busy`` is lo
     ``acc`` word is zeroed once its last lane is used. A column whose ``start`` exceeds
     ``step`` keeps its state. ``(UPDATE_STAGES + 2) C`` cycles plus back-pressure.
 ``clear``
-    restarts the tile from the image's initial state: empties every slot, zeroes the column
+    restarts the tile from its network's initial state: empties every slot, zeroes the column
     sums and sets each column's state to ``v = v_init``, ``i = b = c = s = 0``: ``2 C`` cycles.
     (The domain reset restarts only the control logic; memories keep their contents.)
 
