@@ -15,6 +15,11 @@ one step at a time):
 ``simulate``
     the Amaranth-simulator driver: a generated :class:`~hdl.chip.Chip` run as a host drives it,
     compared with the digital twin (the block-level tests and ``bench/hdl.py``);
+``host``
+    the host library: a chip behind a serial port (pyserial), its ID checked, an image loaded
+    with host protocol v2 frames, samples run;
+``serial_sim``, ``serial_tb``
+    a simulated board: a design's UART pins under Verilator behind a pseudo-terminal;
 ``analog``
     the analog side of a memristive chip's tiles (devices and neurons from ``sim/memristive.py``
     or ``sim/analog.py``), attached to the chip's analog ports.
