@@ -153,7 +153,7 @@ def fpga(image, out: Path, board: str, lanes: int) -> dict:
 
 
 def blocks(image, out: Path) -> list[dict]:
-    from hdl.events import Geometry
+    from compiler.capacity import Capacity
     from hdl.export import write_netlist
     from hdl.host_bridge import HostBridge
     from hdl.router import Router
@@ -161,8 +161,8 @@ def blocks(image, out: Path) -> list[dict]:
 
     rows = []
     for name, make in (("Router", lambda: Router(image)),
-                       ("HostBridge", lambda: HostBridge(Geometry.of(image), clk_freq=12_000_000, baud=115200)),
-                       ("DigitalTile", lambda: DigitalTile(image, 0))):
+                       ("HostBridge", lambda: HostBridge(Capacity.of(image), clk_freq=12_000_000, baud=115200)),
+                       ("DigitalTile", lambda: DigitalTile(Capacity.of(image), 0, image=image))):
         r = write_netlist(make(), out / name)
         c = r["cells"]
         rows.append({"block": name, "lut4": c.get("SB_LUT4", 0), "ff": sum(v for k, v in c.items()
