@@ -358,6 +358,12 @@ def config_words(image: HardwareImage, cap: Capacity) -> dict[tuple[int, int], d
     return out
 
 
+def config_writes(image: HardwareImage, cap: Capacity) -> list[tuple[int, int, int, int]]:
+    """:func:`config_words` as the writes a host sends, in order: ``(memory, tile, address, word)``."""
+    return [(mem, tile, addr, word) for (mem, tile), words in config_words(image, cap).items()
+            for addr, word in words.items()]
+
+
 def memory_init(cap: Capacity, mem: int, words: dict[int, int] | None) -> list[int]:
     """A memory's full contents (0 where ``words`` has nothing): a ROM chip's initial values."""
     init = [0] * memory_depth(cap, mem)

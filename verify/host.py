@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.capacity import Capacity, config_words
+from compiler.capacity import Capacity, config_writes
 from compiler.image import HardwareImage
 from compiler.protocol import (ERRORS, T_DATA, T_ERROR, T_ID, T_OUTPUT, VERSION, Codec, FrameReader,
                                ProtocolError)
@@ -115,8 +115,7 @@ class HostLink:
         """Check the chip, write ``image`` into it, confirm that no write was refused; then reset it."""
         self.check()
         t0 = time.perf_counter()
-        frames = [self.codec.write(mem, tile, addr, word)
-                  for (mem, tile), words in config_words(image, self.capacity).items() for addr, word in words.items()]
+        frames = [self.codec.write(*write) for write in config_writes(image, self.capacity)]
         data = b"".join(frames) + self.codec.command({"op": OP_RESET})
         self.port.write(data)
         self.ident()  # raises the first error the load caused

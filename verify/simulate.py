@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from amaranth.sim import Simulator
 
-from compiler.capacity import config_words
+from compiler.capacity import config_writes
 from compiler.image import HardwareImage
 
 from hdl.chip import Chip
@@ -41,7 +41,7 @@ class ChipRun:
 def configuration(image: HardwareImage, chip: Chip) -> list[dict]:
     """The ``config`` accesses that write ``image`` into ``chip`` (``compiler.capacity.config_words``)."""
     return [{"write": 1, "mem": mem, "tile": tile, "addr": addr, "data": word}
-            for (mem, tile), words in config_words(image, chip.capacity).items() for addr, word in words.items()]
+            for mem, tile, addr, word in config_writes(image, chip.capacity)]
 
 
 def run_chip(image: HardwareImage, xs: np.ndarray, *, chip: Chip | None = None, reset_at: int | None = None,

@@ -44,7 +44,7 @@ from cocotb.utils import get_sim_time
 from small.fileio import write_json
 from compiler.image import load_image
 
-from compiler.capacity import Capacity, config_fields, config_words, readback_fields
+from compiler.capacity import Capacity, config_fields, config_writes, readback_fields
 from compiler.events import pack, unpack
 from compiler.protocol import ERRORS, T_DATA, T_ERROR, T_ID, T_OUTPUT, Codec, FrameReader
 from hdl.events import OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE
@@ -182,11 +182,10 @@ class ConfigDriver:
 
 async def load_over_port(port: ConfigDriver, image, capacity: Capacity) -> str | None:
     """Write ``image`` through the ``config`` port: None, or the first access the chip refused."""
-    for (mem, tile), words in config_words(image, capacity).items():
-        for addr, word in words.items():
-            _, error = await port.access(write=1, mem=mem, tile=tile, addr=addr, data=word)
-            if error:
-                return f"the chip refused writing word {addr} of memory {mem} (tile {tile})"
+    for mem, tile, addr, word in config_writes(image, capacity):
+        _, error = await port.access(write=1, mem=mem, tile=tile, addr=addr, data=word)
+        if error:
+            return f"the chip refused writing word {addr} of memory {mem} (tile {tile})"
     return None
 
 
@@ -264,9 +263,8 @@ async def load_over_uart(driver: UartDriver, monitor: UartMonitor, image, capaci
     chip = await ident()
     if int.from_bytes(chip[:4], "little") != capacity.chip_id:
         return f"the chip answered ID 0x{int.from_bytes(chip[:4], 'little'):08x}, not 0x{capacity.chip_id:08x}"
-    for (mem, tile), words in config_words(image, capacity).items():
-        for addr, word in words.items():
-            await driver.send_bytes(codec.write(mem, tile, addr, word))
+    for mem, tile, addr, word in config_writes(image, capacity):
+        await driver.send_bytes(codec.write(mem, tile, addr, word))
     await ident()
     errors = [ERRORS.get(p[0], p[0]) for k, p in monitor.answers if k == T_ERROR]
     monitor.answers = [a for a in monitor.answers if a[0] not in (T_ERROR, T_DATA)]
