@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -75,6 +76,12 @@ from sim.reference import ReferenceSimulator  # noqa: E402
 
 BRIAN2_SCRIPT = ROOT / "bench" / "brian2_lif.py"
 DEFAULT_BRIAN2_PYTHON = "/tmp/brian2-venv/bin/python"
+TORCH_SCRIPT = ROOT / "bench" / "torch_lif.py"
+DEFAULT_TORCH_PYTHON = "/tmp/torch-venv/bin/python"
+VENVS = {  # interpreter: requirements file
+    DEFAULT_BRIAN2_PYTHON: ROOT / "bench" / "requirements-brian2.txt",
+    DEFAULT_TORCH_PYTHON: ROOT / "bench" / "requirements-torch.txt",
+}
 DIGITS_DIR = ROOT / "examples" / "digits"
 
 # Network (i).
@@ -179,6 +186,113 @@ def run_brian2(p: dict, target: str, repeats: int, workdir: Path, python: str) -
             "version": str(d["brian2_version"]), "numpy": str(d["numpy_version"])}
 
 
+# -- (iii) snnTorch and Norse, interleaved ---------------------------------------------------
+def make_venvs() -> None:
+    """Create the benchmark's framework venvs (Brian2; torch + snnTorch + Norse) where missing."""
+    for python, requirements in VENVS.items():
+        if os.path.exists(python):
+            continue
+        venv = Path(python).parent.parent
+        print(f"creating {venv} from {requirements.relative_to(ROOT)}", flush=True)
+        subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
+        # The requirements files pin torch; -c keeps any dependency from pulling another one.
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-r", str(requirements), "-c", str(requirements)],
+                       check=True)
+
+
+def digits_workload() -> dict | None:
+    """The digits classifier's weights and test set, as ``bench/torch_lif.py`` reads them."""
+    nir_path, data_path = DIGITS_DIR / "digits.nir", DIGITS_DIR / "test_set.npz"
+    if not (nir_path.exists() and data_path.exists()):
+        return None
+    import nir
+
+    g = nir.read(nir_path)
+    data = np.load(data_path)
+    dt = float(data["dt"])
+    affine = [g.nodes[k] for k in ("0", "2")]
+    lif = [g.nodes[k] for k in ("1", "3")]
+    out = {"digits_x": data["x"].astype(np.float32), "digits_dt": dt}
+    for i, (a, n) in enumerate(zip(affine, lif), start=1):
+        out[f"digits_w{i}"] = np.asarray(a.weight, dtype=np.float32)
+        out[f"digits_b{i}"] = np.asarray(a.bias, dtype=np.float32)
+        out[f"digits_beta{i}"] = (1.0 - dt / np.asarray(n.tau, dtype=np.float64)).astype(np.float32)
+        out[f"digits_thr{i}"] = np.asarray(n.v_threshold, dtype=np.float32)
+    return out
+
+
+class FrameworkWorker:
+    """``bench/torch_lif.py`` in the torch venv, answering one timed run per request."""
+
+    def __init__(self, python: str, work: Path, threads: int):
+        self.proc = subprocess.Popen([python, str(TORCH_SCRIPT), str(work), "--threads", str(threads)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.info = self._answer()
+
+    def _answer(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{TORCH_SCRIPT.name} stopped (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def run(self, framework: str, case: str) -> dict:
+        self.proc.stdin.write(json.dumps({"framework": framework, "case": case}) + "\n")
+        return self._answer()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def bench_frameworks(p: dict, batch: int, repeats: int, python: str, threads: int) -> dict:
+    """SMALL, snnTorch and Norse on digits and network (i) at batch 1 and ``batch``, interleaved.
+
+    Each repetition runs every simulator once on a case before the next repetition starts;
+    one untimed warm-up run each first. Returns ``{case: {simulator: {"wall", "counts"}}}``.
+    """
+    from compiler.nir_frontend import import_nir
+
+    a = float(np.exp(-DT / TAU))
+    work = {"lif_x": p["x"][:, :batch], "lif_alpha": a, "lif_bias": (1.0 - a) * p["I"],
+            "lif_w_rec": sp.csr_array((a * p["w"], (p["post"], p["pre"])), shape=(N, N)).toarray(),
+            "lif_w_in": sp.csr_array((a * p["in_w"], (p["in_post"], p["in_pre"])), shape=(N, N_IN)).toarray()}
+    cases = {"lif1000": (ReferenceSimulator(small_network(p)), np.ascontiguousarray(p["x"][:, :1]))}
+    if batch > 1:
+        cases["lif1000_b64"] = (ReferenceSimulator(small_network(p)), np.ascontiguousarray(p["x"][:, :batch]))
+    digits = digits_workload()
+    if digits is not None:
+        work.update(digits)
+        cases = {"digits": (ReferenceSimulator(import_nir(DIGITS_DIR / "digits.nir", framework="snntorch")),
+                            digits["digits_x"]), **cases}
+    results: dict = {case: {} for case in cases}
+    with tempfile.TemporaryDirectory(prefix="small-bench-") as tmp:
+        np.savez(Path(tmp) / "work.npz", **work)
+        worker = FrameworkWorker(python, Path(tmp) / "work.npz", threads)
+        try:
+            results["versions"] = worker.info["versions"]
+            for case, (sim, x) in cases.items():
+                for r in range(repeats + 1):  # the first round is the warm-up
+                    start = time.perf_counter()
+                    out = sim.run(x).output_array()
+                    wall = time.perf_counter() - start
+                    timed = {"SMALL": {"wall": wall, "counts": out.sum(axis=(0, 1)).astype(np.int64)}}
+                    for fw in ("snntorch", "norse"):
+                        ans = worker.run(fw, case)
+                        timed[fw] = {"wall": ans["wall"], "counts": np.asarray(ans["counts"], dtype=np.int64)}
+                    for name, t in timed.items():
+                        if r == 0:
+                            continue
+                        best = results[case].setdefault(name, {"wall": float("inf"), "walls": []})
+                        best["walls"].append(t["wall"])
+                        best["counts"] = t["counts"]
+                        best["wall"] = min(best["wall"], t["wall"])
+        finally:
+            worker.close()
+    if digits is not None:
+        results["digits_snntorch_counts"] = np.load(DIGITS_DIR / "test_set.npz")["snntorch_output_counts"].sum(axis=0)
+    return results
+
+
 # -- (ii) digits --------------------------------------------------------------------------------
 def bench_digits(repeats: int) -> dict | None:
     nir_path, data_path = DIGITS_DIR / "digits.nir", DIGITS_DIR / "test_set.npz"
@@ -261,7 +375,17 @@ def main() -> None:
     ap.add_argument("--targets", default="numpy,cython", help="Brian2 code-generation targets, comma-separated")
     ap.add_argument("--no-brian2", action="store_true", help="skip the Brian2 comparison")
     ap.add_argument("--no-digits", action="store_true", help="skip (ii)")
+    ap.add_argument("--no-torch", action="store_true", help="skip (iii), snnTorch and Norse")
+    ap.add_argument("--torch-threads", type=int, default=2, help="torch intra-op threads in (iii)")
+    ap.add_argument("--make-venvs", action="store_true",
+                    help="create /tmp/brian2-venv and /tmp/torch-venv from bench/requirements-*.txt if missing")
+    ap.add_argument("--only-torch", action="store_true", help="run (iii) alone")
     args = ap.parse_args()
+    if args.make_venvs:
+        make_venvs()
+    if args.only_torch:
+        report_frameworks(args)
+        return
 
     m = machine()
     print(f"{m['date']}  {m['cpu']}, {m['cores']} cores  Python {m['python']}  numpy {m['numpy']}  "
@@ -336,6 +460,37 @@ def main() -> None:
                           f"{d['samples'] / d['wall']:,.0f}", fmt_rate(d["events"] / d["wall"]),
                           fmt_rate(d["updates"] / d["wall"])]]))
             print(f"accuracy on the test set: {d['accuracy']:.2%}")
+    if not args.no_torch:
+        report_frameworks(args)
+
+
+def report_frameworks(args) -> None:
+    """(iii): print the interleaved SMALL / snnTorch / Norse table."""
+    python = os.environ.get("TORCH_PYTHON", DEFAULT_TORCH_PYTHON)
+    if not os.path.exists(python):
+        print(f"(iii) skipped: no interpreter at $TORCH_PYTHON (default {DEFAULT_TORCH_PYTHON}); "
+              "create it with --make-venvs")
+        return
+    p = make_lif_network(args.steps, max(args.batch, 1))
+    r = bench_frameworks(p, args.batch, args.repeats, python, args.torch_threads)
+    v = r.pop("versions")
+    snn_counts = r.pop("digits_snntorch_counts", None)
+    print()
+    print(f"(iii) SMALL vs snnTorch {v['snntorch']} and Norse {v['norse']} (torch {v['torch']}, "
+          f"{args.torch_threads} threads, no_grad), interleaved: best of {args.repeats} after a warm-up round")
+    rows = []
+    for case, sims in r.items():
+        small = sims["SMALL"]["wall"]
+        for name, t in sims.items():
+            spikes = int(t["counts"].sum())
+            rows.append([case, name, f"{t['wall'] * 1e3:,.1f}",
+                         f"{max(t['walls']) * 1e3:,.1f}", f"{t['wall'] / small:.2f}", f"{spikes:,}"])
+    print(table(["workload", "simulator", "best ms", "worst ms", "time / SMALL's", "output spikes"], rows))
+    if snn_counts is not None and "digits" in r:
+        same = np.array_equal(r["digits"]["SMALL"]["counts"], snn_counts)
+        same_fw = np.array_equal(r["digits"]["snntorch"]["counts"], snn_counts)
+        print(f"digits output spike counts per class equal to examples/digits/test_set.npz (snnTorch's own): "
+              f"SMALL {same}, snnTorch here {same_fw}")
 
 
 if __name__ == "__main__":

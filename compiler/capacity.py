@@ -144,13 +144,13 @@ class Capacity:
 
     @classmethod
     def of(cls, image: HardwareImage, *, lanes: int = 8) -> "Capacity":
-        """The smallest capacity that holds ``image`` (the ROM chip of ``small hdl``)."""
+        """The smallest capacity that holds ``image`` (the chip ``small hdl`` generates for a build)."""
         g = Geometry.of(image)
         a = image.arrays
         return cls(tiles=image.n_tiles, rows=image.rows, cols=image.cols, levels=image.levels,
                    delay_slots=image.delay_slots, n_inputs=g.n_inputs, route_entries=max(1, len(a["route_tile"])),
                    input_entries=max(1, len(a["input_tile"])), lanes=lanes, arithmetic=image.arithmetic,
-                   acc_bits=g.acc_bits, name="rom")
+                   acc_bits=g.acc_bits, name="fit")
 
     # -- fit ------------------------------------------------------------------------------------
     def problems(self, image: HardwareImage) -> list[str]:

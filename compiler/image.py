@@ -193,15 +193,57 @@ def json_checksum(meta: dict[str, Any]) -> str:
 
 
 def load_image(folder: str | os.PathLike) -> HardwareImage:
-    """Read and validate the image in ``folder`` (a ``small compile -o`` folder)."""
+    """Read and validate the image in ``folder`` (a ``small compile -o`` folder).
+
+    ``image.json`` and ``image.npz`` are read from one folder even while another SMALL run swaps a
+    new build in under the same name (:func:`small.fileio.atomic_directory`): both are opened
+    through the folder as it was when the read began, so a reader never pairs one build's
+    description with another's arrays; if that folder is removed before the arrays are opened
+    (the writer cleaning up after its swap), the read starts again on the new build.
+    """
     folder = Path(folder)
     jpath = folder / "image.json"
     if not folder.is_dir():
         raise FileFormatError(f"build folder {str(folder)!r} does not exist: run `small compile ... -o {folder}` first")
     if not jpath.is_file():
         raise FileFormatError(f"{str(folder)!r} holds no image.json: it is not a `small compile` output folder")
+    for _ in range(_SWAPS_TOLERATED):
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return _load_image_at(folder, dir_fd)
+        except _Replaced:
+            continue
+        finally:
+            os.close(dir_fd)
+    raise FileFormatError(f"build folder {str(folder)!r} was replaced {_SWAPS_TOLERATED} times while it was read: "
+                          "wait until the SMALL runs writing it end, then run this again")
+
+
+#: How often :func:`load_image` starts again when the build it reads is replaced under it.
+_SWAPS_TOLERATED = 5
+
+
+class _Replaced(Exception):
+    """The folder being read was swapped out and removed by another SMALL run."""
+
+
+def _load_image_at(folder: Path, dir_fd: int) -> HardwareImage:
+    """:func:`load_image` of the folder open as ``dir_fd`` (``folder`` names it in messages)."""
+    def opener(name: str, flags: int) -> int:
+        return os.open(name, flags, dir_fd=dir_fd)
+
+    def missing(what: str) -> Exception:
+        """_Replaced if ``folder`` is no longer the folder open as ``dir_fd``, else the error ``what``."""
+        held, now = os.stat(dir_fd), os.stat(folder) if folder.is_dir() else None
+        return _Replaced() if now is None or (held.st_dev, held.st_ino) != (now.st_dev, now.st_ino) \
+            else FileFormatError(what)
+
+    jpath = folder / "image.json"
     try:
-        meta = json.loads(jpath.read_text())
+        with open("image.json", "rb", opener=opener) as fh:
+            meta = json.loads(fh.read().decode())
+    except FileNotFoundError:
+        raise missing(f"{str(folder)!r} holds no image.json: it is not a `small compile` output folder") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise FileFormatError(f"{str(jpath)!r} is not valid JSON ({exc}): recompile with `small compile`") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -222,13 +264,17 @@ def load_image(folder: str | os.PathLike) -> HardwareImage:
             "or delete its json_sha256 field to run the edited image as it is"
         )
     npz = folder / "image.npz"
-    if npz.is_file() and "arrays_sha256" in meta:
-        digest = hashlib.sha256(npz.read_bytes()).hexdigest()
-        if digest != meta["arrays_sha256"]:
+    try:
+        fh = open("image.npz", "rb", opener=opener)
+    except FileNotFoundError:
+        raise missing(f"image arrays {str(npz)!r} does not exist: recompile with `small compile`") from None
+    with fh:
+        if "arrays_sha256" in meta and hashlib.file_digest(fh, "sha256").hexdigest() != meta["arrays_sha256"]:
             raise FileFormatError(
                 f"{str(npz)!r} does not match image.json (SHA-256 differs): the image is corrupt or was edited; recompile it"
             )
-    arrays = read_npz(npz, what="image arrays")
+        fh.seek(0)
+        arrays = read_npz(npz, what="image arrays", source=fh)
     image = HardwareImage(meta, arrays)
     _Validator(image, what).run()  # the schema held above
     return image
@@ -338,6 +384,10 @@ class _Validator:
             addr = self.a[f"pop/{pop['name']}/tile"].astype(np.int64) * C + self.a[f"pop/{pop['name']}/col"]
             if addr.size and (addr.min() < 0 or addr.max() >= T * C or np.any(flat_kind[addr] != COL_NEURON)):
                 self.fail(f"population {pop['name']!r} maps onto columns without neurons")
+            starts = self.a["param/start"].reshape(-1)[addr]
+            if np.any(starts != pop["latency"]):  # the simulators read one, the report the other
+                self.fail(f"population {pop['name']!r} has latency {pop['latency']}, but its columns start at chip "
+                          f"step {int(starts[starts != pop['latency']][0])} (param/start)")
         pops = {p["name"]: p for p in m["populations"]}
         for out in m["outputs"]:
             if out.get("population") not in pops:
@@ -345,6 +395,9 @@ class _Validator:
             if "size" in out and out["size"] != pops[out["population"]]["size"]:
                 self.fail(f"output {out['name']!r} has size {out['size']}, its population {out['population']!r} "
                           f"{pops[out['population']]['size']}")
+            if out["latency"] != pops[out["population"]]["latency"]:
+                self.fail(f"output {out['name']!r} has latency {out['latency']}, its population {out['population']!r} "
+                          f"{pops[out['population']]['latency']}")
             if out.get("kind") == "value":
                 self.need(f"output/{out['name']}/value_scale", (int(pops[out["population"]]["size"]),), "f")
         if m["target"] == "memristive" and "stuck_pos" in self.a:

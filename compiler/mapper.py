@@ -41,7 +41,8 @@ from .faults import FaultMap, achievable, identity_placement, place, placement_e
 from .image import (COL_NEURON, COL_PARTIAL, FORMAT, MODEL_CODES, NEURON_PARAMS, RESET_CODES, VERSION, Arithmetic,
                     HardwareImage)
 from .ir import ALIF, IF, LI, CubaLIF, Network
-from .partition import METHODS, Synapses, distinct, evaluate, group_neurons
+from .partition import (METHODS, Synapses, distinct, evaluate, group_neurons, unique_inverse, unique_pairs,
+                        unique_small)
 from .quantize import best_scale, level_pairs, quantize, zeroing_outliers
 
 TARGETS = ("digital", "memristive")
@@ -256,7 +257,7 @@ def network_synapses(net: Network, lat: dict[str, int], input_scales: dict[str, 
     span = int(dly.max()) + 1
     elem_key = src * span + dly
     combined = tgt * (int(elem_key.max()) + 1) + elem_key
-    uniq, inv = np.unique(combined, return_inverse=True)
+    uniq, inv = unique_inverse(combined)  # np.unique's, from the projections' sorted runs
     w = np.bincount(inv, weights=w)
     tgt = uniq // (int(elem_key.max()) + 1)
     elem_key = uniq % (int(elem_key.max()) + 1)
@@ -371,8 +372,8 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     lat = latencies(net)
     n, n_in, tgt, elem, dly, w = network_synapses(net, lat, input_scales)
     # Row keys: distinct (source element, routed delay).
-    key_code, key = np.unique(elem * (int(dly.max(initial=0)) + 1) + dly, return_inverse=True)
     span = int(dly.max(initial=0)) + 1
+    key_code, key = unique_small(elem * span + dly, (n_in + n) * span)
     key_elem, key_delay = key_code // span, key_code % span
     key_source = np.where(key_elem >= n_in, key_elem - n_in, -1)
     syn = Synapses(n=n, target=tgt, key=key.astype(np.int64), key_source=key_source)
@@ -411,8 +412,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
         raise UnsupportedError(
             f"the network needs {T} tiles but the fault map's chip has {opts.faults.tiles}: use a fault map for a larger chip"
         )
-    pair_code = group_of[tgt] * syn.n_keys + syn.key
-    pairs, pair_of_syn = np.unique(pair_code, return_inverse=True)
+    pairs, pair_of_syn = unique_pairs(group_of[tgt], G, syn.key, syn.n_keys)
     pair_group, pair_key = pairs // syn.n_keys, pairs % syn.n_keys
     first = np.searchsorted(pair_group, np.arange(G))
     rank = np.arange(pairs.size) - first[pair_group]

@@ -196,9 +196,45 @@ def _read_group(group: Any, path: Path) -> dict[str, Any]:
         check_memory(nbytes, f"NIR file {str(path)!r}: dataset {item.name!r} of shape {list(item.shape or ())}, which",
                      error=FileFormatError)
     check_memory(sum(sizes), f"NIR file {str(path)!r} (all its datasets)", error=FileFormatError)
+    file_size = path.stat().st_size
     for into, key, item in datasets:
+        _check_variable_lengths(item, path, file_size)
         into[key] = try_byte_to_str(item[()])
     return data
+
+
+def _check_variable_lengths(item: Any, path: Path, file_size: int) -> None:
+    """Refuse a variable-length dataset (NIR's strings and edge lists) whose elements declare more
+    bytes than the whole file holds: HDF5 allocates (and fills) what an element's length field says
+    before it finds the data missing, so one damaged length takes up to 4 GiB.
+
+    Each element of such a dataset is stored as a 4-byte little-endian length and a global-heap
+    reference (HDF5 file format, "Variable-length" datatype); the lengths of a contiguous dataset are
+    read from the file directly. Compressed (chunked) and compact layouts keep them out of reach and
+    are read as they are.
+    """
+    import h5py
+
+    string = h5py.check_string_dtype(item.dtype)
+    if h5py.check_vlen_dtype(item.dtype) is None and (string is None or string.length is not None):
+        return
+    n = math.prod(item.shape or ())
+    offset = item.id.get_offset()
+    storage = item.id.get_storage_size()
+    if not n or item.chunks is not None or offset is None or storage < 4 * n:
+        return
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        raw = fh.read(storage)
+    vlen = h5py.check_vlen_dtype(item.dtype)
+    base = 1 if string is not None else np.dtype(vlen).itemsize  # a string's length counts bytes
+    declared = 0 if len(raw) < storage else int(
+        np.ndarray((n,), dtype="<u4", buffer=raw, strides=(storage // n,)).max()) * base
+    if len(raw) < storage or declared > file_size:
+        raise FileFormatError(
+            f"NIR file {str(path)!r}: dataset {item.name!r} declares "
+            + (f"a value of {declared} bytes in a file of {file_size}" if declared else "data past the file's end")
+            + ": the file is damaged or truncated; re-export it from the training framework")
 
 
 def _unsupported(name: str, kind: str) -> UnsupportedError:

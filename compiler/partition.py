@@ -32,6 +32,7 @@ far from the best possible a grouping is.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ import scipy.sparse as sp
 from small.errors import SmallWarning, UnsupportedError
 
 METHODS = ("auto", "metis", "networkx", "sequential")
+# From this many synapses on, the partitioner's loops run compiled (numba): loading the kernels
+# costs about 1 s once per process, the numpy versions cost ~100 us per neuron placed.
+COMPILED_FROM = 500_000
 # Above this many graph edges networkx's pure-Python Kernighan-Lin becomes slow.
 NETWORKX_SLOW_EDGES = 2_000_000
 
@@ -51,6 +55,74 @@ def distinct(values: np.ndarray) -> np.ndarray:
     slower on 10M int64 values than sorting and dropping equal neighbours."""
     s = np.sort(values, kind="stable")
     return s[np.concatenate([[True], s[1:] != s[:-1]])] if s.size else s
+
+
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)``, faster on concatenated sorted runs.
+
+    A stable (merge) sort finds the runs that synapse lists come in (each projection target-
+    major), where ``np.unique``'s quicksort costs 1-2 s on 10M values whatever their order.
+    """
+    perm = np.argsort(values, kind="stable")
+    return _unique_from_order(values, perm)
+
+
+def _unique_from_order(values: np.ndarray, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and the inverse, from an order that sorts ``values``."""
+    ordered = values[perm]
+    first = np.empty(ordered.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    inverse = np.empty(values.size, dtype=np.int64)
+    inverse[perm] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
+def unique_small(values: np.ndarray, n_values: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for integers in ``[0, n_values)``, without sorting."""
+    present = np.bincount(values, minlength=n_values) > 0
+    return np.flatnonzero(present), (np.cumsum(present) - 1)[values]
+
+
+def unique_pairs(major: np.ndarray, n_major: int, minor: np.ndarray, n_minor: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(major * n_minor + minor, return_inverse=True)`` for small non-negative integers,
+    by two counting sorts (least significant first) instead of a comparison sort."""
+    by_minor = stable_order(minor, n_minor)
+    perm = by_minor[stable_order(major[by_minor], n_major)]
+    del by_minor
+    codes = major * n_minor
+    codes += minor
+    return _unique_from_order(codes, perm)
+
+
+def stable_order(values: np.ndarray, n_values: int) -> np.ndarray:
+    """``np.argsort(values, kind="stable")`` for integers in ``[0, n_values)``: a counting sort."""
+    if values.size < COMPILED_FROM:
+        return np.argsort(values, kind="stable")
+    return _stable_order_kernel()(np.ascontiguousarray(values, dtype=np.int64), int(n_values))
+
+
+def _stable_order(values, n_values):
+    next_pos = np.zeros(n_values + 1, dtype=np.int64)
+    for v in values:
+        next_pos[v + 1] += 1
+    for v in range(n_values):
+        next_pos[v + 1] += next_pos[v]
+    order = np.empty(values.size, dtype=np.int64)
+    for i in range(values.size):
+        v = values[i]
+        order[next_pos[v]] = i
+        next_pos[v] += 1
+    return order
+
+
+@functools.cache
+def _stable_order_kernel():
+    try:
+        import numba
+    except ImportError:
+        return lambda values, n_values: np.argsort(values, kind="stable")
+    return numba.njit(cache=True)(_stable_order)
 
 
 def have_pymetis() -> bool:
@@ -114,13 +186,20 @@ def sequential(n: int, cols: int) -> list[np.ndarray]:
     return [np.arange(start, min(start + cols, n)) for start in range(0, n, cols)]
 
 
+def key_major_order(syn: Synapses) -> np.ndarray:
+    """The synapses ordered by key, then target (``np.lexsort((syn.target, syn.key))``)."""
+    if np.all(syn.target[1:] >= syn.target[:-1]):  # target-major, as the compiler lists them
+        return stable_order(syn.key, syn.n_keys)
+    return np.lexsort((syn.target, syn.key))
+
+
 def neuron_graph(syn: Synapses, cols: int) -> sp.csr_array:
     """The symmetric weighted graph described in the module docstring."""
     src = syn.key_source[syn.key]
     has_src = src >= 0
     a = [src[has_src], ]
     b = [syn.target[has_src]]
-    order = np.lexsort((syn.target, syn.key))
+    order = key_major_order(syn)
     k, t = syn.key[order], syn.target[order]
     readers = np.bincount(syn.key, minlength=syn.n_keys)
     # A key read by more neurons than a tile holds must be repeated anyway: it says nothing
@@ -216,18 +295,30 @@ def row_sharing(syn: Synapses, cols: int) -> list[np.ndarray]:
     left out of the scores. Each group is returned in the order it grew.
     """
     n = syn.n
-    order = np.argsort(syn.target, kind="stable")
-    t_ptr = np.searchsorted(syn.target[order], np.arange(n + 1))
-    keys_of = syn.key[order]  # the row keys of neuron i: keys_of[t_ptr[i]:t_ptr[i + 1]]
+    order = stable_order(syn.target, n)
+    t_ptr = np.concatenate([[0], np.cumsum(np.bincount(syn.target, minlength=n))])
+    keys_of = syn.key[order]  # neuron i's keys: keys_of[t_ptr[i]:t_ptr[i + 1]]
     readers_n = np.bincount(syn.key, minlength=syn.n_keys)
-    k_order = np.argsort(syn.key, kind="stable")
-    k_ptr = np.searchsorted(syn.key[k_order], np.arange(syn.n_keys + 1))
-    readers_of = syn.target[k_order]
+    k_order = stable_order(syn.key, syn.n_keys)
+    k_ptr = np.concatenate([[0], np.cumsum(readers_n)])
+    readers_of = syn.target[k_order].astype(np.int32)
+    del k_order
     local = readers_n <= _SHARED_KEY_TILES * cols
+    grow = _grow_groups_kernel() if syn.target.size >= COMPILED_FROM else _grow_groups_numpy
+    grown, ends = grow(n, cols, t_ptr.astype(np.int64), keys_of.astype(np.int32),
+                                        k_ptr.astype(np.int64), readers_of, local, syn.n_keys)
+    # In the order grown: a group too wide for --max-split is halved in column order, and
+    # each half of a grown block is again a block.
+    return np.split(grown, ends[:-1])
+
+
+def _grow_groups_numpy(n, cols, t_ptr, keys_of, k_ptr, readers_of, local, n_keys):
+    """:func:`_grow_groups` in numpy operations per pick: no compilation to wait for, so it
+    serves small networks (below ``COMPILED_FROM`` synapses); the same groups, in the same order."""
     degree = np.diff(t_ptr)
     covered = np.zeros(n, dtype=np.int64)  # of a neuron's keys, how many the group already reads
     affinity = np.zeros(n, dtype=np.int64)  # over its keys, the members reading them
-    members_per_key = np.zeros(syn.n_keys, dtype=np.int64)
+    members_per_key = np.zeros(n_keys, dtype=np.int64)
     free = np.ones(n, dtype=bool)
     is_candidate = np.zeros(n, dtype=bool)
 
@@ -277,10 +368,121 @@ def row_sharing(syn: Synapses, cols: int) -> list[np.ndarray]:
             affinity[reached] = 0
         members_per_key[np.concatenate(keys_used)] = 0
         is_candidate[candidates] = False
-        # In the order grown: a group too wide for --max-split is halved in column order, and
-        # each half of a grown block is again a block.
         groups.append(np.asarray(group, dtype=np.int64))
-    return groups
+
+    grown = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
+    return grown, np.cumsum([g.size for g in groups], dtype=np.int64)
+
+
+FREE, CANDIDATE, TAKEN = 0, 1, 2
+
+
+def _grow_groups(n, cols, t_ptr, keys_of, k_ptr, readers_of, local, n_keys):
+    """:func:`row_sharing`'s greedy loop: the neurons in the order grown and each group's end.
+
+    Compiled by numba (``_grow_groups_kernel``); a group needs a pass over the keys of each
+    member and their readers, and a scan of the candidates per pick.
+    """
+    covered = np.zeros(n, dtype=np.int32)  # of a neuron's keys, how many the group already reads
+    affinity = np.zeros(n, dtype=np.int32)  # over its keys, the members reading them
+    members_per_key = np.zeros(n_keys, dtype=np.int32)
+    counted = np.zeros(n_keys, dtype=np.bool_)
+    state = np.zeros(n, dtype=np.uint8)  # FREE, CANDIDATE (free, shares a row with the group) or TAKEN
+    grown = np.empty(n, dtype=np.int64)
+    ends = np.empty(n, dtype=np.int64)
+    candidates = np.empty(n, dtype=np.int64)
+    touched = np.empty(n, dtype=np.int64)  # neurons whose covered/affinity this group raised
+    fresh_keys = np.empty(n_keys, dtype=np.int64)
+    n_grown = n_groups = 0
+    next_free = 0
+    while True:
+        while next_free < n and state[next_free] == TAKEN:
+            next_free += 1
+        if next_free >= n:
+            break
+        size = n_cand = n_touched = n_fresh = 0
+        pick = next_free
+        while True:
+            grown[n_grown] = pick
+            n_grown += 1
+            size += 1
+            state[pick] = TAKEN
+            lo, hi = t_ptr[pick], t_ptr[pick + 1]
+            # A key is fresh if no member read it before this neuron (a key this neuron lists
+            # twice is fresh twice, and raises the member count once).
+            for j in range(lo, hi):
+                k = keys_of[j]
+                fresh = members_per_key[k] == 0
+                if fresh:
+                    fresh_keys[n_fresh] = k
+                    n_fresh += 1
+                if not local[k]:
+                    continue
+                for r in range(k_ptr[k], k_ptr[k + 1]):
+                    m = readers_of[r]
+                    if affinity[m] == 0:
+                        touched[n_touched] = m
+                        n_touched += 1
+                    affinity[m] += 1
+                    if fresh:
+                        covered[m] += 1
+                    if state[m] == FREE:
+                        state[m] = CANDIDATE
+                        candidates[n_cand] = m
+                        n_cand += 1
+            for j in range(lo, hi):
+                k = keys_of[j]
+                if not counted[k]:
+                    counted[k] = True
+                    members_per_key[k] += 1
+            for j in range(lo, hi):
+                counted[keys_of[j]] = False
+            if size == cols:
+                break
+            best, kept = -1, 0
+            for c in range(n_cand):
+                m = candidates[c]
+                if state[m] == TAKEN:
+                    continue
+                candidates[kept] = m
+                kept += 1
+                if best < 0:
+                    best = m
+                    continue
+                new_m, new_b = t_ptr[m + 1] - t_ptr[m] - covered[m], t_ptr[best + 1] - t_ptr[best] - covered[best]
+                if new_m < new_b or new_m == new_b and (affinity[m] > affinity[best]
+                                                        or affinity[m] == affinity[best] and m < best):
+                    best = m
+            n_cand = kept
+            if best >= 0:
+                pick = best
+            else:
+                pick = next_free
+                while pick < n and state[pick] == TAKEN:
+                    pick += 1
+                if pick >= n:
+                    break
+        for c in range(n_touched):  # covered[m] > 0 only where affinity[m] > 0
+            affinity[touched[c]] = 0
+            covered[touched[c]] = 0
+        for c in range(n_cand):
+            if state[candidates[c]] == CANDIDATE:
+                state[candidates[c]] = FREE
+        for c in range(n_fresh):
+            members_per_key[fresh_keys[c]] = 0
+        ends[n_groups] = n_grown
+        n_groups += 1
+    return grown, ends[:n_groups]
+
+
+@functools.cache
+def _grow_groups_kernel():
+    """:func:`_grow_groups` compiled (numba, cached on disk), or as plain Python without numba."""
+    try:
+        import numba
+    except ImportError:  # correct, only slow
+        return _grow_groups
+    return numba.njit(cache=True)(_grow_groups)
 
 
 def tiles_lower_bound(syn: Synapses, rows: int, cols: int) -> int:

@@ -72,10 +72,11 @@ IMAGE_SCHEMA: dict[str, Any] = {
             "scale": {"type": "number", "exclusiveMinimum": 0}})},
         "populations": {"type": "array", "items": _object({
             "name": _NAME, "model": {"enum": ["lif", "cuba_lif", "if", "li", "alif"]}, "size": _SIZE,
-            "reset": {"enum": ["zero", "subtract", None]}, "latency": _LATENCY}, required=["name", "model", "size"])},
+            "reset": {"enum": ["zero", "subtract", None]}, "latency": _LATENCY},
+            required=["name", "model", "size", "latency"])},  # the simulators and the report read every latency
         "outputs": {"type": "array", "items": _object({
             "name": _NAME, "population": _NAME, "size": _SIZE, "latency": _LATENCY,
-            "kind": {"enum": ["spikes", "value"]}}, required=["name", "population", "kind"])},
+            "kind": {"enum": ["spikes", "value"]}}, required=["name", "population", "size", "latency", "kind"])},
         "options": _object({"partitioner": {"type": "string"}, "max_split": _SIZE,
                             "max_tiles": {"type": ["integer", "null"], "minimum": 1},
                             "scale": {"enum": ["tile", "column"]}}, required=[]),

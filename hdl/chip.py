@@ -38,12 +38,11 @@ One step, in clock cycles (``A`` active rows of the busiest tile):
 
 1. input events go through the input map into the tiles' pending rows (one per cycle);
 2. **integrate**, all tiles in parallel: ``(C / lanes + 4) A + 1`` cycles (``DigitalTile``);
-3. **export**, all tiles with partial-sum columns at once: ``2 C + 2`` cycles plus one per
-   partial-sum column of the tile with the most, plus stalls when several send to one tile (it
-   adds one partial sum every 2 cycles);
-4. **update**, all tiles in parallel: ``8 C`` cycles (a 6-stage neuron pipeline per column)
-   plus stalls; spikes go through a 2-entry FIFO and the router (one row event per cycle) into
-   the pending rows of the steps they are due, while the tiles update;
+3. **export**, all tiles at once: 4 cycles per partial-sum column of the tile with the most,
+   plus one, plus stalls (the partial sums share one bus, and a tile adds one every 2 cycles);
+4. **update**, all tiles in parallel: ``C + 8`` cycles (one column a cycle into a 6-stage
+   neuron pipeline) plus stalls; spikes go through a 2-entry FIFO and the router (one row
+   event per cycle) into the pending rows of the steps they are due, while the tiles update;
 5. ``OUT_STEP``.
 
 :func:`step_cycles` gives the count for a given activity; the benchmark measures it.
@@ -60,14 +59,14 @@ from compiler.capacity import MEM_INPUT_ENTRIES, MEM_INPUT_HEADS, MEM_ROUTE_ENTR
 from compiler.image import COL_PARTIAL, HardwareImage
 
 from .events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Geometry, command_layout, \
-    output_layout, spike_layout, struct
+    output_layout, struct
 from .memristive_tile import MemristiveTileController
 from .router import Router
 from .tile import LANES, UPDATE_STAGES, DigitalTile
 
 
 def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, row_events: int = 0) -> int:
-    """Clock cycles of one chip step without back-pressure (see the module docstring).
+    """Clock cycles of one chip step of a digital chip without back-pressure (see the module docstring).
 
     ``active_rows``: active rows of the busiest tile; ``row_events``: row events the router
     delivers after the last tile has updated (usually 0). Stalls of partial sums converging on
@@ -75,10 +74,12 @@ def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, r
     """
     C = image.cols
     words = -(-C // min(lanes, 1 << (C - 1).bit_length()))
-    partial = (image.arrays["col_kind"] == COL_PARTIAL).sum(axis=1).max(initial=0)
-    export = 2 * C + int(partial) + 2 if partial else 0
-    sequencer = 6  # strobes, the state changes between phases, the scan that finds no active row
-    return (words + 4) * active_rows + export + (UPDATE_STAGES + 2) * C + row_events + sequencer
+    partial = int((image.arrays["col_kind"] == COL_PARTIAL).sum(axis=1).max(initial=0))
+    integrate = (words + 1) * active_rows + (3 if active_rows else 1)
+    export = 3 * partial + 1
+    update = C + UPDATE_STAGES + 2
+    sequencer = 7  # strobes and the state changes between phases
+    return integrate + export + update + row_events + sequencer
 
 
 ANALOG_PORTS = ("row_drive", "pulse", "evaluate", "hold", "settled", "fired", "adc_req", "adc_col", "adc_ack",
@@ -134,15 +135,6 @@ class Chip(wiring.Component):
         except (ValueError, CapacityError):
             self._MustUse__silence = True  # a refused Chip is not an "unused elaboratable"
             raise
-        # Tiles with partial-sum columns export them (all at once): a ROM chip knows which, a
-        # programmable one exports from every tile. Analog tiles merge partial sums as currents
-        # during the pulse: nothing to export.
-        if self.analog:
-            self.partial_tiles = []
-        elif image is not None and spec.name == "rom":
-            self.partial_tiles = [t for t in range(image.n_tiles) if (image.arrays["col_kind"][t] == COL_PARTIAL).any()]
-        else:
-            self.partial_tiles = list(range(cap.tiles))
         members = {
             "commands": In(stream.Signature(command_layout(g))),
             "outputs": Out(stream.Signature(output_layout(g))),
@@ -202,32 +194,23 @@ class Chip(wiring.Component):
                              tile.rows.payload.slot.eq(input_slot),
                              tile.rows.payload.payload.eq(input_row.payload)]
 
-        # -- spikes of the tiles into the router (fixed priority: lower tile first), through a
-        # 2-entry FIFO: its registered ready keeps the router's lookup out of the tiles' paths
-        spike_shape = spike_layout(g)
-        m.submodules.spike_fifo = spike_fifo = fifo.SyncFIFOBuffered(width=spike_shape.size, depth=2)
-        # "an earlier source is valid" as one reduction per source, not a chain of ORs (which
-        # nests as deep as there are tiles: hundreds of tiles overflow Python's recursion)
-        valids = Cat(*(tile.spikes.valid for tile in tiles))
-        for k, tile in enumerate(tiles):
-            earlier = valids[:k].any() if k else Const(0)
-            m.d.comb += tile.spikes.ready.eq(spike_fifo.w_rdy & ~earlier)
-            with m.If(tile.spikes.valid & ~earlier):
-                m.d.comb += spike_fifo.w_data.eq(tile.spikes.payload)
-        m.d.comb += [spike_fifo.w_en.eq(valids.any()),
-                     router.spikes.valid.eq(spike_fifo.r_rdy), router.spikes.payload.eq(spike_fifo.r_data),
+        # -- spikes of the tiles into the router, through a 2-entry FIFO: its registered ready
+        # keeps the router's lookup out of the tiles' paths
+        spike_fifo = m.submodules.spike_fifo = self._merge(m, [tile.spikes for tile in tiles])
+        m.d.comb += [router.spikes.valid.eq(spike_fifo.r_rdy), router.spikes.payload.eq(spike_fifo.r_data),
                      spike_fifo.r_en.eq(router.spikes.ready)]
 
-        # -- partial sums: every exporting tile to the tiles of its neuron columns, each
-        # destination taking one source at a time (fixed priority)
-        for t, tile in enumerate(tiles):
-            offers = Cat(*(tiles[s].psum_out.valid & (tiles[s].psum_out.payload.tile == t)
-                           for s in self.partial_tiles))
-            for k, s in enumerate(self.partial_tiles):
-                src = tiles[s].psum_out
-                with m.If(offers[k] & ~(offers[:k].any() if k else Const(0))):
-                    m.d.comb += [tile.psum_in.valid.eq(1), tile.psum_in.payload.eq(src.payload),
-                                 src.ready.eq(tile.psum_in.ready)]
+        # -- partial sums (digital tiles; analog ones merge them as currents): every tile's
+        # export onto one bus, which delivers each to the tile of its neuron column: wiring
+        # linear in the tiles, and any network's partial sums reach their columns, whichever
+        # tiles it puts them on
+        if not self.analog:
+            psum_fifo = m.submodules.psum_fifo = self._merge(m, [tile.psum_out for tile in tiles])
+            head = tiles[0].psum_out.payload.shape()(psum_fifo.r_data)
+            m.d.comb += psum_fifo.r_en.eq(Array(tile.psum_in.ready for tile in tiles)[head.tile])
+            for t, tile in enumerate(tiles):
+                m.d.comb += [tile.psum_in.valid.eq(psum_fifo.r_rdy & (head.tile == t)),
+                             tile.psum_in.payload.eq(head)]
 
         # -- host outputs: spike copies, then LI values, then the end-of-step marker ---------
         out = self.outputs
@@ -294,14 +277,14 @@ class Chip(wiring.Component):
                     m.next = "INTEGRATE"
             with m.State("INTEGRATE"):
                 with m.If(~any_busy):
-                    m.next = "EXPORT" if self.partial_tiles else "UPDATE"
-            with m.State("EXPORT"):
-                for t in self.partial_tiles:
-                    strobe("export", t)
-                m.next = "EXPORTING"
-            with m.State("EXPORTING"):
-                with m.If(~any_busy):
-                    m.next = "UPDATE"
+                    m.next = "UPDATE" if self.analog else "EXPORT"
+            if not self.analog:
+                with m.State("EXPORT"):
+                    strobe("export")
+                    m.next = "EXPORTING"
+                with m.State("EXPORTING"):  # until every partial sum has been added to its column
+                    with m.If(~any_busy & ~psum_fifo.r_rdy):
+                        m.next = "UPDATE"
             with m.State("UPDATE"):
                 strobe("update")
                 m.next = "UPDATING"
@@ -315,6 +298,21 @@ class Chip(wiring.Component):
                                  step.eq(Mux(step == (1 << STEP_BITS) - 1, step, step + 1))]
                     m.next = "HOST"
         return m
+
+    @staticmethod
+    def _merge(m: Module, sources: list) -> fifo.SyncFIFOBuffered:
+        """The streams ``sources`` into a new 2-entry FIFO, one a cycle, fixed priority (lower
+        index first). "An earlier source is valid" is one reduction per source, not a chain of
+        ORs, which would nest as deep as there are tiles (hundreds overflow Python's recursion)."""
+        queue = fifo.SyncFIFOBuffered(width=sources[0].payload.shape().size, depth=2)
+        valids = Cat(*(src.valid for src in sources))
+        for k, src in enumerate(sources):
+            earlier = valids[:k].any() if k else Const(0)
+            m.d.comb += src.ready.eq(queue.w_rdy & ~earlier)
+            with m.If(src.valid & ~earlier):
+                m.d.comb += queue.w_data.eq(src.payload)
+        m.d.comb += queue.w_en.eq(valids.any())
+        return queue
 
     def _config(self, m: Module):
         """Configuration accesses: the decoding, and a function that adds the sequencer's states

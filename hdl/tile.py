@@ -32,16 +32,18 @@ The chip's sequencer drives the tile with one-cycle strobes while ``busy`` is lo
     ``acc[c] += p * w[r][c]`` for ``lanes`` columns a cycle (a two-stage pipeline over the
     row's words): ``(C / lanes + 4)`` cycles per active row, plus one.
 ``export``
-    sends every partial-sum column's ``acc`` on ``psum_out`` to its neuron column (tile, col):
-    2 cycles per column, 3 per partial-sum column, plus back-pressure. ``psum_in`` takes an incoming partial sum whenever the
-    tile is idle or exporting and adds it to its column's ``acc`` lane: one every 2 cycles,
-    so all tiles can export at once.
+    sends every partial-sum column's ``acc`` on ``psum_out`` to its neuron column (tile, col),
+    lowest column first; the tile keeps a flag per column (set by the column's configuration
+    word), so only partial-sum columns cost cycles: 4 each, plus one, plus back-pressure.
+    ``psum_in`` takes an incoming partial sum whenever the tile is idle or exporting and adds it
+    to its column's ``acc`` lane: one every 2 cycles, so all tiles can export at once.
 ``update`` (with ``step``, the chip step, saturating)
-    for each column: read, run the neuron pipeline (:data:`UPDATE_STAGES` register stages,
-    so the tile meets 24 MHz on an iCE40), then write the new state and emit its spike on
-    ``spikes`` (and, for an LI column with the host flag, its membrane on ``values``); each
-    ``acc`` word is zeroed once its last lane is used. A column whose ``start`` exceeds
-    ``step`` keeps its state. ``(UPDATE_STAGES + 2) C`` cycles plus back-pressure.
+    the columns enter the neuron pipeline (:data:`UPDATE_STAGES` register stages, so the tile
+    meets 24 MHz on an iCE40) one a cycle; each leaves it with its new state, written back, its
+    spike on ``spikes`` (and, for an LI column with the host flag, its membrane on ``values``);
+    each ``acc`` word is zeroed once its last lane has left. A column whose ``start`` exceeds
+    ``step`` keeps its state. A stalled output stops the whole pipeline.
+    ``C + UPDATE_STAGES + 2`` cycles plus back-pressure.
 ``clear``
     restarts the tile from its network's initial state: empties every slot, zeroes the column
     sums and sets each column's state to ``v = v_init``, ``i = b = c = s = 0``: ``2 C`` cycles.
@@ -53,17 +55,18 @@ spikes routed in an update are delivered while the tiles update.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, EnableInserter, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from compiler.capacity import MEM_COLUMNS, MEM_STATE, MEM_WEIGHTS, STEP_BITS, Capacity, CapacityError, addr_bits, \
     column_fields, config_words, data_bits, memory_init, state_fields, state_init, weight_bits
+from compiler.events import unpack
 from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES, HardwareImage
 
 from .events import Geometry, spike_layout, struct, value_layout
 
-UPDATE_STAGES = 6  # pipeline registers in the neuron update (a column takes UPDATE_STAGES + 2 cycles)
+UPDATE_STAGES = 6  # pipeline registers in the neuron update (one column enters it per cycle)
 LANES = 8  # columns a tile's crossbar accumulates per cycle (a generator parameter: area vs speed)
 
 
@@ -128,18 +131,22 @@ class DigitalTile(wiring.Component):
         self.lanes, self.words = capacity.tile_lanes, capacity.words
         self._init = {mem: memory_init(capacity, mem, words.get((mem, tile))) for mem in (MEM_WEIGHTS, MEM_COLUMNS)}
         self._init[MEM_STATE] = state_init(capacity, image, tile)
+        fields = column_fields(self.geometry)
+        self._partial = sum(1 << c for c, w in enumerate(self._init[MEM_COLUMNS])
+                            if unpack(fields, w)["kind"] == COL_PARTIAL)
         super().__init__(command_members(g) | config_members(capacity))
 
     def _neuron(self, m: Module, acc, p, old) -> dict:
         """The neuron update of ``docs/architecture.md`` as a pipeline of :data:`UPDATE_STAGES` registers.
 
-        ``acc``: the column's sum; ``p``: its ``column_layout`` word; ``old``: its state; all
-        three must hold for the ``UPDATE_STAGES`` cycles after they are read (the FSM keeps the
-        read addresses). The stage registers load every cycle, so the results are valid
-        ``UPDATE_STAGES`` cycles later. Stages: (1) drive and the pre-decay membrane, (2) the
-        three decay multiplications, (3) the sums with leak, drive and adaptation, (4) the
-        subtract reset and the firing level, (5) the input, (6) the comparison. Every
-        intermediate is a named signal, computed once.
+        ``acc``: the column's sum; ``p``: its ``column_layout`` word; ``old``: its state, as the
+        memories return them (stage 0). A column enters every cycle: each field is carried, in
+        registers, to the stage that uses it, so ``m``'s registers only need one enable (the
+        caller wraps ``m`` in an ``EnableInserter`` that stops the pipeline while an output is
+        stalled). Stages: (1) drive and the pre-decay membrane, (2) the three decay
+        multiplications, (3) the sums with leak, drive and adaptation, (4) the subtract reset and
+        the firing level, (5) the input, (6) the comparison. The returned dict holds the state
+        fields and the flags of the column in stage 6.
         """
         ar = self.geometry.arithmetic
         v = signed(ar.v_bits)
@@ -155,6 +162,13 @@ class DigitalTile(wiring.Component):
             m.d.sync += s.eq(value)
             return s
 
+        def carry(name, value, stages):
+            """``value`` as it was ``k`` stages ago, for k = 0 .. stages."""
+            out = [value]
+            for k in range(1, stages + 1):
+                out.append(reg(f"{name}_{k}", out[-1], value.shape()))
+            return out
+
         def clamp(x):
             return Mux(x > hi, hi, Mux(x < lo, lo, x))
 
@@ -164,34 +178,40 @@ class DigitalTile(wiring.Component):
         def mulr(name, x, a):  # x * a / 2^decay_bits, rounded half up (stage 2)
             return reg(name, (x * a + (1 << (ar.decay_bits - 1))) >> ar.decay_bits, signed(ar.v_bits + 2))
 
-        spiking = sig("spiking", p.model != MODEL_CODES["li"], 1)
-        cuba = sig("cuba", p.model == MODEL_CODES["cuba_lif"], 1)
-        blocked = sig("blocked", old.c != 0, 1)
+        spiking = carry("spiking", sig("spiking", p.model != MODEL_CODES["li"], 1), 6)
+        cuba = carry("cuba", sig("cuba", p.model == MODEL_CODES["cuba_lif"], 1), 3)
+        blocked = carry("blocked", sig("blocked", old.c != 0, 1), 6)
+        spiked, subtract = carry("spiked", old.s, 3), carry("subtract", p.subtract, 3)
+        old_i, old_b, old_c = carry("old_i", old.i, 1), carry("old_b", old.b, 1), carry("old_c", old.c, 6)
+        alpha, alpha_syn, alpha_adapt = (carry(k, getattr(p, k), 1) for k in ("alpha", "alpha_syn", "alpha_adapt"))
+        leak, adapt, threshold = carry("leak", p.leak, 2), carry("adapt", p.adapt, 2), carry("threshold", p.threshold, 3)
+        refractory = carry("refractory", p.refractory, 6)
         # stage 1
         drive0 = sat("drive0", (acc << ar.frac_bits) + p.bias, reg)
         v0 = reg("v0", Mux(old.s & ~p.subtract, p.v_reset, old.v))
         # stage 2
-        i_decay, v_decay, b_decay = mulr("i_decay", old.i, p.alpha_syn), mulr("v_decay", v0, p.alpha), \
-            mulr("b_decay", old.b, p.alpha_adapt)
+        i_decay, v_decay, b_decay = mulr("i_decay", old_i[1], alpha_syn[1]), mulr("v_decay", v0, alpha[1]), \
+            mulr("b_decay", old_b[1], alpha_adapt[1])
         drive0_2 = reg("drive0_2", drive0)
         # stage 3
         i_new = sat("i_new", i_decay + drive0_2, reg)
-        v1 = sat("v1", v_decay + p.leak, reg)
-        b1 = sat("b1", b_decay + Mux(old.s, p.adapt, 0), reg)
+        v1 = sat("v1", v_decay + leak[2], reg)
+        b1 = sat("b1", b_decay + Mux(spiked[2], adapt[2], 0), reg)
         drive0_3 = reg("drive0_3", drive0_2)
         # stage 4
-        v2 = reg("v2", Mux(old.s & p.subtract, clamp(sig("v1_sub_wide", v1 - p.threshold, signed(ar.v_bits + 1))), v1))
-        drive = reg("drive", Mux(cuba, i_new, drive0_3))
-        firing = reg("firing_level", p.threshold + b1, signed(ar.v_bits + 1))
-        i_4, b_4 = reg("i_new_4", Mux(cuba, i_new, 0)), reg("b1_4", b1)
+        v1_sub = clamp(sig("v1_sub_wide", v1 - threshold[3], signed(ar.v_bits + 1)))
+        v2 = reg("v2", Mux(spiked[3] & subtract[3], v1_sub, v1))
+        drive = reg("drive", Mux(cuba[3], i_new, drive0_3))
+        firing = reg("firing_level", threshold[3] + b1, signed(ar.v_bits + 1))
+        i_4, b_4 = reg("i_new_4", Mux(cuba[3], i_new, 0)), reg("b1_4", b1)
         # stage 5
-        v3 = reg("v3", Mux(blocked, v2, clamp(sig("v2_in_wide", v2 + drive, signed(ar.v_bits + 1)))))
+        v3 = reg("v3", Mux(blocked[4], v2, clamp(sig("v2_in_wide", v2 + drive, signed(ar.v_bits + 1)))))
         firing_5, i_5, b_5 = reg("firing_level_5", firing, signed(ar.v_bits + 1)), reg("i_new_5", i_4), reg("b1_5", b_4)
         # stage 6
-        fire = reg("fire", (v3 > firing_5) & ~blocked & spiking, 1)
+        fire = reg("fire", (v3 > firing_5) & ~blocked[5] & spiking[5], 1)
         v3_6, i_6, b_6 = reg("v3_6", v3), reg("i_new_6", i_5), reg("b1_6", b_5)
-        c = sig("c_next", Mux(fire, p.refractory, Mux(blocked, old.c - 1, old.c)), ar.refractory_bits)
-        return {"v": v3_6, "i": i_6, "b": b_6, "c": c, "s": fire, "spiking": spiking}
+        c = sig("c_next", Mux(fire, refractory[6], Mux(blocked[6], old_c[6] - 1, old_c[6])), ar.refractory_bits)
+        return {"v": v3_6, "i": i_6, "b": b_6, "c": c, "s": fire, "spiking": spiking[6]}
 
     def elaborate(self, platform):
         m = Module()
@@ -227,7 +247,8 @@ class DigitalTile(wiring.Component):
         payload = Signal(signed(ar.input_bits))
         slot = Signal(g.slot_bits)
         step = Signal(STEP_BITS)
-        stage = Signal(range(UPDATE_STAGES))
+        partial = Signal(C, init=self._partial)  # column c is a partial-sum column (kept beside the columns memory)
+        todo = Signal(C)  # partial-sum columns not yet exported this step
         out = Signal(psum_layout(g))  # the partial sum being exported
         psum = Signal(psum_layout(g))  # the partial sum being added
         psum_loaded = Signal()
@@ -255,11 +276,39 @@ class DigitalTile(wiring.Component):
         current = Signal(range(R + 1))  # events in the slot being integrated
         m.d.comb += current.eq(Array(count)[slot])
 
-        lane = col[:(P - 1).bit_length()] if P > 1 else Const(0)  # the column's lane in its word
+        def lane_of(c):  # a column's lane in its acc and weight words
+            return c[:(P - 1).bit_length()] if P > 1 else Const(0)
+
         col_word = col // P
         lane_sum = Signal(signed(g.acc_bits))  # the column's sum, from the acc word read for it
-        m.d.comb += lane_sum.eq(acc_rd.data[lane])
-        new = self._neuron(m, lane_sum, p, old)
+        m.d.comb += lane_sum.eq(acc_rd.data[lane_of(col)])
+
+        # -- the neuron pipeline: the update issues one column a cycle (``next_col``); the
+        # memories return it in stage 0; it leaves stage UPDATE_STAGES with its new state, its
+        # spike and its value. Everything in ``pipe`` stops while an output is stalled.
+        pipe = Module()
+        advance = Signal()  # the pipeline moves (nothing stalls its last stage)
+        next_col = Signal(range(C + 1))
+        issue = Signal()
+        valid = [Signal(name="valid_0")]
+        cols = [Signal(range(C), name="col_0")]
+        pipe.d.sync += [valid[0].eq(issue), cols[0].eq(next_col)]
+        for k in range(1, UPDATE_STAGES + 1):
+            valid.append(Signal(name=f"valid_{k}"))
+            cols.append(Signal(range(C), name=f"col_{k}"))
+            pipe.d.sync += [valid[k].eq(valid[k - 1]), cols[k].eq(cols[k - 1])]
+        column_sum = Signal(signed(g.acc_bits))
+        pipe.d.comb += column_sum.eq(acc_rd.data[lane_of(cols[0])])
+        new = self._neuron(pipe, column_sum, p, old)
+        late = {}
+        for name in ("kind", "start", "host"):
+            value = getattr(p, name)
+            for k in range(1, UPDATE_STAGES + 1):
+                late[name] = Signal(value.shape(), name=f"{name}_{k}")
+                pipe.d.sync += late[name].eq(value)
+                value = late[name]
+        m.submodules.neuron = EnableInserter(advance)(pipe)
+        out_col, out_valid = cols[-1], valid[-1]
 
         cfg_read = Signal(2)  # the memory a configuration read addressed in the cycle before
         with m.Switch(cfg_read):
@@ -280,11 +329,11 @@ class DigitalTile(wiring.Component):
                     m.d.sync += [slot.eq(self.slot), pick.eq(0)]
                     m.next = "ROW_PICK"
                 with m.Elif(self.export):
-                    m.d.sync += col.eq(0)
-                    m.next = "EXPORT_READ"
+                    m.d.sync += todo.eq(partial)
+                    m.next = "EXPORT_PICK"
                 with m.Elif(self.update):
-                    m.d.sync += [col.eq(0), step.eq(self.step)]
-                    m.next = "UPDATE_READ"
+                    m.d.sync += [next_col.eq(0), step.eq(self.step)]
+                    m.next = "UPDATE"
                 with m.Elif(self.cfg_en):  # a configuration access (the chip sends none while a phase runs)
                     addr = self.cfg_addr
                     with m.If(self.cfg_write):
@@ -295,6 +344,8 @@ class DigitalTile(wiring.Component):
                             with m.Case(MEM_COLUMNS):
                                 m.d.comb += [par_wr.addr.eq(addr), par_wr.en.eq(addr < C),
                                              par_wr.data.eq(self.cfg_wdata)]
+                                with m.If(addr < C):
+                                    m.d.sync += partial.bit_select(addr, 1).eq(par_wr.data.kind == COL_PARTIAL)
                             with m.Case(MEM_STATE):
                                 m.d.comb += [st_wr.addr.eq(addr), st_wr.en.eq(addr < C),
                                              st_wr.data.eq(self.cfg_wdata)]
@@ -332,24 +383,50 @@ class DigitalTile(wiring.Component):
                 m.d.sync += [row.eq(pend_rd.data.row), payload.eq(pend_rd.data.payload)]
                 m.next = "MAC"
             with m.State("MAC"):
-                # a two-stage pipeline: read word k of the row and of acc; write acc[k] next cycle
+                # a two-stage pipeline: read word k of the row and of acc; write acc[k] next cycle.
+                # The next row event is read with the row's last word, so the next row starts
+                # right after the last write: W + 1 cycles a row.
                 m.d.comb += self.busy.eq(1)
                 prev = Signal(range(W + 1))
                 writing = Signal()
+                queued = Signal()  # the next row event is on the pending memory's read port
                 m.d.sync += [prev.eq(word), writing.eq(word < W)]
                 with m.If(word < W):
                     m.d.comb += [w_rd.addr.eq(row * W + word), acc_rd.addr.eq(word)]
                     m.d.sync += word.eq(word + 1)
-                with m.If(writing):
+                    with m.If((word == W - 1) & (pick < current)):
+                        m.d.comb += pend_rd.addr.eq(slot * R + pick)
+                        m.d.sync += [pick.eq(pick + 1), queued.eq(1)]
+                with m.If(writing):  # the row's payload until this write: the next row's loads with it
                     m.d.comb += [acc_wr.addr.eq(prev), acc_wr.en.eq((1 << P) - 1)]
                     for j in range(P):
                         m.d.comb += acc_wr.data[j].eq(acc_rd.data[j] + payload * w_rd.data[j])
-                with m.If((word == W) & ~writing):
-                    m.next = "ROW_PICK"
+                with m.If(word == W):
+                    with m.If(queued):
+                        m.d.sync += [row.eq(pend_rd.data.row), payload.eq(pend_rd.data.payload), word.eq(0),
+                                     queued.eq(0)]
+                    with m.Else():
+                        m.next = "ROW_PICK"
 
-            # -- export partial sums -------------------------------------------------------------
+            # -- export partial sums: only the partial-sum columns, lowest first -------------------
             # The export value is latched, so acc's one read port is free for incoming partial
             # sums in every export state but the read (where an incoming one goes first).
+            lowest = Signal(C)  # the next partial-sum column to export, one-hot
+            m.d.comb += lowest.eq(todo & (~todo + 1))
+
+            def export_next():
+                """Go on with the lowest column left (3 cycles a column), or end the export."""
+                m.d.sync += [todo.eq(todo & ~lowest),
+                             col.eq(Cat(*((lowest & Const(sum(1 << c for c in range(C) if c >> b & 1), C)).any()
+                                          for b in range(max(1, (C - 1).bit_length())))))]
+                with m.If(todo == 0):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "EXPORT_READ"
+
+            with m.State("EXPORT_PICK"):
+                m.d.comb += self.busy.eq(1)
+                export_next()
             with m.State("EXPORT_READ"):
                 m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col)]
                 with m.If(~psum_taken):
@@ -357,59 +434,40 @@ class DigitalTile(wiring.Component):
             with m.State("EXPORT_LATCH"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [out.tile.eq(p.merge_tile), out.col.eq(p.merge_col), out.value.eq(lane_sum)]
-                with m.If(p.kind == COL_PARTIAL):
-                    m.next = "EXPORT_SEND"
-                with m.Else():
-                    m.d.sync += col.eq(col + 1)
-                    m.next = "EXPORT_READ"
-                    with m.If(col == C - 1):
-                        m.next = "IDLE"
+                m.next = "EXPORT_SEND"
             with m.State("EXPORT_SEND"):
                 m.d.comb += [self.busy.eq(1), self.psum_out.payload.eq(out), self.psum_out.valid.eq(1)]
                 with m.If(self.psum_out.ready):
-                    m.d.sync += col.eq(col + 1)
-                    m.next = "EXPORT_READ"
-                    with m.If(col == C - 1):
-                        m.next = "IDLE"
+                    export_next()
 
-            # -- update neurons ------------------------------------------------------------------
-            with m.State("UPDATE_READ"):
-                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
-                m.d.sync += stage.eq(0)
-                m.next = "UPDATE_PIPE"
-            with m.State("UPDATE_PIPE"):  # the read data holds while the neuron pipeline fills
-                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
-                m.d.sync += stage.eq(stage + 1)
-                with m.If(stage == UPDATE_STAGES - 1):
-                    m.next = "UPDATE_WRITE"
-            with m.State("UPDATE_WRITE"):
-                m.d.comb += self.busy.eq(1)
-                alive = (p.kind == COL_NEURON) & (step >= p.start)
-                emit_spike = alive & new["s"]  # every spike goes to the router; it handles host copies
-                emit_value = alive & ~new["spiking"] & p.host
-                m.d.comb += [
-                    self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(col), self.spikes.valid.eq(emit_spike),
-                    self.values.payload.tile.eq(t), self.values.payload.col.eq(col),
-                    self.values.payload.value.eq(new["v"]), self.values.valid.eq(emit_value),
-                ]
-                done = (~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)
-                with m.If(done):
-                    with m.If(alive):
-                        m.d.comb += [st_wr.addr.eq(col), st_wr.en.eq(1)]
-                        m.d.comb += [getattr(st_wr.data, k).eq(new[k]) for k in "vibcs"]
-                    with m.If((lane == P - 1) | (col == C - 1)):  # the word's sums are used up: zero it
-                        m.d.comb += [acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1)]
-                    m.d.sync += col.eq(col + 1)
-                    with m.If(col == C - 1):
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "UPDATE_READ"
-                with m.Else():  # hold the read addresses while the outputs are stalled
-                    m.d.comb += [acc_rd.addr.eq(col_word), par_rd.addr.eq(col), st_rd.addr.eq(col)]
+            # -- update neurons: one column into the pipeline a cycle ------------------------------
+            with m.State("UPDATE"):
+                m.d.comb += [self.busy.eq(1), issue.eq(next_col < C),
+                             acc_rd.addr.eq(next_col // P), par_rd.addr.eq(next_col), st_rd.addr.eq(next_col),
+                             acc_rd.en.eq(advance), par_rd.en.eq(advance), st_rd.en.eq(advance)]
+                with m.If(advance & issue):
+                    m.d.sync += next_col.eq(next_col + 1)
+                with m.If(~issue & ~Cat(*valid).any()):
+                    m.next = "IDLE"
+        # the pipeline's last stage: the column's spike and value out, its state back
+        alive = out_valid & (late["kind"] == COL_NEURON) & (step >= late["start"])
+        emit_spike = alive & new["s"]  # every spike goes to the router; it handles host copies
+        emit_value = alive & ~new["spiking"] & late["host"]
+        m.d.comb += [
+            self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(out_col), self.spikes.valid.eq(emit_spike),
+            self.values.payload.tile.eq(t), self.values.payload.col.eq(out_col),
+            self.values.payload.value.eq(new["v"]), self.values.valid.eq(emit_value),
+            advance.eq((~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)),
+        ]
+        with m.If(advance & alive):
+            m.d.comb += [st_wr.addr.eq(out_col), st_wr.en.eq(1)]
+            m.d.comb += [getattr(st_wr.data, k).eq(new[k]) for k in "vibcs"]
+        with m.If(advance & out_valid & ((lane_of(out_col) == P - 1) | (out_col == C - 1))):
+            m.d.comb += [acc_wr.addr.eq(out_col // P), acc_wr.en.eq((1 << P) - 1)]  # its word's sums are used up
         # -- incoming partial sums: accepted while idle or exporting (acc_wr is free then), one
         # every two cycles: take it and read its word (acc's read port), then add it to its lane.
-        psum_open = fsm.ongoing("IDLE") | fsm.ongoing("EXPORT_READ") | fsm.ongoing("EXPORT_LATCH") \
-            | fsm.ongoing("EXPORT_SEND")
+        psum_open = fsm.ongoing("IDLE") | fsm.ongoing("EXPORT_PICK") | fsm.ongoing("EXPORT_READ") \
+            | fsm.ongoing("EXPORT_LATCH") | fsm.ongoing("EXPORT_SEND")
         m.d.comb += self.psum_in.ready.eq(psum_open & ~psum_loaded)
         with m.If(psum_taken):
             m.d.comb += acc_rd.addr.eq(self.psum_in.payload.col // P)  # after the FSM's: it wins

@@ -195,7 +195,7 @@ class ChipSimulator:
                 raise SimulationError(
                     f"input {spec['name']!r} has shape {list(x.shape)}: expected numbers [T, batch, {spec['size']}]"
                 )
-            x = x.reshape(x.shape[0], x.shape[1], -1)
+            x = x.reshape(x.shape[0], x.shape[1], int(spec["size"]))  # not -1: T or batch may be 0
             if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
                 raise SimulationError(f"input {spec['name']!r} contains NaN or Inf")
             with np.errstate(over="ignore"):  # a huge value over a tiny scale is +-inf, which saturates

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from small.errors import SimulationError
-from small.fileio import read_npz
+from small.fileio import NUMBER_KINDS, read_npz
 from compiler.ir import Network
 
 READOUTS = ("spike_count", "mean_value")
@@ -52,6 +52,11 @@ def load_test_set(path: str | Path) -> TestSet:
         if key not in data:
             raise SimulationError(f"test set {str(path)!r} lacks the array {key!r}")
     x, labels = data["x"], data["labels"]
+    if x.dtype.kind not in NUMBER_KINDS or labels.dtype.kind not in NUMBER_KINDS:
+        raise SimulationError(f"test set {str(path)!r}: x holds {x.dtype} and labels {labels.dtype} values; expected "
+                              "numbers (x float32 spikes or values, labels whole numbers)")
+    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+        raise SimulationError(f"test set {str(path)!r}: labels must be whole numbers (class indices)")
     if x.ndim < 3 or labels.ndim != 1 or x.shape[1] != labels.shape[0]:
         raise SimulationError(
             f"test set {str(path)!r}: x has shape {list(x.shape)} and labels {list(labels.shape)}; "

@@ -9,6 +9,7 @@ inside the subcommands, so ``small --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 import warnings
@@ -749,9 +750,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SmallError as exc:
         print(f"small {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER
+    except OSError as exc:  # a path the system refuses before SMALL can look at the file
+        if exc.errno not in _PATH_ERRNOS:
+            raise
+        print(f"small {args.command}: error: {_path_error(exc)}", file=sys.stderr)
+        return EXIT_USER
     except KeyboardInterrupt:
         print("small: interrupted", file=sys.stderr)
         return 130
+
+
+# The system's refusals of a path a user typed, wherever SMALL first touches it (pathlib's is_file()
+# and exists() raise them): a name too long for the filesystem, a file or folder SMALL may not read
+# or write.
+_PATH_ERRNOS = {errno.ENAMETOOLONG: "use a shorter path", errno.EACCES: "check its permissions",
+                errno.EPERM: "check its permissions", errno.EROFS: "write to a writable folder"}
+
+
+def _path_error(exc: OSError) -> str:
+    name = str(exc.filename)
+    shown = repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name)} characters)"
+    return f"{(exc.strerror or str(exc)).lower()}: {shown}: {_PATH_ERRNOS[exc.errno]}"
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -34,6 +35,14 @@ from .limits import check_memory
 
 # A fixed timestamp makes the zip container reproducible (zip cannot store dates before 1980).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+#: What reading a damaged ``.npz`` archive raises: a broken container or deflate stream (zlib), a
+#: header naming a zip feature Python lacks (NotImplementedError) or an encrypted member
+#: (RuntimeError), a member's .npy header or data cut short or changed (ValueError, EOFError).
+ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, ValueError, OSError, EOFError,
+                  KeyError)
+#: The dtype kinds of arrays SMALL reads as numbers: bool, signed and unsigned integers, floats.
+NUMBER_KINDS = "biuf"
 
 
 @contextlib.contextmanager
@@ -366,9 +375,11 @@ def _check_declared(shape: tuple[int, ...], dtype: np.dtype, what: str, error: t
 
 
 def read_npy(path: str | os.PathLike, *, what: str = "array", error: type[Exception] = FileFormatError) -> np.ndarray:
-    """Read one ``.npy`` array (no pickle) after checking its declared size against the memory budget
-    (:func:`small.limits.check_memory`). ``error`` names the file when it is missing or not a ``.npy``
-    array; an ``.npz`` archive is refused."""
+    """Read one ``.npy`` array of numbers (no pickle) after checking its declared size against the
+    memory budget (:func:`small.limits.check_memory`). ``error`` names the file when it is missing,
+    not a ``.npy`` array, or holds no numbers (strings, records, dates, complex: every reader of an
+    array of inputs, conductances or voltages would cast them wrongly or fail); an ``.npz`` archive
+    is refused."""
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} {str(path)!r} does not exist")
@@ -377,6 +388,9 @@ def read_npy(path: str | os.PathLike, *, what: str = "array", error: type[Except
     try:
         with open(path, "rb") as fh:
             shape, dtype = npy_header(fh)
+            if dtype.kind not in NUMBER_KINDS:
+                raise error(f"{what} {str(path)!r} holds {dtype} values: give numbers (bool, integer or float, "
+                            "e.g. float32)")
             _check_declared(shape, dtype, f"{what} {str(path)!r}", error)
             fh.seek(0)
             return np.load(fh, allow_pickle=False)
@@ -384,11 +398,13 @@ def read_npy(path: str | os.PathLike, *, what: str = "array", error: type[Except
         raise error(f"cannot read {what} {str(path)!r} as a .npy array ({exc})") from None
 
 
-def check_npz(path: str | os.PathLike, *, what: str = "archive", error: type[Exception] = FileFormatError) -> None:
+def check_npz(path: str | os.PathLike, *, what: str = "archive", error: type[Exception] = FileFormatError,
+              source: BinaryIO | None = None) -> None:
     """Raise ``error`` if the arrays of the ``.npz`` file ``path``, by their headers alone, would need
-    more than the memory budget (:func:`small.limits.check_memory`): each one, and all together."""
+    more than the memory budget (:func:`small.limits.check_memory`): each one, and all together.
+    ``source``: the archive as an open file, read instead of ``path`` (which then only names it)."""
     total = 0
-    with zipfile.ZipFile(path) as zf:
+    with zipfile.ZipFile(path if source is None else source) as zf:
         for info in zf.infolist():
             with zf.open(info) as fh:
                 is_npy = fh.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX
@@ -399,20 +415,23 @@ def check_npz(path: str | os.PathLike, *, what: str = "archive", error: type[Exc
     check_memory(total, f"{what} {str(path)!r} (all its arrays)", error=error)
 
 
-def read_npz(path: str | os.PathLike, *, what: str = "archive") -> dict[str, np.ndarray]:
+def read_npz(path: str | os.PathLike, *, what: str = "archive", source: BinaryIO | None = None) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` file (``allow_pickle=False``) into a dict.
 
     The members' declared sizes are checked first (:func:`check_npz`), so nothing is allocated for
     an archive that declares more than the machine can hold. Raises :class:`FileFormatError` naming
     the file when it is missing, truncated, not an ``.npz`` archive, holds pickled objects or is too
-    large.
+    large. ``source``: the archive as an open file (read from its start) instead of ``path``, which
+    then only names it: a reader that must take every file from one folder opens them itself.
     """
     path = Path(path)
-    if not path.is_file():
+    if source is None and not path.is_file():
         raise FileFormatError(f"{what} {str(path)!r} does not exist")
     try:
-        check_npz(path, what=what)
-        with np.load(path, allow_pickle=False) as data:
+        check_npz(path, what=what, source=source)
+        if source is not None:
+            source.seek(0)
+        with np.load(path if source is None else source, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    except ARCHIVE_ERRORS as exc:
         raise FileFormatError(f"{what} {str(path)!r} is not a readable .npz archive ({exc})") from None

@@ -76,6 +76,8 @@ def load_model(path: str | Path, dt: float | None = None, framework: str | None 
     path = Path(path)
     if not path.exists():
         raise FileFormatError(f"model file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise FileFormatError(f"{str(path)!r} is a folder, not a model file: give a .nir or .small file")
     with open(path, "rb") as f:
         magic = f.read(8)
     if magic.startswith(b"PK") or path.suffix == SUFFIX:
@@ -177,6 +179,8 @@ def simulate(model: str | Path, inputs: str | Path, output: str | Path, *, dt: f
         if dt is not None or framework is not None or reset is not None or membrane or float64:
             raise SimulationError("a build folder is simulated as compiled: drop --dt/--framework/--reset/--membrane/--float64")
         image = load_image(model)
+        if not image.meta["outputs"]:
+            raise SimulationError(f"the build {str(model)!r} has no outputs to write: compile a network with outputs")
         result = chip_simulator(image).run(x)
         names = [o["name"] for o in image.meta["outputs"]]
         spiking = [o["name"] for o in image.meta["outputs"] if o["kind"] == "spikes"]
@@ -457,10 +461,24 @@ class ChipBuild:
         return _lines(*lines)
 
 
+def _generator_hash() -> str:
+    """SHA-256 (16 hex digits) of the sources that generate a chip: a chip folder made by another
+    version of the generator is rebuilt, not reused."""
+    import compiler
+    import hdl
+
+    files = sorted(Path(hdl.__file__).parent.glob("*.py")) + \
+        [Path(compiler.__file__).parent / f for f in ("capacity.py", "events.py", "protocol.py", "image.py")]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def make_chip(spec: str | Path, output: str | Path, *, force: bool = False) -> ChipBuild:
     """Generate the programmable chip of a capacity once (``small chip``): ``chip.json``, its Verilog and
     RTLIL, and the chip behind its UART bridge (``small_chip_uart.v``, what ``--port sim`` runs). A
-    second call with the same capacity reuses the folder."""
+    second call with the same capacity (and the same generator sources) reuses the folder."""
     from compiler.capacity import PROTOCOL_VERSION
     from hdl.board import BridgedChip
     from hdl.chip import Chip
@@ -470,7 +488,7 @@ def make_chip(spec: str | Path, output: str | Path, *, force: bool = False) -> C
     capacity = load_chip(spec)
     out = Path(output)
     meta = {"format": "small-chip", "version": 1, "protocol": PROTOCOL_VERSION, "chip_id": f"0x{capacity.chip_id:08x}",
-            "capacity": capacity.to_dict()}
+            "capacity": capacity.to_dict(), "generator": _generator_hash()}
     if (out / "chip.json").is_file() and all((out / f).is_file() for f in CHIP_FILES):
         old = json.loads((out / "chip.json").read_text())
         if {k: old.get(k) for k in meta} == meta:
@@ -577,13 +595,21 @@ def _check_digital(image: HardwareImage) -> None:
                          "build; compile with --target digital for an all-digital chip")
 
 
-def _chip(image: HardwareImage, lanes: int):
-    """The generated chip of a build's image, or a one-line reason why there is none."""
+def _chip(image: HardwareImage, lanes: int, *, rom: bool = False):
+    """The generated chip of a build's image, or a one-line reason why there is none.
+
+    A digital image gets the programmable chip of the smallest capacity that holds it, its
+    memories empty (the host loads the network over the host port), or with ``rom`` the same
+    chip with the network as its memories' initial values (a bitstream that runs on power-up);
+    a memristive image gets its tile controllers."""
+    from compiler.capacity import Capacity
     from hdl.chip import Chip
     from small.errors import SmallError
 
     try:
-        return Chip(image, lanes=lanes)
+        if image.target != "digital":
+            return Chip(image, lanes=lanes)
+        return Chip(Capacity.of(image, lanes=lanes), image=image if rom else None)
     except ValueError as exc:
         raise SmallError(str(exc)) from None
 
@@ -643,7 +669,8 @@ def generate_hdl(build: str | Path, lanes: int = 1) -> GeneratedHdl:
                     rows=image.rows, cols=image.cols, delay_slots=image.delay_slots)
         if image.target == "digital":
             info.update(lanes=chip.tiles[0].lanes, cycles_per_step_idle=step_cycles(image, 0, lanes=lanes),
-                        cycles_per_active_row=chip.tiles[0].words + 4)
+                        cycles_per_active_row=chip.tiles[0].words + 4, capacity=chip.capacity.to_dict(),
+                        chip_id=f"0x{chip.capacity.chip_id:08x}")
         write_json(tmp / "summary.json", info)
     return GeneratedHdl(build, image, info)
 
@@ -766,6 +793,8 @@ class Verification:
         lines = [f"verify {self.build} on {r.simulator}: {s['samples']} input{'s' * (s['samples'] != 1)} x "
                  f"{s['network_steps']} steps ({steps} chip steps compared)",
                  "  build        " + (f"{r.build_seconds:.1f} s" if r.built else "reused (same Verilog)"),
+                 *([f"  load         {s['load_words']:,} configuration words written into the chip over its "
+                    f"host port in {s['load_seconds']:.1f} s"] if s.get("load_words") else []),
                  f"  simulate     {r.run_seconds:.1f} s: {s['cycles']:,} cycles, {s['mean_cycles_per_step']:,.0f} a "
                  f"step, {steps / max(r.run_seconds, 1e-9):,.0f} steps/s",
                  "  compared     " + (f"{c['spikes']:,} neuron spikes (where they enter the router), "
@@ -829,18 +858,22 @@ def verify_build(build: str | Path, *, simulator: str, inputs: str | Path | None
                           f"run `small hdl {build}` again unless that is what you want to check")
         xs = _verify_inputs(image, build, inputs, samples)
         work = build / "verify"
-        kw = {}
+        # a programmable chip (`small hdl` of a digital build) starts empty: the testbench writes the
+        # network into it over the host port (or the UART) before the first sample
+        kw = {"capacity": hdl_summary.get("capacity")}
         if uart:
             _check_digital(image)  # the board's design
+            from compiler.capacity import Capacity
             from hdl.board import BridgedChip
             from hdl.export import write_hdl
 
             clk, baud = 12_000_000, 3_000_000  # 4 clock cycles a bit: short frames in simulation
             out = work / "uart-hdl"
-            write_hdl(BridgedChip(image, clk_freq=clk, baud=baud, lanes=int(hdl_summary.get("lanes", 1))), None, out,
+            spec = Capacity.from_dict(kw["capacity"]) if kw["capacity"] else image
+            write_hdl(BridgedChip(spec, clk_freq=clk, baud=baud, lanes=int(hdl_summary.get("lanes", 1))), None, out,
                       name="small_chip_uart")
             verilog = out / "small_chip_uart.v"
-            kw = {"top": "small_chip_uart", "kind": "uart", "divisor": clk // baud}
+            kw.update(top="small_chip_uart", kind="uart", divisor=clk // baud)
         if analog != "ideal" and image.target != "memristive":
             raise SmallError(f"--analog {analog} models the analog tiles of a memristive chip; "
                              f"{build} is {image.target}")

@@ -45,6 +45,22 @@ def test_random_networks_load_into_a_rom_chip_of_another_network(seed):
     assert compare_with_twin(other, x, runs[1]) > 10
 
 
+def test_a_rom_chip_without_partial_sums_runs_a_network_with_them():
+    """A ROM chip's partial-sum paths do not depend on the image it was built from: a network
+    that splits fan-in on other tiles loads into it and keeps every partial sum."""
+    import copy
+
+    from compiler.image import COL_PARTIAL, COL_UNUSED
+
+    split = compiled(0, 16, 16)
+    assert (split.arrays["col_kind"] == COL_PARTIAL).any()
+    plain = copy.deepcopy(split)
+    plain.arrays["col_kind"][plain.arrays["col_kind"] == COL_PARTIAL] = COL_UNUSED
+    x = random_input(0, steps=8, batch=1)
+    [run] = run_sessions(Chip(plain), [(split, x)])
+    assert compare_with_twin(split, x, run) > 10
+
+
 def test_accesses_outside_the_memory_map_are_refused():
     from amaranth.sim import Simulator
 

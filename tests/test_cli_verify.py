@@ -1,6 +1,7 @@
 """`small verify` and `small flow`: what a user sees, exit codes 0 (equal), 1 (mismatch), 2 (user error)."""
 
 import copy
+import json
 import os
 import shutil
 
@@ -34,13 +35,17 @@ def test_verify_passes_and_says_what_it_compared(net):
 
 
 def test_verify_reports_a_mismatch_with_exit_1(net, tmp_path):
-    """The Verilog of a chip with one routing entry changed, checked against the build's image."""
+    """The Verilog of a ROM chip with one routing entry changed, checked against the build's image."""
     bad_build = tmp_path / "bad"
     shutil.copytree(net, bad_build, ignore=shutil.ignore_patterns("verify"))
     bad = copy.deepcopy(load_image(net))
     bad.arrays["route_row"][:2] = bad.arrays["route_row"][1::-1].copy()  # swap two destinations of one source
     assert not np.array_equal(bad.arrays["route_row"], load_image(net).arrays["route_row"])
     write_hdl(Chip(bad, lanes=1), None, bad_build / "hdl")
+    # a ROM chip (the network as initial values): run as it powers up, nothing loaded over it
+    summary = json.loads((bad_build / "hdl" / "summary.json").read_text())
+    del summary["capacity"]
+    (bad_build / "hdl" / "summary.json").write_text(json.dumps(summary))
     r = run("verify", bad_build, "--simulator", "icarus", "--inputs", net.parent / "x.npy")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "FAIL: first mismatch: sample 0, chip step" in r.stdout and "at tile" in r.stdout, r.stdout

@@ -61,6 +61,51 @@ def test_networks_loaded_over_the_serial_port_run_as_the_digital_twin(board):
         assert expect_equal(a, xa, run_samples(link, a, xa)) == first > 0
 
 
+def chip_exchange(capacity, port, steps: list[dict[int, int]]) -> list[list[dict]]:
+    """Reset the chip, run ``steps`` (input element -> payload, per step) and return each step's
+    output events. The only part of this file that knows the host protocol (v2,
+    ``compiler/protocol.py``): each answer must be whole frames with good checksums, output
+    events only, the last one of a step its one end-of-step event."""
+    from compiler.events import OP_INPUT, OP_RESET, OP_STEP, OUT_STEP
+    from compiler.protocol import T_OUTPUT, Codec, FrameReader
+
+    codec, reader = Codec.of(capacity), FrameReader()
+    port.write(codec.command({"op": OP_RESET}))
+    answers = []
+    for inputs in steps:
+        commands = [{"op": OP_INPUT, "input": e, "payload": p} for e, p in sorted(inputs.items()) if p]
+        port.write(codec.commands(commands + [{"op": OP_STEP}]))
+        events = []
+        while not events or events[-1]["kind"] != OUT_STEP:
+            data = port.read(max(1, port.in_waiting))
+            assert data, f"step {len(answers)}: silence after {len(events)} events and {len(reader.buffer)} bytes"
+            for kind, payload in reader.feed(data):  # raises on a bad checksum
+                assert kind == T_OUTPUT, f"step {len(answers)}: a frame of type 0x{kind:02X}"
+                events.append(codec.output(payload))
+        assert sum(e["kind"] == OUT_STEP for e in events) == 1 and not reader.buffer and not reader.skipped
+        answers.append(events)
+    return answers
+
+
+def test_the_chip_answers_each_step_with_whole_frames_and_one_end_of_step(board):
+    """Raw pyserial on the port, no host library: every answer is whole frames with good
+    checksums, output events only, one end-of-step event last; nothing after the last step."""
+    import numpy as np
+    import serial
+
+    with HostLink(board.port, CAPACITY, timeout=10) as link:
+        link.load(compiled(0, 16, 16))
+    rng = np.random.default_rng(1)
+    steps = [{int(e): int(rng.integers(1, 4)) for e in np.flatnonzero(rng.random(CAPACITY.n_inputs) < 0.5)}
+             for _ in range(8)]
+    with serial.Serial(board.port, baudrate=3_000_000, timeout=10) as port:
+        answers = chip_exchange(CAPACITY, port, steps)
+        port.timeout = 0.3
+        assert port.read(1) == b"", "nothing after the last step's end"
+    assert len(answers) == len(steps)
+    assert sum(len(a) for a in answers) > len(steps), "some spikes or values besides the end-of-step events"
+
+
 def test_a_chip_of_another_capacity_is_refused(board):
     other = replace(CAPACITY, rows=32)
     with HostLink(board.port, other, timeout=10) as link:

@@ -2,8 +2,8 @@
 
 The board moves bytes and knows no frames, so most of it is tested with a design that knows
 none either: :class:`UartEcho`, written here, sends back the complement of every byte it
-receives. The chip behind its bridge (:class:`hdl.board.BridgedChip`) is tested once, through
-:func:`chip_exchange`, the only code here that knows the host protocol's frames.
+receives. The chip behind its bridge is tested through the host library and raw frames in
+``tests/test_host.py``, on one Verilator build of a programmable chip.
 """
 
 from __future__ import annotations
@@ -208,55 +208,3 @@ def test_bad_arguments_are_named(tmp_path):
         with SimulatedBoard(tmp_path / "x.v", top="x", divisor=4, build_dir=tmp_path, simulator="spice"):
             pass
 
-
-# -- the chip behind its bridge -------------------------------------------------------------------
-
-def chip_exchange(capacity, port, steps: list[dict[int, int]]) -> list[list[dict]]:
-    """Reset the chip, run ``steps`` (input element -> payload, per step) and return each step's
-    output events. The only part of this file that knows the host protocol (v2,
-    ``compiler/protocol.py``): each answer must be whole frames with good checksums, output
-    events only, the last one of a step its one end-of-step event."""
-    from compiler.events import OP_INPUT, OP_RESET, OP_STEP, OUT_STEP
-    from compiler.protocol import T_OUTPUT, Codec, FrameReader
-
-    codec, reader = Codec.of(capacity), FrameReader()
-    port.write(codec.command({"op": OP_RESET}))
-    answers = []
-    for inputs in steps:
-        commands = [{"op": OP_INPUT, "input": e, "payload": p} for e, p in sorted(inputs.items()) if p]
-        port.write(codec.commands(commands + [{"op": OP_STEP}]))
-        events = []
-        while not events or events[-1]["kind"] != OUT_STEP:
-            data = port.read(max(1, port.in_waiting))
-            assert data, f"step {len(answers)}: silence after {len(events)} events and {len(reader.buffer)} bytes"
-            for kind, payload in reader.feed(data):  # raises on a bad checksum
-                assert kind == T_OUTPUT, f"step {len(answers)}: a frame of type 0x{kind:02X}"
-                events.append(codec.output(payload))
-        assert sum(e["kind"] == OUT_STEP for e in events) == 1 and not reader.buffer and not reader.skipped
-        answers.append(events)
-    return answers
-
-
-@pytest.mark.rtl
-def test_a_bridged_chip_answers_every_step(tmp_path):
-    """The board's design (chip + UART bridge) of a small compiled image, driven over the pty."""
-    serial = pyserial()
-    import numpy as np
-
-    from hdl.board import BridgedChip
-    from test_hdl_chip import compiled
-
-    image = compiled(1, 16, 12)
-    design = BridgedChip(image, clk_freq=12_000_000, baud=BAUD, lanes=4)
-    write_hdl(design, None, tmp_path, name="small_chip_uart")
-    rng = np.random.default_rng(1)
-    n_in = design.chip.capacity.n_inputs
-    steps = [{int(e): int(rng.integers(1, 4)) for e in np.flatnonzero(rng.random(n_in) < 0.5)} for _ in range(8)]
-    with SimulatedBoard(tmp_path / "small_chip_uart.v", top="small_chip_uart", divisor=DIVISOR,
-                        build_dir=tmp_path / "board") as board, \
-            serial.Serial(board.port, baudrate=BAUD, timeout=10) as port:
-        answers = chip_exchange(design.chip.capacity, port, steps)
-        port.timeout = 0.3
-        assert port.read(1) == b"", "nothing after the last step's end"
-    assert len(answers) == len(steps)
-    assert sum(len(a) for a in answers) > len(steps), "some spikes or values besides the end-of-step events"

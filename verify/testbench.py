@@ -255,6 +255,7 @@ async def load_over_uart(driver: UartDriver, monitor: UartMonitor, image, capaci
         await driver.send_bytes(codec.ident())
         while True:
             await with_timeout(monitor.answered.wait(), 200 * 10 * driver.divisor * PERIOD_NS, "ns")
+            await RisingEdge(driver.clk)  # the monitor signals in the read-only phase: rx is written after it
             monitor.answered.clear()
             kinds = [k for k, _ in monitor.answers]
             if T_ID in kinds:
@@ -428,6 +429,7 @@ async def verify_chip(dut):
         "commands": driver.sent, "cycles": cycles_at(),
         "mean_cycles_per_step": float(np.mean(step_cycles)) if step_cycles else 0.0,
         "seconds": time.perf_counter() - t0, "load_seconds": load_seconds,
+        "load_words": len(config_writes(image, capacity)) if config.get("load") else 0,
         "first_mismatch": scoreboard.mismatch,
         **({"analog": analog.summary()} if analog is not None else {}),
         "mismatch": scoreboard.describe() if scoreboard.mismatch else None,

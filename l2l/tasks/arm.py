@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from small.errors import FileFormatError
-from small.fileio import atomic_output, check_npz, write_npz
+from small.fileio import ARCHIVE_ERRORS, atomic_output, check_npz, write_npz
 from small.limits import check_memory
 
 __all__ = ["ArmParams", "TrajectoryFileError", "Trajectories", "clock_input", "forward_kinematics", "load_trajectories",
@@ -302,7 +302,7 @@ def load_trajectories(path: str | os.PathLike, params: ArmParams | None = None, 
                                           f"joint angles as angles=..., shape [n, {params.steps}, 2] in radians")
             angles = data["angles"]
             dt = data["dt"] if "dt" in keys else None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    except ARCHIVE_ERRORS as exc:
         if isinstance(exc, TrajectoryFileError):
             raise
         raise TrajectoryFileError(f"trajectory file {name} is not a readable .npz archive ({exc})") from None
