@@ -177,6 +177,31 @@ class ChipSimulator:
         return spikes
 
     # -- running --------------------------------------------------------------------------
+    def _output_arrays(self, n_steps: int, batch: int) -> dict[str, np.ndarray]:
+        return {o["name"]: np.zeros((n_steps, batch, self.neurons(o["population"]).size), dtype=np.float32)
+                for o in self.image.meta["outputs"]}
+
+    def _output_step(self, outputs: dict[str, np.ndarray], t: int, spikes: np.ndarray, state: dict) -> None:
+        """Chip step ``t``'s spikes ``[batch, K]`` and state into ``outputs`` (network time: each
+        output's latency later)."""
+        for o in self.image.meta["outputs"]:
+            tt = t - int(o["latency"])
+            if 0 <= tt < len(outputs[o["name"]]):
+                idx = self.neurons(o["population"])
+                if o["kind"] == "value":
+                    scale = self.image.arrays[f"output/{o['name']}/value_scale"]
+                    outputs[o["name"]][tt] = self._values(state)[:, idx] * scale
+                else:
+                    outputs[o["name"]][tt] = spikes[:, idx]
+
+    def host_outputs(self, spikes: np.ndarray, values: np.ndarray, n_steps: int) -> SimulationResult:
+        """The outputs :meth:`run` returns, from what a chip sends its host: ``spikes`` and
+        ``values`` (membranes in state units, 0 where none was sent) ``[chip steps, batch, K]``."""
+        outputs = self._output_arrays(n_steps, spikes.shape[1])
+        for t in range(spikes.shape[0]):
+            self._output_step(outputs, t, spikes[t], {"v": values[t]})
+        return SimulationResult(outputs=outputs)
+
     def prepare_inputs(self, inputs: np.ndarray | Mapping[str, np.ndarray]) -> tuple[np.ndarray, int, int]:
         """Flatten inputs to ``[T, batch, n_in]`` in the image's input order."""
         if not isinstance(inputs, Mapping):
@@ -251,8 +276,7 @@ class ChipSimulator:
         state = self.initial_state(batch)
         last_start = int(self.start.max(initial=0))
         rows = np.zeros((batch, self.n_rows), dtype=self.value_dtype)
-        out_idx = {o["name"]: self.neurons(o["population"]) for o in meta["outputs"]}
-        outputs = {o["name"]: np.zeros((n_steps, batch, out_idx[o["name"]].size), dtype=np.float32) for o in meta["outputs"]}
+        outputs = self._output_arrays(n_steps, batch)
         chip = np.zeros((total, batch, self.addr.size), dtype=bool) if record_spikes else None
         chip_v = np.zeros((total, batch, self.addr.size), dtype=self.value_dtype) if record_spikes else None
         chip_b = np.zeros_like(chip_v) if record_spikes else None
@@ -279,15 +303,7 @@ class ChipSimulator:
                 chip[t], chip_v[t], chip_b[t], chip_rows[t] = spikes, state["v"], state["b"], rows
             if t < n_steps:
                 self.spike_counts += spikes.sum(axis=0)
-            for o in meta["outputs"]:
-                tt = t - int(o["latency"])
-                if 0 <= tt < n_steps:
-                    idx = out_idx[o["name"]]
-                    if o["kind"] == "value":
-                        scale = self.image.arrays[f"output/{o['name']}/value_scale"]
-                        outputs[o["name"]][tt] = self._values(state)[:, idx] * scale
-                    else:
-                        outputs[o["name"]][tt] = spikes[:, idx]
+            self._output_step(outputs, t, spikes, state)
         result = SimulationResult(outputs=outputs)
         if chip is not None:
             result.spikes["chip"], result.membrane["chip"] = chip, chip_v

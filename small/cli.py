@@ -597,7 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "Verilog under Verilator behind a pseudo-terminal")
         if name == "run":
             p.add_argument("--input", metavar="X.npy", help="inputs [T, batch, n_in] (default: the build's examples)")
-            p.add_argument("--output", required=True, metavar="Y.npz", help="host events: spikes, values")
+            p.add_argument("--output", required=True, metavar="Y.npy", help="the outputs [T, batch, n_out], as "
+                           "`small simulate BUILD` writes them")
             p.add_argument("--samples", type=check.positive_int, default=flow.VERIFY_SAMPLES)
         p.set_defaults(func=cmd_load if name == "load" else cmd_run)
 

@@ -549,14 +549,14 @@ def load_build(build: str | Path, chip: str | Path, port: str) -> Loaded:
 
 def run_build(build: str | Path, chip: str | Path, port: str, inputs: str | Path | None, output: str | Path,
               samples: int = VERIFY_SAMPLES) -> str:
-    """Load the build into the chip on ``port``, stream the inputs, write the host events (``small run``):
-    ``output`` (.npz) holds ``spikes`` ``[chip steps, batch, K]`` (K: the image's neuron columns, in
-    ``ChipSimulator.addr`` order) and ``values`` ``[chip steps, batch, K]`` (0 where none was sent)."""
+    """Load the build into the chip on ``port``, stream the inputs, collect the host events (``small
+    run``) and write the outputs they stand for, ``[T, batch, n_out]`` in network time, as ``small
+    simulate BUILD`` writes them (``.npy``)."""
     import numpy as np
 
     from compiler.image import load_image
     from sim import chip_simulator
-    from small.fileio import atomic_output
+    from small.fileio import write_npy
     from verify.host import run_samples
 
     build = Path(build)
@@ -568,22 +568,22 @@ def run_build(build: str | Path, chip: str | Path, port: str, inputs: str | Path
         link.load(image)
         runs = run_samples(link, image, xs)
         seconds = time.perf_counter() - t0
-    addr = chip_simulator(image).addr
-    index = {int(a): k for k, a in enumerate(addr)}
+    sim = chip_simulator(image)
+    index = {int(a): k for k, a in enumerate(sim.addr)}
     steps = len(runs[0].spikes) if runs else 0
-    spikes = np.zeros((steps, len(runs), len(addr)), dtype=bool)
-    values = np.zeros((steps, len(runs), len(addr)), dtype=np.int64)
+    spikes = np.zeros((steps, len(runs), len(index)), dtype=bool)
+    values = np.zeros((steps, len(runs), len(index)), dtype=sim.value_dtype)
     for b, run in enumerate(runs):
         for t in range(steps):
             for a in run.spikes[t]:
                 spikes[t, b, index[a]] = True
             for a, v in run.values[t].items():
                 values[t, b, index[a]] = v
-    with atomic_output(Path(output)) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, spikes=spikes, values=values)
+    y = sim.host_outputs(spikes, values, xs.shape[0]).output_array()
+    write_npy(output, y)
     return (f"ran {len(runs)} sample(s) x {steps} chip steps on the chip on {port} in {seconds:.1f} s "
-            f"({int(spikes.sum())} host spikes); wrote {output}")
+            f"({int(spikes.sum())} host spikes); wrote {output}: outputs {list(y.shape)} as `small simulate` "
+            "writes them")
 
 
 # -- hdl -------------------------------------------------------------------------------------------

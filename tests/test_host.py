@@ -106,6 +106,29 @@ def test_the_chip_answers_each_step_with_whole_frames_and_one_end_of_step(board)
     assert sum(len(a) for a in answers) > len(steps), "some spikes or values besides the end-of-step events"
 
 
+def test_small_run_writes_what_small_simulate_writes(board, tmp_path):
+    """`small run BUILD --chip CHIP --port PORT` (the CLI, on the board's pseudo-terminal) decodes
+    the chip's host events into the outputs `small simulate BUILD` computes, array for array."""
+    import json
+
+    import numpy as np
+
+    from small.cli import main
+
+    build, chip = tmp_path / "build", tmp_path / "chip"
+    build.mkdir()
+    chip.mkdir()
+    compiled(0, 16, 16).save(build)
+    (chip / "chip.json").write_text(json.dumps({"capacity": CAPACITY.to_dict()}))
+    np.save(tmp_path / "x.npy", random_input(3, steps=6, batch=2).astype(np.float32))
+    assert main(["run", str(build), "--chip", str(chip), "--port", board.port, "--input", str(tmp_path / "x.npy"),
+                 "--output", str(tmp_path / "y.npy")]) == 0
+    assert main(["simulate", str(build), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "ref.npy")]) == 0
+    got, want = np.load(tmp_path / "y.npy"), np.load(tmp_path / "ref.npy")
+    assert got.shape == want.shape and want.any()
+    np.testing.assert_array_equal(got, want)
+
+
 def test_a_chip_of_another_capacity_is_refused(board):
     other = replace(CAPACITY, rows=32)
     with HostLink(board.port, other, timeout=10) as link:
