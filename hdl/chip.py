@@ -1,9 +1,11 @@
 """A whole SMALL chip: tiles, the input map, the spike router and the timestep sequencer.
 
-``Chip(image)`` builds the chip of ``docs/architecture.md`` for a compiled digital image:
-one :class:`~hdl.tile.DigitalTile` per tile, the input map (a :class:`~hdl.router.Router` over
-the image's input tables), the spike router, and a sequencer that runs one timestep per host
-``OP_STEP`` command. ``sim/digital.py`` is its reference: the tests run it in Amaranth's
+``Chip(capacity)`` builds the programmable chip of ``docs/architecture.md`` for a
+:class:`~compiler.capacity.Capacity`: one :class:`~hdl.tile.DigitalTile` per tile, the input
+map and the spike router (:class:`~hdl.router.Router`), a sequencer that runs one timestep per
+host ``OP_STEP`` command, and the ``config`` port that writes and reads every memory
+(``Chip(image)``: the ROM chip of a digital image, the same design with the image as initial
+values). ``sim/digital.py`` is its reference: the tests run it in Amaranth's
 simulator and compare every spike of every step.
 
 For a memristive image each tile is a :class:`~hdl.memristive_tile.MemristiveTileController`
