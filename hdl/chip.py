@@ -39,8 +39,8 @@ The events of a step leave in no particular order; the step they belong to is th
 One step, in clock cycles (``A`` active rows of the busiest tile):
 
 1. input events go through the input map into the tiles' pending rows (one per cycle);
-2. **integrate**, all tiles in parallel: ``(C / lanes + 4) A + 1`` cycles (``DigitalTile``);
-3. **export**, all tiles at once: 4 cycles per partial-sum column of the tile with the most,
+2. **integrate**, all tiles in parallel: ``(C / lanes + 1) A + 3`` cycles (``DigitalTile``);
+3. **export**, all tiles at once: 3 cycles per partial-sum column of the tile with the most,
    plus one, plus stalls (the partial sums share one bus, and a tile adds one every 2 cycles);
 4. **update**, all tiles in parallel: ``C + 8`` cycles (one column a cycle into a 6-stage
    neuron pipeline) plus stalls; spikes go through a 2-entry FIFO and the router (one row

@@ -30,11 +30,12 @@ The chip's sequencer drives the tile with one-cycle strobes while ``busy`` is lo
 ``integrate`` (with ``slot``)
     for each row event of the slot, in arrival order: load its row and payload ``p``, then
     ``acc[c] += p * w[r][c]`` for ``lanes`` columns a cycle (a two-stage pipeline over the
-    row's words): ``(C / lanes + 4)`` cycles per active row, plus one.
+    row's words; the next row event is read with a row's last word): ``(C / lanes + 1)``
+    cycles per active row, plus three.
 ``export``
     sends every partial-sum column's ``acc`` on ``psum_out`` to its neuron column (tile, col),
     lowest column first; the tile keeps a flag per column (set by the column's configuration
-    word), so only partial-sum columns cost cycles: 4 each, plus one, plus back-pressure.
+    word), so only partial-sum columns cost cycles: 3 each, plus one, plus back-pressure.
     ``psum_in`` takes an incoming partial sum whenever the tile is idle or exporting and adds it
     to its column's ``acc`` lane: one every 2 cycles, so all tiles can export at once.
 ``update`` (with ``step``, the chip step, saturating)

@@ -17,6 +17,8 @@ fixed point in ``sim/digital.py``; float in ``sim/memristive.py``).
 
 from __future__ import annotations
 
+import functools
+
 from typing import Mapping
 
 import numpy as np
@@ -177,9 +179,13 @@ class ChipSimulator:
         return spikes
 
     # -- running --------------------------------------------------------------------------
+    @functools.cached_property
+    def _output_index(self) -> dict[str, np.ndarray]:
+        """Each output's neuron columns (positions in :attr:`addr`)."""
+        return {o["name"]: self.neurons(o["population"]) for o in self.image.meta["outputs"]}
+
     def _output_arrays(self, n_steps: int, batch: int) -> dict[str, np.ndarray]:
-        return {o["name"]: np.zeros((n_steps, batch, self.neurons(o["population"]).size), dtype=np.float32)
-                for o in self.image.meta["outputs"]}
+        return {name: np.zeros((n_steps, batch, idx.size), dtype=np.float32) for name, idx in self._output_index.items()}
 
     def _output_step(self, outputs: dict[str, np.ndarray], t: int, spikes: np.ndarray, state: dict) -> None:
         """Chip step ``t``'s spikes ``[batch, K]`` and state into ``outputs`` (network time: each
@@ -187,7 +193,7 @@ class ChipSimulator:
         for o in self.image.meta["outputs"]:
             tt = t - int(o["latency"])
             if 0 <= tt < len(outputs[o["name"]]):
-                idx = self.neurons(o["population"])
+                idx = self._output_index[o["name"]]
                 if o["kind"] == "value":
                     scale = self.image.arrays[f"output/{o['name']}/value_scale"]
                     outputs[o["name"]][tt] = self._values(state)[:, idx] * scale
