@@ -137,8 +137,11 @@ class Capacity:
 
     @property
     def chip_id(self) -> int:
-        """32-bit ID of the capacity (not its name): the chip reports it, the host checks it."""
+        """32-bit ID of the capacity (not its name) and of its memories' word layouts: the chip
+        reports it, the host checks it, so a chip generated before a layout changed refuses the
+        words of the new one."""
         body = {k: v for k, v in self.to_dict().items() if k != "name"} | {"protocol": PROTOCOL_VERSION}
+        body["layout"] = {name: memory_fields(self, mem) for mem, name in MEMORY_NAMES.items()}
         text = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
@@ -217,7 +220,8 @@ def column_fields(g: Geometry) -> list[Field]:
     """A tile's per-column word: kind, neuron model and parameters (hardware units), merge target."""
     ar = g.arithmetic
     decay, v = ar.decay_bits + 1, ar.v_bits
-    return [("kind", 2, False), ("model", 3, False), ("subtract", 1, False), ("host", 1, False),
+    return [("kind", 2, False), ("model", 3, False), ("subtract", 1, False), ("at_threshold", 1, False),
+            ("host", 1, False),
             ("start", STEP_BITS, False), ("refractory", ar.refractory_bits, False),
             ("alpha", decay, False), ("alpha_syn", decay, False), ("alpha_adapt", decay, False),
             ("leak", v, True), ("v_init", v, True), ("threshold", v, True), ("v_reset", v, True),
@@ -320,6 +324,7 @@ def config_words(image: HardwareImage, cap: Capacity) -> dict[tuple[int, int], d
             values = {"kind": kind, "host": int(a["host_out"][t, c])}
             if kind == COL_NEURON:
                 values |= {"model": int(a["col_model"][t, c]), "subtract": int(a["col_reset"][t, c]),
+                           "at_threshold": int(a["col_fire"][t, c]),
                            "start": int(a["param/start"][t, c]), "refractory": int(a["param/refractory"][t, c])}
                 values |= {name: int(a[f"param/{name}"][t, c]) for name in NEURON_PARAMS}
             elif kind == COL_PARTIAL:

@@ -35,9 +35,15 @@ TARGETS = ("digital", "memristive")
 
 # Column kinds and neuron model codes as stored in ``col_kind`` / ``col_model``.
 COL_UNUSED, COL_NEURON, COL_PARTIAL = 0, 1, 2
-MODEL_CODES = {"lif": 1, "cuba_lif": 2, "if": 3, "li": 4, "alif": 5}
+MODEL_CODES = {"lif": 1, "cuba_lif": 2, "if": 3, "li": 4, "alif": 5, "cuba_li": 6}
 MODEL_NAMES = {code: name for name, code in MODEL_CODES.items()}
+NON_SPIKING_MODELS = (MODEL_CODES["li"], MODEL_CODES["cuba_li"])
+"""Models whose columns never spike: their membrane is their output (a readout)."""
+CUBA_MODELS = (MODEL_CODES["cuba_lif"], MODEL_CODES["cuba_li"])
+"""Models with a synaptic current ``i`` between the column sum and the membrane."""
 RESET_CODES = {"zero": 0, "subtract": 1}
+FIRE_CODES = {">": 0, ">=": 1}
+"""``col_fire``: a spiking column fires when ``v > threshold + b`` (0) or ``v >= threshold + b`` (1)."""
 
 # Per-column neuron parameters, in hardware units (docs/architecture.md).
 NEURON_PARAMS = ("alpha", "alpha_syn", "alpha_adapt", "leak", "v_init", "threshold", "v_reset", "adapt", "bias")
@@ -334,6 +340,9 @@ class _Validator:
         kind = self.need("col_kind", (T, C), "i")
         model = self.need("col_model", (T, C), "i")
         self.need("col_reset", (T, C), "i")
+        fire = self.need("col_fire", (T, C), "i")
+        if np.any((fire < 0) | (fire > 1)):
+            self.fail("col_fire must be 0 (fire at v > threshold) or 1 (at v >= threshold)")
         merge = self.need("merge_to", (T, C), "i")
         neuron = kind == COL_NEURON
         partial = kind == COL_PARTIAL

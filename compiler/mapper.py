@@ -38,9 +38,9 @@ from small.options import require
 
 from .events import Geometry, describe
 from .faults import FaultMap, achievable, identity_placement, place, placement_error
-from .image import (COL_NEURON, COL_PARTIAL, FORMAT, MODEL_CODES, NEURON_PARAMS, RESET_CODES, VERSION, Arithmetic,
+from .image import (COL_NEURON, COL_PARTIAL, FIRE_CODES, FORMAT, MODEL_CODES, NEURON_PARAMS, RESET_CODES, VERSION, Arithmetic,
                     HardwareImage)
-from .ir import ALIF, IF, LI, CubaLIF, Network
+from .ir import ALIF, IF, LI, CubaLI, CubaLIF, Network
 from .partition import (METHODS, Synapses, distinct, evaluate, group_neurons, unique_inverse, unique_pairs,
                         unique_small)
 from .quantize import best_scale, level_pairs, quantize, zeroing_outliers
@@ -267,14 +267,14 @@ def network_synapses(net: Network, lat: dict[str, int], input_scales: dict[str, 
 
 def _fold(neuron: Any, size: int) -> np.ndarray:
     gain = _per_neuron(getattr(neuron, "gain", 1.0), size)
-    if isinstance(neuron, CubaLIF):
+    if isinstance(neuron, (CubaLIF, CubaLI)):
         gain = gain * _per_neuron(neuron.syn_gain, size)
     return gain
 
 
 def neuron_columns(net: Network, scale_of_neuron: np.ndarray, opts: CompileOptions) -> dict[str, np.ndarray]:
     """Per-neuron hardware parameters (level units, or fixed point for the digital target)."""
-    out: dict[str, list[np.ndarray]] = {k: [] for k in (*NEURON_PARAMS, "refractory", "model", "reset")}
+    out: dict[str, list[np.ndarray]] = {k: [] for k in (*NEURON_PARAMS, "refractory", "model", "reset", "fire")}
     off = 0
     for p in net.populations:
         n, nr = p.size, p.neuron
@@ -288,7 +288,7 @@ def neuron_columns(net: Network, scale_of_neuron: np.ndarray, opts: CompileOptio
         v_leak = np.zeros(n) if isinstance(nr, IF) else get("v_leak")
         values = {
             "alpha": alpha,
-            "alpha_syn": get("alpha_syn") if isinstance(nr, CubaLIF) else np.zeros(n),
+            "alpha_syn": get("alpha_syn") if isinstance(nr, (CubaLIF, CubaLI)) else np.zeros(n),
             "alpha_adapt": get("alpha_adapt") if isinstance(nr, ALIF) else np.zeros(n),
             "leak": (1 - alpha) * v_leak / u,
             "v_init": v_leak / u,
@@ -323,11 +323,10 @@ def neuron_columns(net: Network, scale_of_neuron: np.ndarray, opts: CompileOptio
         if nr.kind not in MODEL_CODES:
             raise UnsupportedError(f"population {p.name!r} is a {nr.kind} neuron, which the chip's columns do not "
                                    f"implement ({', '.join(MODEL_CODES)}): simulate it with `small simulate` instead")
-        if getattr(nr, "fire_at_threshold", False):
-            warnings.warn(f"population {p.name!r} fires at v >= threshold (its framework's rule); the chip fires at "
-                          "v > threshold, so spikes exactly at the threshold are lost on the chip", SmallWarning)
         out["model"].append(np.full(n, MODEL_CODES[nr.kind], dtype=np.int8))
         out["reset"].append(np.full(n, RESET_CODES[getattr(nr, "reset", "zero")], dtype=np.int8))
+        out["fire"].append(np.full(n, FIRE_CODES[">=" if getattr(nr, "fire_at_threshold", False) else ">"],
+                                   dtype=np.int8))
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
 
 
@@ -451,6 +450,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     col_kind = np.zeros((T, C), dtype=np.int8)
     col_model = np.zeros((T, C), dtype=np.int8)
     col_reset = np.zeros((T, C), dtype=np.int8)
+    col_fire = np.zeros((T, C), dtype=np.int8)
     merge_to = np.full((T, C), -1, dtype=np.int32)
     params = {name: np.zeros((T, C), dtype=pdtype) for name in NEURON_PARAMS}
     refractory = np.zeros((T, C), dtype=np.int64)
@@ -459,6 +459,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
     col_kind[home_tile, col_of] = COL_NEURON
     col_model[home_tile, col_of] = cols["model"]
     col_reset[home_tile, col_of] = cols["reset"]
+    col_fire[home_tile, col_of] = cols["fire"]
     for name in NEURON_PARAMS:
         params[name][home_tile, col_of] = cols[name]
     refractory[home_tile, col_of] = cols["refractory"]
@@ -532,6 +533,7 @@ def compile_network(net: Network, opts: CompileOptions, *, source_sha256: str = 
         "g_pos": g_pos, "g_neg": g_neg, "scale": permute_cols(col_scale),
         "tile_phys": placement.tile_phys.astype(np.int32),
         "col_kind": permute_cols(col_kind), "col_model": permute_cols(col_model), "col_reset": permute_cols(col_reset),
+        "col_fire": permute_cols(col_fire),
         "merge_to": permute_cols(merge_to), "param/refractory": permute_cols(refractory),
         "param/start": permute_cols(start),
         "route_ptr": route_ptr, "route_tile": route_t, "route_row": route_r, "route_delay": route_d,

@@ -21,7 +21,7 @@ import numpy as np
 
 from small.errors import NetworkError
 from small.fileio import atomic_output
-from .ir import ALIF, IF, LI, LIF, CubaLIF, Network, NeuronModel
+from .ir import ALIF, IF, LI, LIF, CubaLI, CubaLIF, Network, NeuronModel
 
 EXTENSION_VERSION = 1
 
@@ -46,6 +46,8 @@ def _metadata(neuron: NeuronModel, size: int, dt: float) -> dict[str, Any]:
         meta[name] = value  # arrays stay arrays; scalars must not be 0-d arrays (h5py cannot compress them)
     if neuron.spiking:
         meta["reset"] = neuron.reset  # type: ignore[attr-defined]
+        if neuron.fire_at_threshold:  # type: ignore[attr-defined]
+            meta["fire_at_threshold"] = True  # written only when set: older files stay byte-identical
     return {"small": meta}
 
 
@@ -62,6 +64,10 @@ def neuron_node(neuron: NeuronModel, size: int, dt: float) -> Any:
             return nir.I(r=p["gain"] / dt, metadata=meta)
         tau = _tau(p["alpha"], dt)
         return nir.LI(tau=tau, r=_r(p["gain"], tau, dt), v_leak=p["v_leak"], metadata=meta)
+    if isinstance(neuron, CubaLI):
+        tau_mem, tau_syn = _tau(p["alpha"], dt), _tau(p["alpha_syn"], dt)
+        return nir.CubaLI(tau_mem=tau_mem, tau_syn=tau_syn, r=_r(p["gain"], tau_mem, dt),
+                          w_in=_r(p["syn_gain"], tau_syn, dt), v_leak=p["v_leak"], metadata=meta)
     if isinstance(neuron, CubaLIF):
         tau_mem, tau_syn = _tau(p["alpha"], dt), _tau(p["alpha_syn"], dt)
         return nir.CubaLIF(

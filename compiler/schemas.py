@@ -71,7 +71,7 @@ IMAGE_SCHEMA: dict[str, Any] = {
             "name": _NAME, "size": _SIZE, "shape": {"type": "array", "items": _SIZE},
             "scale": {"type": "number", "exclusiveMinimum": 0}})},
         "populations": {"type": "array", "items": _object({
-            "name": _NAME, "model": {"enum": ["lif", "cuba_lif", "if", "li", "alif"]}, "size": _SIZE,
+            "name": _NAME, "model": {"enum": ["lif", "cuba_lif", "if", "li", "alif", "cuba_li"]}, "size": _SIZE,
             "reset": {"enum": ["zero", "subtract", None]}, "latency": _LATENCY},
             required=["name", "model", "size", "latency"])},  # the simulators and the report read every latency
         "outputs": {"type": "array", "items": _object({

@@ -127,7 +127,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from compiler.capacity import STEP_BITS
-from compiler.image import COL_NEURON, MODEL_CODES, HardwareImage
+from compiler.image import COL_NEURON, NON_SPIKING_MODELS, HardwareImage
 
 from .events import Geometry
 from .tile import command_members
@@ -186,7 +186,7 @@ class MemristiveTileController(wiring.Component):
         start = []
         for c in range(C):
             neuron = int(a["col_kind"][t, c]) == COL_NEURON
-            li = int(a["col_model"][t, c]) == MODEL_CODES["li"]
+            li = int(a["col_model"][t, c]) in NON_SPIKING_MODELS
             if neuron and not li:
                 spike_mask |= 1 << c
             if neuron and li and bool(a["host_out"][t, c]):

@@ -63,7 +63,7 @@ from amaranth.lib.wiring import In, Out
 from compiler.capacity import MEM_COLUMNS, MEM_STATE, MEM_WEIGHTS, STEP_BITS, Capacity, CapacityError, addr_bits, \
     column_fields, config_words, data_bits, memory_init, state_fields, state_init, weight_bits
 from compiler.events import unpack
-from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES, HardwareImage
+from compiler.image import COL_NEURON, COL_PARTIAL, CUBA_MODELS, NON_SPIKING_MODELS, HardwareImage
 
 from .events import Geometry, spike_layout, struct, value_layout
 
@@ -179,8 +179,12 @@ class DigitalTile(wiring.Component):
         def mulr(name, x, a):  # x * a / 2^decay_bits, rounded half up (stage 2)
             return reg(name, (x * a + (1 << (ar.decay_bits - 1))) >> ar.decay_bits, signed(ar.v_bits + 2))
 
-        spiking = carry("spiking", sig("spiking", p.model != MODEL_CODES["li"], 1), 6)
-        cuba = carry("cuba", sig("cuba", p.model == MODEL_CODES["cuba_lif"], 1), 3)
+        def model_in(codes):
+            return Cat(*(p.model == code for code in codes)).any()
+
+        spiking = carry("spiking", sig("spiking", ~model_in(NON_SPIKING_MODELS), 1), 6)
+        cuba = carry("cuba", sig("cuba", model_in(CUBA_MODELS), 1), 3)
+        at_threshold = carry("at_threshold", p.at_threshold, 5)
         blocked = carry("blocked", sig("blocked", old.c != 0, 1), 6)
         spiked, subtract = carry("spiked", old.s, 3), carry("subtract", p.subtract, 3)
         old_i, old_b, old_c = carry("old_i", old.i, 1), carry("old_b", old.b, 1), carry("old_c", old.c, 6)
@@ -209,7 +213,7 @@ class DigitalTile(wiring.Component):
         v3 = reg("v3", Mux(blocked[4], v2, clamp(sig("v2_in_wide", v2 + drive, signed(ar.v_bits + 1)))))
         firing_5, i_5, b_5 = reg("firing_level_5", firing, signed(ar.v_bits + 1)), reg("i_new_5", i_4), reg("b1_5", b_4)
         # stage 6
-        fire = reg("fire", (v3 > firing_5) & ~blocked[5] & spiking[5], 1)
+        fire = reg("fire", Mux(at_threshold[5], v3 >= firing_5, v3 > firing_5) & ~blocked[5] & spiking[5], 1)
         v3_6, i_6, b_6 = reg("v3_6", v3), reg("i_new_6", i_5), reg("b1_6", b_5)
         c = sig("c_next", Mux(fire, refractory[6], Mux(blocked[6], old_c[6] - 1, old_c[6])), ar.refractory_bits)
         return {"v": v3_6, "i": i_6, "b": b_6, "c": c, "s": fire, "spiking": spiking[6]}

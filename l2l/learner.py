@@ -19,7 +19,8 @@ Candidate vector ``x`` (what the outer loop optimises), in this order:
 
 (``N = n_lif + n_alif``.) **One-shot learning** (:func:`one_shot`): the chip runs the clock
 once while the demonstration's target velocities are known, e-prop (``l2l/eprop.py``) turns the
-error into one weight change per synapse, ``-lr_class * gradient`` in weight levels, the change
+error into one weight change per synapse, ``-lr_class * gradient`` in weight levels (on ``digital``
+hardware the learning circuit's integer rule, ``sim/learning.py``), the change
 is written to the devices (``l2l/hardware.py``: rounded to whole programming steps, only
 changed devices written) and the chip runs the clock again: that is the produced trajectory.
 """
@@ -31,6 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler.ir import ALIF, LI, LIF, Input, Network, Population, Projection
+
+from sim import learning
 
 from . import eprop
 from .hardware import ChipDevices
@@ -202,12 +205,16 @@ def one_shot(spec: LearnerSpec, x, targets: arm.Trajectories, hardware: str = "f
     error = before[None] - targets.velocities                               # [tasks, steps, 2]
     feedback = np.zeros((chip.sim.addr.size, 2))
     feedback[chip.neuron_k[:spec.n_hidden]] = w["B"]                        # hidden neuron -> its B row
-    grad = eprop.gradient(chip.sim, demo, chip.sites.rho, chip.sites.k, error, feedback, gamma=spec.gamma)
     # each class's rate, times the rate of the synapse's hidden neuron (its target, or its source for the readout)
     hidden = np.where(cls == 2, src - spec.n_clock, tgt)
     lr = 10.0 ** (w["log10_lr"][cls] + w["log10_lr_neuron"][hidden])
+    if hardware == "digital":  # the learning circuit's integer rule (sim/learning.py)
+        delta = learning.eprop_update(chip.sim, demo, chip.sites.rho, chip.sites.k, targets.velocities, feedback, lr,
+                                      spec.gamma)
+    else:
+        delta = -lr * eprop.gradient(chip.sim, demo, chip.sites.rho, chip.sites.k, error, feedback, gamma=spec.gamma)
     chip.reset(n)
-    written = chip.write(-lr * grad)
+    written = chip.write(delta)
     after = chip.run(clock, t_test).outputs["velocity"].astype(np.float64).transpose(1, 0, 2)
     return OneShotResult(before=before, after=after, loss_before=arm.loss(np.broadcast_to(before, after.shape), targets),
                          loss_after=arm.loss(after, targets), written=written.sum(axis=(1, 2)),

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from small.errors import SimulationError
-from compiler.image import MODEL_CODES, NEURON_PARAMS, Arithmetic, HardwareImage
+from compiler.image import CUBA_MODELS, NEURON_PARAMS, NON_SPIKING_MODELS, Arithmetic, HardwareImage
 
 from .reference import SimulationResult
 
@@ -80,9 +80,10 @@ class ChipSimulator:
         self.irow_delay = a["input_delay"].astype(np.int64)
         self.depth = image.delay_slots + 1
         model = a["col_model"].reshape(-1)[self.addr]
-        self.spiking = model != MODEL_CODES["li"]
-        self.cuba = model == MODEL_CODES["cuba_lif"]
+        self.spiking = ~np.isin(model, NON_SPIKING_MODELS)
+        self.cuba = np.isin(model, CUBA_MODELS)
         self.subtract = a["col_reset"].reshape(-1)[self.addr] == 1
+        self.at_threshold = a["col_fire"].reshape(-1)[self.addr] == 1  # fires at v >= threshold + b
         self.params = {name: a[f"param/{name}"].reshape(-1)[self.addr] for name in NEURON_PARAMS}
         self.refractory = a["param/refractory"].reshape(-1)[self.addr].astype(np.int64)
         self.start = a["param/start"].reshape(-1)[self.addr].astype(np.int64)
@@ -162,7 +163,7 @@ class ChipSimulator:
         """The neuron arithmetic of :meth:`step`, every column updated (no hold)."""
         p, sat, mulr = self.params, self._sat, self._mulr
         drive = self._drive(current, p["bias"])
-        i = sat(mulr(state["i"], p["alpha_syn"]) + drive)  # CubaLIF synaptic current
+        i = sat(mulr(state["i"], p["alpha_syn"]) + drive)  # CubaLIF/CubaLI synaptic current
         state["i"] = np.where(self.cuba, i, 0)
         drive = np.where(self.cuba, i, drive)
         s_prev, v = state["s"], state["v"]
@@ -173,7 +174,8 @@ class ChipSimulator:
         state["c"] = state["c"] - blocked
         v = np.where(blocked, v, sat(v + drive))
         b = sat(mulr(state["b"], p["alpha_adapt"]) + p["adapt"] * s_prev)  # ALIF; 0 for the others
-        spikes = (v > p["threshold"] + b) & ~blocked & self.spiking
+        level = p["threshold"] + b
+        spikes = np.where(self.at_threshold, v >= level, v > level) & ~blocked & self.spiking
         state["c"] = np.where(spikes, self.refractory, state["c"])
         state["v"], state["b"], state["s"] = v, b, spikes
         return spikes

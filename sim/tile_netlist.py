@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from compiler.image import COL_NEURON, MODEL_CODES, HardwareImage
+from compiler.image import COL_NEURON, NON_SPIKING_MODELS, HardwareImage
 
 V_READ = 0.2
 T_PULSE = 10e-9
@@ -104,7 +104,7 @@ def tile_deck(image: HardwareImage, t: int, *, r_wire: float = 1.0, steps: int =
         if int(a["col_kind"][t, c]) != COL_NEURON:
             continue
         theta = float(a["param/threshold"][t, c])
-        if int(a["col_model"][t, c]) == MODEL_CODES["li"] or theta <= 0:
+        if int(a["col_model"][t, c]) in NON_SPIKING_MODELS or theta <= 0:
             theta = 1e9  # a readout integrates and never fires
         alpha = float(a["param/alpha"][t, c])
         tau = -dt / math.log(alpha) if 0 < alpha < 1 else 1e3 * dt
@@ -126,6 +126,6 @@ def membrane_step(image: HardwareImage, t: int, rows) -> np.ndarray:
     a = image.arrays
     pos, neg = image.effective_levels()
     w = pos[t].astype(float) - neg[t]
-    theta = np.where(a["col_model"][t] == MODEL_CODES["li"], 1e9, a["param/threshold"][t].astype(float))
+    theta = np.where(np.isin(a["col_model"][t], NON_SPIKING_MODELS), 1e9, a["param/threshold"][t].astype(float))
     dv = NeuronParams().v_th / theta * w[list(rows)].sum(axis=0)
     return np.where(a["col_kind"][t] == COL_NEURON, dv, 0.0)

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from small.errors import FileFormatError, UnsupportedError
 from compiler.faults import random_faults
 from compiler.image import COL_PARTIAL, MODEL_CODES, load_image
-from compiler.ir import ALIF, IF, LI, LIF, CubaLIF, Input, Network, Population, Projection
+from compiler.ir import ALIF, IF, LI, LIF, CubaLI, CubaLIF, Input, Network, Population, Projection
 from compiler.mapper import CompileOptions, compile_network, latencies
 from sim.digital import DigitalSimulator
 from sim.memristive import IdealMemristiveSimulator
@@ -37,17 +37,21 @@ def exact_weights(rng, n_tgt, n_src, density):
 
 
 def random_network(seed, n_in=12):
-    """Every neuron model, both resets, refractory periods, delays 0..2, recurrence, a dense fan-in."""
+    """Every neuron model, both resets, both firing rules (> and >=), refractory periods, delays
+    0..2, recurrence, a dense fan-in."""
     rng = np.random.default_rng(seed)
     p = rng.permutation(4)
     models = {
         "lif": LIF(alpha=0.9, v_threshold=2.0, v_leak=0.25, v_reset=-0.5, refractory=int(p[0] % 3), reset="zero"),
         "cuba": CubaLIF(alpha=0.8, alpha_syn=0.7, v_threshold=1.5, refractory=1, reset="subtract"),
-        "if": IF(v_threshold=3.0, reset=("zero", "subtract")[seed % 2], refractory=int(p[1] % 2)),
+        # integer weights and threshold: the membrane often lands exactly on it, where > and >= differ
+        "if": IF(v_threshold=3.0, reset=("zero", "subtract")[seed % 2], refractory=int(p[1] % 2),
+                 fire_at_threshold=seed % 2 == 0),
         "alif": ALIF(alpha=0.95, v_threshold=1.0, alpha_adapt=0.9, adapt=0.375, reset="subtract"),
         "li": LI(alpha=0.875, v_leak=0.5),
+        "cli": CubaLI(alpha=0.75, alpha_syn=0.5, v_leak=0.25),
     }
-    sizes = {"lif": 11, "cuba": 9, "if": 7, "alif": 10, "li": 3}
+    sizes = {"lif": 11, "cuba": 9, "if": 7, "alif": 10, "li": 3, "cli": 2}
     pops = [Population(name, sizes[name], models[name], bias=S * rng.integers(0, 3)) for name in models]
     projs = [
         Projection("x", "lif", exact_weights(rng, 11, n_in, 0.8)),
@@ -59,9 +63,10 @@ def random_network(seed, n_in=12):
         Projection("if", "lif", exact_weights(rng, 11, 7, 0.4), delay=2),  # a 2-hop cycle needs 2 steps
         Projection("alif", "li", exact_weights(rng, 3, 10, 1.0)),
         Projection("if", "li", exact_weights(rng, 3, 7, 1.0), delay=1),
+        Projection("lif", "cli", exact_weights(rng, 2, 11, 0.8)),
     ]
     return Network("random", 1e-3, [Input("x", (n_in,))], pops, projs,
-                   {"spikes_if": "if", "spikes_alif": "alif", "readout": "li"}).validate()
+                   {"spikes_if": "if", "spikes_alif": "alif", "readout": "li", "readout_cuba": "cli"}).validate()
 
 
 def random_input(seed, n_in=12, steps=40, batch=3):
@@ -134,10 +139,10 @@ def digital_oracle(image, x):
                     continue
                 st, m = state[n], int(a["col_model"][n])
                 drive = sat((acc[n] << ar.frac_bits) + p["bias"][n])
-                if m == MODEL_CODES["cuba_lif"]:
+                if m in (MODEL_CODES["cuba_lif"], MODEL_CODES["cuba_li"]):
                     st["i"] = sat(mulr(st["i"], p["alpha_syn"][n]) + drive)
                     drive = st["i"]
-                if m == MODEL_CODES["li"]:
+                if m in (MODEL_CODES["li"], MODEL_CODES["cuba_li"]):
                     st["v"] = sat(sat(mulr(st["v"], p["alpha"][n]) + p["leak"][n]) + drive)
                     continue
                 subtract = a["col_reset"][n] == 1
@@ -153,7 +158,8 @@ def digital_oracle(image, x):
                 else:
                     v = sat(v + drive)
                 st["b"] = sat(mulr(st["b"], p["alpha_adapt"][n]) + p["adapt"][n] * st["s"])
-                st["s"] = int(v > p["threshold"][n] + st["b"] and not blocked)
+                level = p["threshold"][n] + st["b"]
+                st["s"] = int((v >= level if a["col_fire"][n] == 1 else v > level) and not blocked)
                 if st["s"]:
                     st["c"] = p["refractory"][n]
                     fired.append(n)

@@ -46,6 +46,20 @@ def test_random_networks_match_the_digital_twin(seed, rows, cols, lanes):
         assert (image.arrays["col_kind"] == 2).any(), "the 8x8 case should split fan-in over tiles"
 
 
+def test_columns_firing_at_threshold_and_cuba_li_readouts_match_the_twin():
+    """Weights on the level grid put membranes exactly on the threshold, where ``>=`` (a Sinabs or
+    Rockpool population) and ``>`` differ; the CubaLI readout's values reach the host."""
+    net = random_network(0)  # even seeds: the IF population fires at v >= threshold
+    image = compile_network(net, CompileOptions(target="digital", rows=16, cols=12, levels=16, seed=0)).image
+    x = random_input(0, steps=12, batch=2)
+    flipped = copy.deepcopy(image)
+    flipped.arrays["col_fire"][:] = 1 - flipped.arrays["col_fire"]
+    want = DigitalSimulator(image).run(x, record_spikes=True).spikes["chip"]
+    assert (want != DigitalSimulator(flipped).run(x, record_spikes=True).spikes["chip"]).any(), \
+        "the case should have membranes exactly at the threshold"
+    assert compare(image, x, run_chip(image, x, chip=Chip(image, lanes=4))) > 20
+
+
 def test_a_reset_in_the_middle_of_a_run_starts_the_network_afresh():
     image = compiled(4, 16, 16)
     x = random_input(4, steps=10, batch=1)

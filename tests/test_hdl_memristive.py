@@ -28,7 +28,7 @@ import pytest
 from amaranth.hdl import Elaboratable, Module
 from amaranth.sim import Simulator
 
-from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES
+from compiler.image import COL_NEURON, COL_PARTIAL, NON_SPIKING_MODELS
 from compiler.mapper import CompileOptions, compile_network
 from hdl.events import Geometry
 from hdl.memristive_tile import MemristiveTileController
@@ -83,7 +83,7 @@ def run_rtl(image, x, *, pulse_cycles=4, seed=0, model=None, slot_offset=0, chec
     garbage = [0] * T  # fired bits of columns the controller must ignore (partial, unused, LI)
     for t in range(T):
         for c in range(C):
-            spiking = a["col_kind"][t, c] == COL_NEURON and a["col_model"][t, c] != MODEL_CODES["li"]
+            spiking = a["col_kind"][t, c] == COL_NEURON and a["col_model"][t, c] not in NON_SPIKING_MODELS
             if not spiking and rng.random() < 0.5:
                 garbage[t] |= 1 << c
     index = {int(addr): k for k, addr in enumerate(model.sim.addr)}
@@ -260,7 +260,7 @@ def check_values(image, x, values, res):
                 np.testing.assert_allclose(got, res.outputs[o["name"]][tt, 0, j], rtol=1e-5,
                                            atol=scale[j] / 2 ** frac, err_msg=f"value of {addr} at chip step {t}")
     # the run's last steps (t >= steps) may carry values too; every value sent is a host LI column
-    host_li = {int(t * C + c) for t, c in zip(*np.nonzero(a["host_out"] & (a["col_model"] == MODEL_CODES["li"])))}
+    host_li = {int(t * C + c) for t, c in zip(*np.nonzero(a["host_out"] & np.isin(a["col_model"], NON_SPIKING_MODELS)))}
     assert {addr for _, addr in values} <= host_li
     assert expected_keys <= set(values)
     return len(expected_keys)

@@ -681,7 +681,22 @@ def ir_everything():
     ).validate()
 
 
-@pytest.mark.parametrize("make", [ir_feedforward, ir_recurrent, ir_cuba_if_li, ir_everything])
+def ir_threshold_rule_and_cuba_li():
+    """A Sinabs-style ``>=`` population and a CubaLI readout: what ``small to-nir`` used to drop."""
+    from compiler.ir import CubaLI, IF
+
+    rng = np.random.default_rng(3)
+    return Network(
+        name="geq", dt=1e-3, inputs=[Input("x", (4,))],
+        populations=[Population("h", 5, IF(v_threshold=1.0, reset="subtract", fire_at_threshold=True)),
+                     Population("o", 2, CubaLI(alpha=0.8, alpha_syn=0.6, gain=0.5, syn_gain=2.0, v_leak=0.1))],
+        projections=[Projection("x", "h", rng.normal(size=(5, 4))), Projection("h", "o", rng.normal(size=(2, 5)))],
+        outputs={"readout": "o", "spikes": "h"},
+    )
+
+
+@pytest.mark.parametrize("make", [ir_feedforward, ir_recurrent, ir_cuba_if_li, ir_everything,
+                                  ir_threshold_rule_and_cuba_li])
 def test_ir_to_nir_to_ir_is_exact(make, tmp_path):
     net = make().validate()
     write_nir(net, tmp_path / "a.nir")

@@ -148,7 +148,7 @@ def test_traffic_counts_every_routing_and_input_map_entry(build):
     image = load_image(build)
     a = image.arrays
     n_in = a["input_ptr"].size - 1
-    entries, events = traffic(image, np.ones(40), np.ones(n_in), 1)
+    entries, events = traffic(image, np.ones(image.neuron_addresses().size), np.ones(n_in), 1)
     assert entries.sum() == a["route_ptr"][-1] + a["input_ptr"][-1]
     np.testing.assert_array_equal(entries[0], np.bincount(a["input_tile"], minlength=image.n_tiles))
     np.testing.assert_array_equal(entries[1:].sum(axis=0), np.bincount(a["route_tile"], minlength=image.n_tiles))

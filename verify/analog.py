@@ -36,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-from compiler.image import COL_NEURON, MODEL_CODES, HardwareImage
+from compiler.image import COL_NEURON, NON_SPIKING_MODELS, HardwareImage
 
 from hdl.events import Geometry
 
@@ -182,7 +182,7 @@ class AnalogSide:
         self.rng = None if rng is None else np.random.default_rng(int(rng.integers(1 << 62)))
         self.ports = [_Ports(dut, t) for t in range(self.T)]
         a = image.arrays
-        spiking = (a["col_kind"] == COL_NEURON) & (a["col_model"] != MODEL_CODES["li"])
+        spiking = (a["col_kind"] == COL_NEURON) & ~np.isin(a["col_model"], NON_SPIKING_MODELS)
         # fired bits the controller must ignore (partial-sum, unused and LI columns)
         self.ignored = [sum(1 << c for c in range(self.C) if not spiking[t, c]) for t in range(self.T)]
         self.errors: list[str] = []

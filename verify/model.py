@@ -16,7 +16,7 @@ import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-from compiler.image import MODEL_CODES, HardwareImage
+from compiler.image import NON_SPIKING_MODELS, HardwareImage
 from sim import chip_simulator
 
 from hdl import events
@@ -71,7 +71,7 @@ class ReferenceModel:
         addr = self.sim.addr
         flat = lambda key: a[key].reshape(-1)[addr]  # noqa: E731 - one column property per neuron index
         self.host = flat("host_out").astype(bool)
-        self.li = flat("col_model") == MODEL_CODES["li"]
+        self.li = np.isin(flat("col_model"), NON_SPIKING_MODELS)
         self.start = flat("param/start").astype(np.int64)
         self.frac = self.geometry.arithmetic.frac_bits
         self.v_bits = self.geometry.arithmetic.v_bits
