@@ -3,15 +3,17 @@
 Run from the repository root (needs the train extra: torch)::
 
     .venv/bin/python bench/finetune.py                       # every table, bench/finetune.png
-    .venv/bin/python bench/finetune.py --only faults --epochs 4
+    .venv/bin/python bench/finetune.py --only faults --fault-rates 0.3,0.3 --plot bench/finetune-faults.png
 
 On the digits classifier (``examples/digits``, 8 levels, 64x64 tiles, its ``train_set.npz``):
 
 * **faults**: TiOx chips of 4 tiles with a fraction of the devices stuck (half high, half low)
   and a fraction reversed (``small faults random --stuck S --reversed R``); the given network
-  (placed without regard to the faults, and with the compiler's fault-aware placement, which
-  the fine-tuning keeps), fine-tuned without pruning, fine-tuned with fault pruning (the map's
-  slopes, and discovered from the responses);
+  (placed without regard to the faults, with the compiler's fault-aware placement, and with
+  the fault-aware placement weighed by the training data's activity, which the fine-tuning
+  keeps), fine-tuned without pruning, fine-tuned with fault pruning (the map's slopes, and
+  discovered from the responses); each run: fresh Bernoulli draws of the training set's rates
+  every epoch, cosine learning rate from 0.002, 60 epochs;
 * **rewire**: tiles, fan-in splits and accuracy on the digital twin against the fan-in limit K;
 * **drift**: PCM at 16 levels read 1 h and 1 day after programming, without and with drift
   compensation per tile and per column (``sim/analog.py``), no faults and 10 % stuck devices
@@ -56,20 +58,21 @@ def run(folder: Path, name: str, **options) -> dict:
     return r.to_dict()
 
 
-def faults_table(folder: Path, epochs: int) -> list:
-    print("\n| stuck | reversed | given (identity placement) | given (fault-aware) | fine-tuned | fault pruning (map) | "
-          "fault pruning (responses) | s/epoch |\n|---|---|---|---|---|---|---|---|")
+def faults_table(folder: Path, epochs: int, settings=FAULTS) -> list:
+    print("\n| stuck | reversed | given (identity placement) | given (compiler's fault-aware) | given (by activity) | "
+          "fine-tuned | fault pruning (map) | fault pruning (responses) | s/epoch |\n|---|---|---|---|---|---|---|---|---|")
     rows = []
-    for stuck, rev in FAULTS:
+    for stuck, rev in settings:
         chip = folder / f"chip-{stuck}-{rev}.json"
         save_faults(random_faults(4, 64, 64, stuck, seed=0, reversed_rate=rev), chip)
-        common = dict(levels=8, faults=str(chip), device="tiox", epochs=epochs, augment="shuffle-time")
+        common = dict(levels=8, faults=str(chip), device="tiox", epochs=epochs, augment="redraw", schedule="cosine")
         plain = run(folder, f"plain-{stuck}-{rev}", **common)
         by_map = run(folder, f"map-{stuck}-{rev}", fault_pruning=True, **common)
         by_resp = run(folder, f"resp-{stuck}-{rev}", fault_pruning=True, prune_by="response", **common)
         per_epoch = np.mean([e["seconds"] for e in plain["epochs"]])
-        rows.append((stuck, rev, plain["accuracy_before_identity_placement"], plain["accuracy_before"],
-                     plain["accuracy_after"], by_map["accuracy_after"], by_resp["accuracy_after"]))
+        rows.append((stuck, rev, plain["accuracy_before_identity_placement"], plain["accuracy_before_compiler_placement"],
+                     plain["accuracy_before"], plain["accuracy_after"], by_map["accuracy_after"],
+                     by_resp["accuracy_after"]))
         print(f"| {stuck * 100:.0f} % | {rev * 100:.0f} % | " + " | ".join(f"{v * 100:.2f} %" for v in rows[-1][2:])
               + f" | {per_epoch:.1f} |", flush=True)
     return rows
@@ -112,7 +115,10 @@ def drift_table(seeds: int = 3) -> list:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=("faults", "rewire", "drift"))
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=60, help="epochs of the faults table")
+    ap.add_argument("--rewire-epochs", type=int, default=20)
+    ap.add_argument("--fault-rates", type=lambda t: tuple(float(v) for v in t.split(",")), metavar="STUCK,REVERSED",
+                    help="one fault setting of the faults table (default: all)")
     ap.add_argument("--plot", default="bench/finetune.png")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -121,9 +127,10 @@ def main() -> None:
         if args.only in (None, "drift"):
             rows["drift"] = drift_table()
         if args.only in (None, "rewire"):
-            rows["rewire"] = rewire_table(Path(tmp), args.epochs)
+            rows["rewire"] = rewire_table(Path(tmp), args.rewire_epochs)
         if args.only in (None, "faults"):
-            rows["faults"] = faults_table(Path(tmp), args.epochs)
+            settings = FAULTS if args.fault_rates is None else [args.fault_rates]
+            rows["faults"] = faults_table(Path(tmp), args.epochs, settings)
     print(f"\n{time.perf_counter() - t0:.0f} s")
     plot(rows, Path(args.plot))
 
@@ -140,9 +147,9 @@ def plot(rows: dict, path: Path) -> None:
         a = ax.pop(0)
         labels = [f"{s * 100:.0f}/{r * 100:.0f}" for s, r, *_ in rows["faults"]]
         x = np.arange(len(labels))
-        for k, name in enumerate(("given, identity placement", "given, fault-aware", "fine-tuned", "pruned (map)",
-                                  "pruned (responses)")):
-            a.bar(x + (k - 2) * 0.16, [r[2 + k] * 100 for r in rows["faults"]], 0.16, label=name)
+        for k, name in enumerate(("given, identity placement", "given, compiler's placement", "given, by activity",
+                                  "fine-tuned", "pruned (map)", "pruned (responses)")):
+            a.bar(x + (k - 2.5) * 0.14, [r[2 + k] * 100 for r in rows["faults"]], 0.14, label=name)
         a.set(xticks=x, xticklabels=labels, xlabel="stuck / reversed devices (%)", ylabel="accuracy (%)",
               title="TiOx chip, 8 levels")
         a.legend(fontsize=7)

@@ -36,6 +36,11 @@ STEP_BITS = 8
 PROTOCOL_VERSION = 2
 
 
+NEURON_UNITS = ("pipelined", "serial")
+PARAM_BEAT_BITS = 32
+"""Width of a column word's beats in a ``serial`` tile's parameter memory."""
+
+
 class CapacityError(SmallError):
     """A network that does not fit a chip, or an image compiled for another chip."""
 
@@ -67,6 +72,12 @@ class Capacity:
     """Input-map entries (input element -> row destinations)."""
     lanes: int = 8
     """Columns a tile's crossbar accumulates per cycle (a power of two)."""
+    neuron: str = "pipelined"
+    """The tiles' neuron unit: ``pipelined`` (one column a cycle through a pipeline with three
+    multipliers; the column words in a memory as wide as a word) or ``serial`` (a column in
+    ``beats + 8`` cycles with one multiplier, its word stored as :func:`param_beats` beats of
+    :data:`PARAM_BEAT_BITS` bits; weights and words in single-port memories, SPRAM on an iCE40
+    UltraPlus: the area a small FPGA such as the UP5K can hold)."""
     arithmetic: Arithmetic = field(default_factory=Arithmetic)
     """The neurons' fixed-point format (``docs/architecture.md``)."""
     acc_bits: int = 0
@@ -83,6 +94,8 @@ class Capacity:
             raise CapacityError(f"chip capacity: levels must be >= 2, not {self.levels}")
         if self.lanes & (self.lanes - 1):
             raise CapacityError(f"chip capacity: lanes must be a power of two, not {self.lanes}")
+        if self.neuron not in NEURON_UNITS:
+            raise CapacityError(f"chip capacity: neuron must be one of {', '.join(NEURON_UNITS)}, not {self.neuron!r}")
         if self.acc_bits == 0:
             ar = self.arithmetic
             worst = self.tiles * self.rows * (self.levels - 1) * (1 << (ar.input_bits - 1))
@@ -195,9 +208,10 @@ class Capacity:
 
 # -- presets ----------------------------------------------------------------------------------
 PRESETS: dict[str, Capacity] = {
-    # iCEBreaker (iCE40 UP5K): weights in SPRAM
-    "up5k": Capacity(tiles=4, rows=256, cols=64, levels=16, delay_slots=4, n_inputs=256, route_entries=2048,
-                     input_entries=1024, lanes=4, name="up5k"),
+    # iCEBreaker (iCE40 UP5K): ODIN's scale (64k synapses, 256 neurons) in one serial tile, its weights
+    # and column words in the four SPRAMs
+    "up5k": Capacity(tiles=1, rows=256, cols=256, levels=16, delay_slots=2, n_inputs=256, route_entries=1024,
+                     input_entries=512, lanes=4, neuron="serial", name="up5k"),
     # iCE40-HX8K breakout: no SPRAM, 32 block RAMs
     "hx8k": Capacity(tiles=4, rows=64, cols=64, levels=16, delay_slots=4, n_inputs=128, route_entries=1024,
                      input_entries=512, lanes=4, name="hx8k"),
@@ -227,6 +241,11 @@ def column_fields(g: Geometry) -> list[Field]:
             ("leak", v, True), ("v_init", v, True), ("threshold", v, True), ("v_reset", v, True),
             ("adapt", v, True), ("bias", v, True),
             ("merge_tile", g.tile_bits, False), ("merge_col", g.col_bits, False)]
+
+
+def param_beats(g: Geometry) -> int:
+    """Beats of :data:`PARAM_BEAT_BITS` a ``serial`` tile stores a column word in (a power of two)."""
+    return 1 << (-(-width(column_fields(g)) // PARAM_BEAT_BITS) - 1).bit_length()
 
 
 def state_fields(g: Geometry) -> list[Field]:

@@ -18,12 +18,53 @@ import numpy as np
 
 from small.errors import FileFormatError, NetworkError
 from small.fileio import read_npz, write_npz
+from small.schema import check
 from small.limits import NEURON_BYTES, check_memory
 from .ir import Network
 
 FORMAT = "small-network"
 VERSION = 1
 SUFFIX = ".small"
+
+# The JSON of a network file (arrays as {"$array": key}); the IR's own checks (Network.validate) then
+# bound the values. Structure only: a name that is a list, a size that is text, never reach the IR.
+_ARRAY = {"type": "object", "properties": {"$array": {"type": "string"}}, "required": ["$array"],
+          "additionalProperties": False}
+_VALUES = {"anyOf": [{"type": "number"}, _ARRAY]}
+_NAME = {"type": "string"}
+_COUNT = {"type": "integer", "minimum": 0}
+SCHEMA = {
+    "type": "object",
+    "required": ["format", "version", "network"],
+    "properties": {"format": {"const": FORMAT}, "version": {"const": VERSION}, "network": {
+        "type": "object",
+        "required": ["dt"],
+        "properties": {
+            "name": _NAME,
+            "dt": {"type": "number", "exclusiveMinimum": 0},
+            "inputs": {"type": "array", "items": {"type": "object", "required": ["name", "shape"], "properties": {
+                "name": _NAME, "shape": {"type": "array", "items": _COUNT}}}},
+            "populations": {"type": "array", "items": {"type": "object", "required": ["name", "size", "neuron"],
+                                                       "properties": {
+                "name": _NAME, "size": _COUNT, "bias": _VALUES,
+                "neuron": {"type": "object", "required": ["model"], "properties": {
+                    "model": _NAME, "reset": _NAME, "fire_at_threshold": {"type": "boolean"}},
+                    "additionalProperties": _VALUES}}}},
+            "projections": {"type": "array", "items": {"type": "object", "required": ["source", "target", "weight"],
+                                                       "properties": {
+                "name": _NAME, "source": _NAME, "target": _NAME, "delay": _COUNT,
+                "weight": {"anyOf": [_ARRAY, {"type": "object", "required": ["format", "shape", "data", "indices",
+                                                                             "indptr"], "properties": {
+                    "format": {"const": "csr"}, "shape": {"type": "array", "items": _COUNT, "minItems": 2,
+                                                          "maxItems": 2},
+                    "data": _ARRAY, "indices": _ARRAY, "indptr": _ARRAY}}]}}}},
+            "outputs": {"anyOf": [  # [[name, population], ...] in order; older files: {name: population}
+                {"type": "array", "items": {"type": "array", "items": _NAME, "minItems": 2, "maxItems": 2}},
+                {"type": "object", "additionalProperties": _NAME}]},
+            "metadata": {"type": "object"},
+        }}},
+}
+
 
 
 def save_network(net: Network, path: str | os.PathLike) -> None:
@@ -78,6 +119,7 @@ def load_network(path: str | os.PathLike) -> Network:
             return [decode(v) for v in value]
         return value
 
+    check(SCHEMA, doc, f"network file {str(path)!r}")
     _check_declared_sizes(doc.get("network"), path)
     try:
         net = Network.from_dict(decode(doc.get("network", {})))

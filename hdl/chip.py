@@ -57,29 +57,42 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from compiler.capacity import MEM_INPUT_ENTRIES, MEM_INPUT_HEADS, MEM_ROUTE_ENTRIES, MEM_ROUTE_HEADS, MEMORY_NAMES, \
-    STEP_BITS, TILE_MEMORIES, Capacity, CapacityError, config_fields, config_words, memory_depth, readback_fields
-from compiler.image import COL_PARTIAL, HardwareImage
+    STEP_BITS, TILE_MEMORIES, Capacity, CapacityError, config_fields, config_words, memory_depth, param_beats, \
+    readback_fields
+from compiler.image import COL_NEURON, COL_PARTIAL, HardwareImage
 
 from .events import OP_INPUT, OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE, Geometry, command_layout, \
     output_layout, struct
 from .memristive_tile import MemristiveTileController
 from .router import Router
-from .tile import LANES, UPDATE_STAGES, DigitalTile
+from .tile import FLAG_BITS, LANES, UPDATE_STAGES, DigitalTile
 
 
-def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, row_events: int = 0) -> int:
+def step_cycles(image: HardwareImage, active_rows: int, *, lanes: int = LANES, row_events: int = 0,
+                capacity: Capacity | None = None, step: int | None = None) -> int:
     """Clock cycles of one chip step of a digital chip without back-pressure (see the module docstring).
 
     ``active_rows``: active rows of the busiest tile; ``row_events``: row events the router
-    delivers after the last tile has updated (usually 0). Stalls of partial sums converging on
-    one tile are not counted.
+    delivers after the last tile has updated (usually 0); ``capacity``: the chip's (default: the
+    smallest that holds ``image``, with ``lanes``); ``step``: the chip step, which a ``serial``
+    tile's update depends on (a column whose population has not started is skipped; default: every
+    population has started). Stalls of partial sums converging on one tile are not counted.
     """
-    C = image.cols
-    words = -(-C // min(lanes, 1 << (C - 1).bit_length()))
-    partial = int((image.arrays["col_kind"] == COL_PARTIAL).sum(axis=1).max(initial=0))
+    if capacity is None:
+        capacity = Capacity.of(image, lanes=lanes)
+    C, words = capacity.cols, capacity.words
+    kind = image.arrays["col_kind"]
+    partial = int((kind == COL_PARTIAL).sum(axis=1).max(initial=0))
     integrate = (words + 1) * active_rows + (3 if active_rows else 1)
-    export = 3 * partial + 1
-    update = C + UPDATE_STAGES + 2
+    if capacity.neuron == "serial":
+        beats = param_beats(capacity.geometry)
+        start = image.arrays["param/start"]
+        alive = (kind == COL_NEURON) & (start <= (step if step is not None else start.max(initial=0)))
+        export = 3 * -(-C // FLAG_BITS) + (beats + 5) * partial  # flags read 16 columns at a time
+        update = int(max((beats + 8) * n + (beats + 3) * (C - n) for n in alive.sum(axis=1))) + 1
+    else:
+        export = 3 * partial + 1
+        update = C + UPDATE_STAGES + 2
     sequencer = 7  # strobes and the state changes between phases
     return integrate + export + update + row_events + sequencer
 
@@ -244,7 +257,7 @@ class Chip(wiring.Component):
         for tile in tiles:
             m.d.comb += [tile.slot.eq(slot), tile.step.eq(step)]
 
-        config_states = None if self.analog else self._config(m)
+        config_states = None if self.analog else self._config(m, any_busy)
         with m.FSM(name="sequencer"):
             with m.State("HOST"):
                 with m.Switch(cmd.payload.op):
@@ -316,7 +329,7 @@ class Chip(wiring.Component):
         m.d.comb += queue.w_en.eq(valids.any())
         return queue
 
-    def _config(self, m: Module):
+    def _config(self, m: Module, any_busy):
         """Configuration accesses: the decoding, and a function that adds the sequencer's states
         for one access (called inside its FSM): the access (one cycle), the read word into a
         register, the answer on ``readback``."""
@@ -336,23 +349,25 @@ class Chip(wiring.Component):
             m.d.comb += [block.cfg_write.eq(cfg.write), block.cfg_addr.eq(cfg.addr),
                          block.cfg_wdata.eq(cfg.data[:len(block.cfg_wdata)])]
         def states():
-            self._config_states(m, blocks, known, target, word, was_write)
+            self._config_states(m, blocks, known, target, word, was_write, any_busy)
         return states
 
-    def _config_states(self, m, blocks, known, target, word, was_write) -> None:
+    def _config_states(self, m, blocks, known, target, word, was_write, any_busy) -> None:
         cfg = self.config.payload
+        distinct = list({id(b[0]): b[0] for b in blocks}.values())  # a tile's three memories: one read-back mux input
         with m.State("CONFIG"):
             m.d.comb += self.config.ready.eq(1)
             m.d.sync += [word.error.eq(~known), word.data.eq(0), was_write.eq(cfg.write)]
-            for k, (block, mem, local, selected) in enumerate(blocks):
+            for block, mem, local, selected in blocks:
                 with m.If(known & (cfg.mem == mem) & selected):
                     m.d.comb += [block.cfg_en.eq(1), block.cfg_mem.eq(local)]
-                    m.d.sync += target.eq(k)
+                    m.d.sync += target.eq(distinct.index(block))
             m.next = "CONFIG_READ"
-        with m.State("CONFIG_READ"):  # the read port's word of the access, one cycle later
-            with m.If(~word.error & ~was_write):
-                m.d.sync += word.data.eq(Array(b[0].cfg_rdata for b in blocks)[target])
-            m.next = "CONFIG_ANSWER"
+        with m.State("CONFIG_READ"):  # the word of the access, one cycle later (a serial tile's column
+            with m.If(~any_busy):     # word once its beats are written or read)
+                with m.If(~word.error & ~was_write):
+                    m.d.sync += word.data.eq(Array(b.cfg_rdata for b in distinct)[target])
+                m.next = "CONFIG_ANSWER"
         with m.State("CONFIG_ANSWER"):
             m.d.comb += [self.readback.valid.eq(1), self.readback.payload.eq(word)]
             with m.If(self.readback.ready):

@@ -56,17 +56,21 @@ spikes routed in an update are delivered while the tiles update.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, EnableInserter, Module, Mux, Signal, signed
+from types import SimpleNamespace
+
+from amaranth.hdl import Array, Cat, Const, EnableInserter, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from compiler.capacity import MEM_COLUMNS, MEM_STATE, MEM_WEIGHTS, STEP_BITS, Capacity, CapacityError, addr_bits, \
-    column_fields, config_words, data_bits, memory_init, state_fields, state_init, weight_bits
+from compiler.capacity import MEM_COLUMNS, MEM_STATE, MEM_WEIGHTS, PARAM_BEAT_BITS, STEP_BITS, Capacity, CapacityError, \
+    addr_bits, column_fields, config_words, data_bits, memory_init, param_beats, state_fields, state_init, weight_bits
 from compiler.events import unpack
 from compiler.image import COL_NEURON, COL_PARTIAL, CUBA_MODELS, NON_SPIKING_MODELS, HardwareImage
 
 from .events import Geometry, spike_layout, struct, value_layout
+from .spram import SinglePortRAM
 
+FLAG_BITS = 16  # partial-sum flags a serial tile reads at once in the export
 UPDATE_STAGES = 6  # pipeline registers in the neuron update (one column enters it per cycle)
 LANES = 8  # columns a tile's crossbar accumulates per cycle (a generator parameter: area vs speed)
 
@@ -108,6 +112,21 @@ def config_members(cap: Capacity) -> dict:
             "cfg_wdata": In(data_bits(cap)), "cfg_rdata": Out(data_bits(cap))}
 
 
+def _single_port(m: Module, name: str, shape, depth: int, init: list[int]):
+    """A :class:`~hdl.spram.SinglePortRAM` as a read port and a write port (``addr``, ``data``,
+    ``en``) like ``Memory``'s, for a memory that is never read and written in the same cycle."""
+    shape = shape if isinstance(shape, data.Layout) else Shape.cast(shape)
+    size = shape.size if isinstance(shape, data.Layout) else shape.width
+    m.submodules[name] = ram = SinglePortRAM(size, depth, init=init)
+    rd = SimpleNamespace(addr=Signal(range(max(depth, 2)), name=f"{name}_raddr"),
+                         data=shape(ram.rdata) if isinstance(shape, data.Layout) else ram.rdata, en=Signal(init=1))
+    wr = SimpleNamespace(addr=Signal(range(max(depth, 2)), name=f"{name}_waddr"), en=Signal(name=f"{name}_we"),
+                         data=Signal(shape, name=f"{name}_wdata"))
+    m.d.comb += [ram.addr.eq(Mux(wr.en, wr.addr, rd.addr)), ram.we.eq(wr.en),
+                 ram.wdata.eq(wr.data.as_value() if isinstance(shape, data.Layout) else wr.data)]
+    return rd, wr
+
+
 class DigitalTile(wiring.Component):
     """Tile ``tile`` of a chip of capacity ``capacity`` (see the module docstring for the protocol).
 
@@ -130,6 +149,8 @@ class DigitalTile(wiring.Component):
         self.capacity, self.tile = capacity, tile
         self.geometry = g = capacity.geometry
         self.lanes, self.words = capacity.tile_lanes, capacity.words
+        self.serial = capacity.neuron == "serial"
+        self.beats = param_beats(self.geometry)
         self._init = {mem: memory_init(capacity, mem, words.get((mem, tile))) for mem in (MEM_WEIGHTS, MEM_COLUMNS)}
         self._init[MEM_STATE] = state_init(capacity, image, tile)
         fields = column_fields(self.geometry)
@@ -218,6 +239,89 @@ class DigitalTile(wiring.Component):
         c = sig("c_next", Mux(fire, refractory[6], Mux(blocked[6], old_c[6] - 1, old_c[6])), ar.refractory_bits)
         return {"v": v3_6, "i": i_6, "b": b_6, "c": c, "s": fire, "spiking": spiking[6]}
 
+    def _serial_update(self, m: Module, p, old, next_col, step, fetch, acc_rd, st_rd, acc_wr, st_wr, lane_of) -> None:
+        """The update of a ``serial`` tile (states of the caller's FSM): per column, its word's
+        beats (``fetch``), then ``docs/architecture.md``'s arithmetic in six steps with one
+        multiplier, the spike or value out and the state back: ``beats + 8`` cycles for a column
+        whose population has started, ``beats + 3`` for any other. The same arithmetic as
+        :meth:`_neuron`, operation for operation."""
+        g = self.geometry
+        ar, C, P = g.arithmetic, g.cols, self.lanes
+        A = ar.decay_bits
+        hi, lo = (1 << (ar.v_bits - 1)) - 1, -(1 << (ar.v_bits - 1))
+
+        def clamp(x):
+            return Mux(x > hi, hi, Mux(x < lo, lo, x))
+
+        def model_in(codes):
+            return Cat(*(p.model == code for code in codes)).any()
+
+        v = signed(ar.v_bits)
+        drive, v0, i_new, v1, b1, v2, v3 = (Signal(v, name=f"s_{n}") for n in ("drive", "v0", "i_new", "v1", "b1",
+                                                                                 "v2", "v3"))
+        firing = Signal(signed(ar.v_bits + 1), name="s_firing")
+        mul_x, mul_a = Signal(v, name="s_mul_x"), Signal(A + 1, name="s_mul_a")
+        prod = Signal(signed(ar.v_bits + 2), name="s_prod")  # mulr of the operands of the cycle before
+        m.d.sync += prod.eq((mul_x * mul_a + (1 << (A - 1))) >> A)
+        acc_lane = Signal(signed(g.acc_bits), name="s_acc")
+        m.d.comb += acc_lane.eq(acc_rd.data[lane_of(next_col)])
+        spiking, cuba = ~model_in(NON_SPIKING_MODELS), model_in(CUBA_MODELS)
+        alive = (p.kind == COL_NEURON) & (step >= p.start)
+        blocked = old.c != 0
+        fire = Mux(p.at_threshold, v3 >= firing, v3 > firing) & ~blocked & spiking
+
+        def column(then):
+            """The column's memories stay addressed while it is computed."""
+            m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(next_col // P), st_rd.addr.eq(next_col)]
+            if then:
+                m.next = then
+
+        with m.State("UPDATE"):
+            column(None)
+            with m.If(next_col == C):
+                m.next = "IDLE"
+            with m.Else():
+                fetch(next_col, "N0")
+        with m.State("N0"):  # drive, and the membrane before its decay
+            column("N1")
+            m.d.comb += [mul_x.eq(old.i), mul_a.eq(p.alpha_syn)]
+            m.d.sync += [drive.eq(clamp((acc_lane << ar.frac_bits) + p.bias)),
+                         v0.eq(Mux(old.s & ~p.subtract, p.v_reset, old.v))]
+            with m.If(~alive):
+                m.next = "N_END"
+        with m.State("N1"):  # synaptic current
+            column("N2")
+            m.d.comb += [mul_x.eq(v0), mul_a.eq(p.alpha)]
+            m.d.sync += i_new.eq(clamp(prod + drive))
+        with m.State("N2"):  # membrane decay and leak
+            column("N3")
+            m.d.comb += [mul_x.eq(old.b), mul_a.eq(p.alpha_adapt)]
+            m.d.sync += [v1.eq(clamp(prod + p.leak)), drive.eq(Mux(cuba, i_new, drive))]
+        with m.State("N3"):  # adaptation; the subtract reset
+            column("N4")
+            m.d.sync += [b1.eq(clamp(prod + Mux(old.s, p.adapt, 0))),
+                         v2.eq(Mux(old.s & p.subtract, clamp(v1 - p.threshold), v1))]
+        with m.State("N4"):  # the input; the firing level
+            column("N5")
+            m.d.sync += [v3.eq(Mux(blocked, v2, clamp(v2 + drive))), firing.eq(p.threshold + b1)]
+        with m.State("N5"):  # the spike or value out, the state back
+            column(None)
+            emit_spike, emit_value = fire, ~spiking & p.host
+            m.d.comb += [self.spikes.payload.tile.eq(self.tile), self.spikes.payload.col.eq(next_col),
+                         self.spikes.valid.eq(emit_spike),
+                         self.values.payload.tile.eq(self.tile), self.values.payload.col.eq(next_col),
+                         self.values.payload.value.eq(v3), self.values.valid.eq(emit_value)]
+            with m.If((~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)):
+                m.d.comb += [st_wr.addr.eq(next_col), st_wr.en.eq(1), st_wr.data.v.eq(v3),
+                             st_wr.data.i.eq(Mux(cuba, i_new, 0)), st_wr.data.b.eq(b1), st_wr.data.s.eq(fire),
+                             st_wr.data.c.eq(Mux(fire, p.refractory, Mux(blocked, old.c - 1, old.c)))]
+                m.next = "N_END"
+        with m.State("N_END"):  # the column's sum is used up: zero its word after its last lane
+            column("UPDATE")
+            with m.If((lane_of(next_col) == P - 1) | (next_col == C - 1)):
+                m.d.comb += [acc_wr.addr.eq(next_col // P), acc_wr.en.eq((1 << P) - 1)]
+            m.d.sync += next_col.eq(next_col + 1)
+
     def elaborate(self, platform):
         m = Module()
         g, cap, t = self.geometry, self.capacity, self.tile
@@ -232,19 +336,33 @@ class DigitalTile(wiring.Component):
 
         entry = data.StructLayout({"row": g.row_bits, "payload": signed(ar.input_bits)})
         m.submodules.pending = pending = memory.Memory(shape=entry, depth=S * R, init=[])
-        m.submodules.weights = weights = memory.Memory(shape=lane_w, depth=R * W,
-                                                       init=init(lane_w, self._init[MEM_WEIGHTS]))
         m.submodules.acc = acc = memory.Memory(shape=lane_acc, depth=W, init=[])
-        m.submodules.params = params = memory.Memory(shape=column, depth=C, init=init(column, self._init[MEM_COLUMNS]))
+        NB = self.beats
+        if self.serial:
+            # one port each (SPRAM on an iCE40 UltraPlus): the weights, and each column word as NB
+            # beats of PARAM_BEAT_BITS, column c's at c * NB ..
+            mask = (1 << PARAM_BEAT_BITS) - 1
+            beats = [(w >> (PARAM_BEAT_BITS * j)) & mask for w in self._init[MEM_COLUMNS] for j in range(NB)]
+            w_rd, w_wr = _single_port(m, "weights", lane_w, R * W, self._init[MEM_WEIGHTS])
+            par_rd, par_wr = _single_port(m, "params", unsigned(PARAM_BEAT_BITS), C * NB, beats)
+        else:
+            weights = memory.Memory(shape=lane_w, depth=R * W, init=init(lane_w, self._init[MEM_WEIGHTS]))
+            params = memory.Memory(shape=column, depth=C, init=init(column, self._init[MEM_COLUMNS]))
+            m.submodules.weights, m.submodules.params = weights, params
+            w_rd, w_wr = weights.read_port(), weights.write_port()
+            par_rd, par_wr = params.read_port(), params.write_port()
         m.submodules.state = state = memory.Memory(shape=neuron_state, depth=C,
                                                    init=init(neuron_state, self._init[MEM_STATE]))
 
         pend_rd, pend_wr = pending.read_port(), pending.write_port()
-        w_rd, w_wr = weights.read_port(), weights.write_port()
         acc_rd, acc_wr = acc.read_port(), acc.write_port(granularity=1)
-        par_rd, par_wr = params.read_port(), params.write_port()
         st_rd, st_wr = state.read_port(), state.write_port()
-        p, old = par_rd.data, st_rd.data
+        old = st_rd.data
+        if self.serial:  # the column word, fetched (or to be written) beat by beat
+            pbuf = Signal(NB * PARAM_BEAT_BITS)
+            p = column(pbuf[:column.size])
+        else:
+            p = par_rd.data
 
         row = Signal(range(R))
         col = Signal(range(C + 1))
@@ -252,8 +370,20 @@ class DigitalTile(wiring.Component):
         payload = Signal(signed(ar.input_bits))
         slot = Signal(g.slot_bits)
         step = Signal(STEP_BITS)
-        partial = Signal(C, init=self._partial)  # column c is a partial-sum column (kept beside the columns memory)
-        todo = Signal(C)  # partial-sum columns not yet exported this step
+        if self.serial:
+            # a flag per column, set when the column is a partial sum, in words of FLAG_BITS: the
+            # export scans a word a few cycles (no logic as wide as the tile's columns)
+            groups = -(-C // FLAG_BITS)
+            m.submodules.flags = flags = memory.Memory(
+                shape=FLAG_BITS, depth=groups, init=[(self._partial >> (FLAG_BITS * k)) & ((1 << FLAG_BITS) - 1)
+                                                     for k in range(groups)])
+            flag_rd, flag_wr = flags.read_port(), flags.write_port()
+            group = Signal(range(groups + 1))
+            todo = Signal(FLAG_BITS)  # the partial-sum columns of the group not yet exported
+            cfg_partial = Signal()  # the column word being written is a partial sum's
+        else:
+            partial = Signal(C, init=self._partial)  # column c is a partial-sum column (beside the columns memory)
+            todo = Signal(C)  # partial-sum columns not yet exported this step
         out = Signal(psum_layout(g))  # the partial sum being exported
         psum = Signal(psum_layout(g))  # the partial sum being added
         psum_loaded = Signal()
@@ -291,38 +421,55 @@ class DigitalTile(wiring.Component):
         # -- the neuron pipeline: the update issues one column a cycle (``next_col``); the
         # memories return it in stage 0; it leaves stage UPDATE_STAGES with its new state, its
         # spike and its value. Everything in ``pipe`` stops while an output is stalled.
-        pipe = Module()
-        advance = Signal()  # the pipeline moves (nothing stalls its last stage)
-        next_col = Signal(range(C + 1))
-        issue = Signal()
-        valid = [Signal(name="valid_0")]
-        cols = [Signal(range(C), name="col_0")]
-        pipe.d.sync += [valid[0].eq(issue), cols[0].eq(next_col)]
-        for k in range(1, UPDATE_STAGES + 1):
-            valid.append(Signal(name=f"valid_{k}"))
-            cols.append(Signal(range(C), name=f"col_{k}"))
-            pipe.d.sync += [valid[k].eq(valid[k - 1]), cols[k].eq(cols[k - 1])]
-        column_sum = Signal(signed(g.acc_bits))
-        pipe.d.comb += column_sum.eq(acc_rd.data[lane_of(cols[0])])
-        new = self._neuron(pipe, column_sum, p, old)
-        late = {}
-        for name in ("kind", "start", "host"):
-            value = getattr(p, name)
+        next_col = Signal(range(C + 1))  # the column the update issues next
+        if not self.serial:
+            pipe = Module()
+            advance = Signal()  # the pipeline moves (nothing stalls its last stage)
+            issue = Signal()
+            valid = [Signal(name="valid_0")]
+            cols = [Signal(range(C), name="col_0")]
+            pipe.d.sync += [valid[0].eq(issue), cols[0].eq(next_col)]
             for k in range(1, UPDATE_STAGES + 1):
-                late[name] = Signal(value.shape(), name=f"{name}_{k}")
-                pipe.d.sync += late[name].eq(value)
-                value = late[name]
-        m.submodules.neuron = EnableInserter(advance)(pipe)
-        out_col, out_valid = cols[-1], valid[-1]
+                valid.append(Signal(name=f"valid_{k}"))
+                cols.append(Signal(range(C), name=f"col_{k}"))
+                pipe.d.sync += [valid[k].eq(valid[k - 1]), cols[k].eq(cols[k - 1])]
+            column_sum = Signal(signed(g.acc_bits))
+            pipe.d.comb += column_sum.eq(acc_rd.data[lane_of(cols[0])])
+            new = self._neuron(pipe, column_sum, p, old)
+            late = {}
+            for name in ("kind", "start", "host"):
+                value = getattr(p, name)
+                for k in range(1, UPDATE_STAGES + 1):
+                    late[name] = Signal(value.shape(), name=f"{name}_{k}")
+                    pipe.d.sync += late[name].eq(value)
+                    value = late[name]
+            m.submodules.neuron = EnableInserter(advance)(pipe)
+            out_col, out_valid = cols[-1], valid[-1]
 
         cfg_read = Signal(2)  # the memory a configuration read addressed in the cycle before
         with m.Switch(cfg_read):
             with m.Case(MEM_WEIGHTS):
                 m.d.comb += self.cfg_rdata.eq(w_rd.data.as_value())
             with m.Case(MEM_COLUMNS):
-                m.d.comb += self.cfg_rdata.eq(par_rd.data.as_value())
+                m.d.comb += self.cfg_rdata.eq(p.as_value())
             with m.Case(MEM_STATE):
                 m.d.comb += self.cfg_rdata.eq(st_rd.data.as_value())
+
+        beat = Signal(range(NB + 1))
+        cfg_col = Signal(range(C))  # the column of a serial tile's configuration access
+
+        def fetch(column_index, then):
+            """(Serial tile, inside a state.) Read column ``column_index``'s word into ``pbuf``,
+            one beat a cycle (NB + 1 cycles), then go to state ``then``."""
+            with m.If(beat < NB):
+                m.d.comb += par_rd.addr.eq(Cat(beat[:(NB - 1).bit_length()], column_index) if NB > 1 else column_index)
+            with m.If(beat != 0):
+                # a shift register: after NB beats, beat 0 is at the bottom
+                m.d.sync += pbuf.eq(Cat(pbuf[PARAM_BEAT_BITS:], par_rd.data))
+            m.d.sync += beat.eq(beat + 1)
+            with m.If(beat == NB):
+                m.d.sync += beat.eq(0)
+                m.next = then
 
         with m.FSM(name="phase") as fsm:
             with m.State("IDLE"):
@@ -334,8 +481,12 @@ class DigitalTile(wiring.Component):
                     m.d.sync += [slot.eq(self.slot), pick.eq(0)]
                     m.next = "ROW_PICK"
                 with m.Elif(self.export):
-                    m.d.sync += todo.eq(partial)
-                    m.next = "EXPORT_PICK"
+                    if self.serial:
+                        m.d.sync += group.eq(0)
+                        m.next = "EXPORT_GROUP"
+                    else:
+                        m.d.sync += todo.eq(partial)
+                        m.next = "EXPORT_PICK"
                 with m.Elif(self.update):
                     m.d.sync += [next_col.eq(0), step.eq(self.step)]
                     m.next = "UPDATE"
@@ -347,21 +498,56 @@ class DigitalTile(wiring.Component):
                                 m.d.comb += [w_wr.addr.eq(addr), w_wr.en.eq(addr < R * W),
                                              w_wr.data.eq(self.cfg_wdata)]
                             with m.Case(MEM_COLUMNS):
-                                m.d.comb += [par_wr.addr.eq(addr), par_wr.en.eq(addr < C),
-                                             par_wr.data.eq(self.cfg_wdata)]
-                                with m.If(addr < C):
-                                    m.d.sync += partial.bit_select(addr, 1).eq(par_wr.data.kind == COL_PARTIAL)
+                                cword = column(self.cfg_wdata[:column.size])
+                                if self.serial:  # written beat by beat, its flag meanwhile
+                                    with m.If(addr < C):
+                                        m.d.sync += [pbuf.eq(self.cfg_wdata), cfg_col.eq(addr), beat.eq(0),
+                                                     cfg_partial.eq(cword.kind == COL_PARTIAL)]
+                                        m.next = "CFG_WRITE"
+                                else:
+                                    m.d.comb += [par_wr.addr.eq(addr), par_wr.en.eq(addr < C), par_wr.data.eq(cword)]
+                                    with m.If(addr < C):
+                                        m.d.sync += partial.bit_select(addr, 1).eq(cword.kind == COL_PARTIAL)
                             with m.Case(MEM_STATE):
                                 m.d.comb += [st_wr.addr.eq(addr), st_wr.en.eq(addr < C),
                                              st_wr.data.eq(self.cfg_wdata)]
                     with m.Else():
-                        m.d.comb += [w_rd.addr.eq(addr), par_rd.addr.eq(addr), st_rd.addr.eq(addr)]
+                        m.d.comb += [w_rd.addr.eq(addr), st_rd.addr.eq(addr)]
                         m.d.sync += cfg_read.eq(self.cfg_mem)
+                        if self.serial:
+                            with m.If((self.cfg_mem == MEM_COLUMNS) & (addr < C)):
+                                m.d.sync += [cfg_col.eq(addr), beat.eq(0)]
+                                m.next = "CFG_FETCH"
+                        else:
+                            m.d.comb += par_rd.addr.eq(addr)
+
+            if self.serial:
+                with m.State("CFG_WRITE"):  # the column word's beats, one a cycle
+                    m.d.comb += [self.busy.eq(1), par_wr.en.eq(1),
+                                 par_wr.addr.eq(Cat(beat[:(NB - 1).bit_length()], cfg_col) if NB > 1 else cfg_col),
+                                 par_wr.data.eq(pbuf[:PARAM_BEAT_BITS])]
+                    m.d.sync += pbuf.eq(Cat(pbuf[PARAM_BEAT_BITS:], pbuf[:PARAM_BEAT_BITS]))  # rotate: beat by beat
+                    m.d.sync += beat.eq(beat + 1)
+                    flag_bit = cfg_col[:(FLAG_BITS - 1).bit_length()]
+                    m.d.comb += [flag_rd.addr.eq(cfg_col // FLAG_BITS), flag_wr.addr.eq(cfg_col // FLAG_BITS)]
+                    with m.If(beat == 1):  # the flag word was read with beat 0: write it back with this flag
+                        m.d.comb += [flag_wr.en.eq(1), flag_wr.data.eq(flag_rd.data)]
+                        m.d.comb += flag_wr.data.bit_select(flag_bit, 1).eq(cfg_partial)
+                    with m.If(beat == NB - 1):
+                        m.d.sync += beat.eq(0)
+                        m.next = "IDLE"
+                with m.State("CFG_FETCH"):  # a read: the word into pbuf, which cfg_rdata shows
+                    m.d.comb += self.busy.eq(1)
+                    fetch(cfg_col, "IDLE")
 
             # -- clear: back to the image's initial state (pending rows, sums, neuron state) ------
             with m.State("CLEAR_READ"):
-                m.d.comb += [self.busy.eq(1), par_rd.addr.eq(col)]
-                m.next = "CLEAR_WRITE"
+                m.d.comb += self.busy.eq(1)
+                if self.serial:
+                    fetch(col, "CLEAR_WRITE")
+                else:
+                    m.d.comb += par_rd.addr.eq(col)
+                    m.next = "CLEAR_WRITE"
             with m.State("CLEAR_WRITE"):
                 m.d.comb += [self.busy.eq(1), acc_wr.addr.eq(col_word), acc_wr.en.eq((1 << P) - 1),
                              st_wr.addr.eq(col), st_wr.en.eq(1), st_wr.data.v.eq(p.v_init)]
@@ -416,24 +602,51 @@ class DigitalTile(wiring.Component):
             # -- export partial sums: only the partial-sum columns, lowest first -------------------
             # The export value is latched, so acc's one read port is free for incoming partial
             # sums in every export state but the read (where an incoming one goes first).
-            lowest = Signal(C)  # the next partial-sum column to export, one-hot
+            width = FLAG_BITS if self.serial else C
+            lowest = Signal(width)  # the next partial-sum column to export (of the group), one-hot
             m.d.comb += lowest.eq(todo & (~todo + 1))
+            lowest_index = Cat(*((lowest & Const(sum(1 << c for c in range(width) if c >> b & 1), width)).any()
+                                 for b in range(max(1, (width - 1).bit_length()))))
 
             def export_next():
-                """Go on with the lowest column left (3 cycles a column), or end the export."""
-                m.d.sync += [todo.eq(todo & ~lowest),
-                             col.eq(Cat(*((lowest & Const(sum(1 << c for c in range(C) if c >> b & 1), C)).any()
-                                          for b in range(max(1, (C - 1).bit_length())))))]
-                with m.If(todo == 0):
-                    m.next = "IDLE"
-                with m.Else():
-                    m.next = "EXPORT_READ"
+                """Go on with the lowest column left (3 cycles a column; a serial tile's after its
+                word's beats), or with the next group of flags, or end the export."""
+                m.d.sync += todo.eq(todo & ~lowest)
+                if self.serial:
+                    m.d.sync += col.eq(Cat(lowest_index, group))
+                    with m.If(todo != 0):
+                        m.next = "EXPORT_FETCH"
+                    with m.Elif(group == groups - 1):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += group.eq(group + 1)
+                        m.next = "EXPORT_GROUP"
+                else:
+                    m.d.sync += col.eq(lowest_index)
+                    with m.If(todo == 0):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "EXPORT_READ"
 
             with m.State("EXPORT_PICK"):
                 m.d.comb += self.busy.eq(1)
                 export_next()
+            if self.serial:
+                with m.State("EXPORT_GROUP"):  # read the group's flags
+                    m.d.comb += [self.busy.eq(1), flag_rd.addr.eq(group)]
+                    m.next = "EXPORT_FLAGS"
+                with m.State("EXPORT_FLAGS"):
+                    m.d.comb += self.busy.eq(1)
+                    m.d.sync += todo.eq(flag_rd.data)
+                    m.next = "EXPORT_PICK"
+            if self.serial:
+                with m.State("EXPORT_FETCH"):  # the column word (its merge target) first
+                    m.d.comb += self.busy.eq(1)
+                    fetch(col, "EXPORT_READ")
             with m.State("EXPORT_READ"):
-                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word), par_rd.addr.eq(col)]
+                m.d.comb += [self.busy.eq(1), acc_rd.addr.eq(col_word)]
+                if not self.serial:
+                    m.d.comb += par_rd.addr.eq(col)
                 with m.If(~psum_taken):
                     m.next = "EXPORT_LATCH"
             with m.State("EXPORT_LATCH"):
@@ -445,33 +658,39 @@ class DigitalTile(wiring.Component):
                 with m.If(self.psum_out.ready):
                     export_next()
 
-            # -- update neurons: one column into the pipeline a cycle ------------------------------
-            with m.State("UPDATE"):
-                m.d.comb += [self.busy.eq(1), issue.eq(next_col < C),
-                             acc_rd.addr.eq(next_col // P), par_rd.addr.eq(next_col), st_rd.addr.eq(next_col),
-                             acc_rd.en.eq(advance), par_rd.en.eq(advance), st_rd.en.eq(advance)]
-                with m.If(advance & issue):
-                    m.d.sync += next_col.eq(next_col + 1)
-                with m.If(~issue & ~Cat(*valid).any()):
-                    m.next = "IDLE"
-        # the pipeline's last stage: the column's spike and value out, its state back
-        alive = out_valid & (late["kind"] == COL_NEURON) & (step >= late["start"])
-        emit_spike = alive & new["s"]  # every spike goes to the router; it handles host copies
-        emit_value = alive & ~new["spiking"] & late["host"]
-        m.d.comb += [
-            self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(out_col), self.spikes.valid.eq(emit_spike),
-            self.values.payload.tile.eq(t), self.values.payload.col.eq(out_col),
-            self.values.payload.value.eq(new["v"]), self.values.valid.eq(emit_value),
-            advance.eq((~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)),
-        ]
-        with m.If(advance & alive):
-            m.d.comb += [st_wr.addr.eq(out_col), st_wr.en.eq(1)]
-            m.d.comb += [getattr(st_wr.data, k).eq(new[k]) for k in "vibcs"]
-        with m.If(advance & out_valid & ((lane_of(out_col) == P - 1) | (out_col == C - 1))):
-            m.d.comb += [acc_wr.addr.eq(out_col // P), acc_wr.en.eq((1 << P) - 1)]  # its word's sums are used up
+            if self.serial:
+                self._serial_update(m, p, old, next_col, step, fetch, acc_rd, st_rd, acc_wr, st_wr, lane_of)
+            else:
+                # -- update neurons: one column into the pipeline a cycle ------------------------------
+                with m.State("UPDATE"):
+                    m.d.comb += [self.busy.eq(1), issue.eq(next_col < C),
+                                 acc_rd.addr.eq(next_col // P), par_rd.addr.eq(next_col), st_rd.addr.eq(next_col),
+                                 acc_rd.en.eq(advance), par_rd.en.eq(advance), st_rd.en.eq(advance)]
+                    with m.If(advance & issue):
+                        m.d.sync += next_col.eq(next_col + 1)
+                    with m.If(~issue & ~Cat(*valid).any()):
+                        m.next = "IDLE"
+        if not self.serial:
+            # the pipeline's last stage: the column's spike and value out, its state back
+            alive = out_valid & (late["kind"] == COL_NEURON) & (step >= late["start"])
+            emit_spike = alive & new["s"]  # every spike goes to the router; it handles host copies
+            emit_value = alive & ~new["spiking"] & late["host"]
+            m.d.comb += [
+                self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(out_col), self.spikes.valid.eq(emit_spike),
+                self.values.payload.tile.eq(t), self.values.payload.col.eq(out_col),
+                self.values.payload.value.eq(new["v"]), self.values.valid.eq(emit_value),
+                advance.eq((~emit_spike | self.spikes.ready) & (~emit_value | self.values.ready)),
+            ]
+            with m.If(advance & alive):
+                m.d.comb += [st_wr.addr.eq(out_col), st_wr.en.eq(1)]
+                m.d.comb += [getattr(st_wr.data, k).eq(new[k]) for k in "vibcs"]
+            with m.If(advance & out_valid & ((lane_of(out_col) == P - 1) | (out_col == C - 1))):
+                m.d.comb += [acc_wr.addr.eq(out_col // P), acc_wr.en.eq((1 << P) - 1)]  # its word's sums are used up
         # -- incoming partial sums: accepted while idle or exporting (acc_wr is free then), one
         # every two cycles: take it and read its word (acc's read port), then add it to its lane.
         psum_open = fsm.ongoing("IDLE") | fsm.ongoing("EXPORT_PICK") | fsm.ongoing("EXPORT_READ") \
+            | ((fsm.ongoing("EXPORT_FETCH") | fsm.ongoing("EXPORT_GROUP") | fsm.ongoing("EXPORT_FLAGS"))
+               if self.serial else 0) \
             | fsm.ongoing("EXPORT_LATCH") | fsm.ongoing("EXPORT_SEND")
         m.d.comb += self.psum_in.ready.eq(psum_open & ~psum_loaded)
         with m.If(psum_taken):

@@ -15,7 +15,7 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -217,6 +217,56 @@ class _Neurons:
         return self.s if self.spiking else self.v
 
 
+def image_inputs(image) -> list[tuple[str, tuple[int, ...]]]:
+    """``(name, shape)`` of a HardwareImage's inputs, for :func:`flatten_inputs` (an image without
+    recorded shapes: ``(size,)``)."""
+    return [(str(i["name"]), tuple(int(n) for n in i.get("shape") or [i["size"]])) for i in image.meta["inputs"]]
+
+
+def flatten_inputs(inputs: np.ndarray | Mapping[str, np.ndarray],
+                   specs: Sequence[tuple[str, tuple[int, ...]]]) -> tuple[dict[str, np.ndarray], int, int]:
+    """Check ``inputs`` against a network's inputs ``specs`` (``(name, shape)``, in order) and flatten
+    each to ``[T, batch, size]``; return them with T and batch.
+
+    An input is ``[T, batch, *shape]`` or ``[T, batch, size]`` (``size = prod(shape)``), of numbers,
+    finite; one array stands for a network with one input, a dict by name for any. Every simulator
+    (reference, digital, memristive, analog) checks its inputs here, so they accept the same arrays
+    and refuse the others with the same message.
+    """
+    if not isinstance(inputs, Mapping):
+        if len(specs) != 1:
+            raise SimulationError(
+                f"the network has {len(specs)} inputs ({', '.join(name for name, _ in specs) or 'none'}): "
+                "pass a dict of arrays keyed by input name"
+            )
+        inputs = {specs[0][0]: inputs}
+    missing = [name for name, _ in specs if name not in inputs]
+    extra = sorted(set(inputs) - {name for name, _ in specs})
+    if missing or extra:
+        raise SimulationError(f"inputs do not match the network: missing {missing}, unknown {extra}")
+    flat: dict[str, np.ndarray] = {}
+    shapes = set()
+    for name, shape in specs:
+        size = int(np.prod(shape, dtype=np.int64))
+        x = np.asarray(inputs[name])
+        if x.dtype.kind not in "biuf":
+            raise SimulationError(f"input {name!r} has dtype {x.dtype}: expected numbers")
+        if x.ndim < 3 or (x.shape[2:] != tuple(shape) and x.shape[2:] != (size,)):
+            raise SimulationError(
+                f"input {name!r} has shape {list(x.shape)}: expected [T, batch, {', '.join(map(str, shape))}]"
+                + (f" or [T, batch, {size}]" if len(shape) > 1 else "")
+            )
+        x = x.reshape(x.shape[0], x.shape[1], size)  # not -1: T or batch may be 0
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            raise SimulationError(f"input {name!r} contains NaN or Inf")
+        flat[name] = x
+        shapes.add(x.shape[:2])
+    if len(shapes) > 1:
+        raise SimulationError(f"inputs disagree on [T, batch]: {sorted(shapes)}")
+    steps, batch = shapes.pop() if shapes else (0, 0)
+    return flat, steps, batch
+
+
 class ReferenceSimulator:
     """Float simulation of a :class:`~compiler.ir.Network` (``docs/semantics.md``).
 
@@ -247,38 +297,7 @@ class ReferenceSimulator:
     # ------------------------------------------------------------------------------------
     def prepare_inputs(self, inputs: np.ndarray | Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int, int]:
         """Check and flatten inputs to ``{name: [T, batch, size]}``; return them with T and batch."""
-        net = self.net
-        if not isinstance(inputs, Mapping):
-            if len(net.inputs) != 1:
-                raise SimulationError(
-                    f"the network has {len(net.inputs)} inputs ({', '.join(i.name for i in net.inputs) or 'none'}): "
-                    "pass a dict of arrays keyed by input name"
-                )
-            inputs = {net.inputs[0].name: inputs}
-        missing = [i.name for i in net.inputs if i.name not in inputs]
-        extra = sorted(set(inputs) - {i.name for i in net.inputs})
-        if missing or extra:
-            raise SimulationError(f"inputs do not match the network: missing {missing}, unknown {extra}")
-        flat: dict[str, np.ndarray] = {}
-        shapes = set()
-        for inp in net.inputs:
-            x = np.asarray(inputs[inp.name])
-            if x.dtype.kind not in "biuf":
-                raise SimulationError(f"input {inp.name!r} has dtype {x.dtype}: expected numbers")
-            if x.ndim < 3 or (x.shape[2:] != inp.shape and x.shape[2:] != (inp.size,)):
-                raise SimulationError(
-                    f"input {inp.name!r} has shape {list(x.shape)}: expected [T, batch, {', '.join(map(str, inp.shape))}]"
-                    + (f" or [T, batch, {inp.size}]" if len(inp.shape) > 1 else "")
-                )
-            x = x.reshape(x.shape[0], x.shape[1], inp.size)
-            if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-                raise SimulationError(f"input {inp.name!r} contains NaN or Inf")
-            flat[inp.name] = x
-            shapes.add(x.shape[:2])
-        if len(shapes) > 1:
-            raise SimulationError(f"inputs disagree on [T, batch]: {sorted(shapes)}")
-        steps, batch = shapes.pop() if shapes else (0, 0)
-        return flat, steps, batch
+        return flatten_inputs(inputs, [(i.name, tuple(i.shape)) for i in self.net.inputs])
 
     def run(
         self,

@@ -228,7 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_hdl(args: argparse.Namespace) -> int:
-    print(flow.generate_hdl(args.build, args.lanes).summary())
+    print(flow.generate_hdl(args.build, args.lanes, chip=args.chip).summary())
     return EXIT_OK
 
 
@@ -605,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hdl", help="generate the chip's RTL (Verilog and RTLIL) for a compiled digital image")
     p.add_argument("build", help="a `small compile --target digital` build folder; writes BUILD/hdl/")
     _add_lanes(p)
+    p.add_argument("--chip", metavar="CHIP", help="the chip of this capacity (a preset, a spec.toml or a `small chip` "
+                   "folder) instead of the smallest that holds the network: `small verify` then loads the network "
+                   "into the same Verilog a board runs")
     p.set_defaults(func=cmd_hdl)
 
     p = sub.add_parser("verify", help="run the generated Verilog under Icarus or Verilator (cocotb) and compare it "

@@ -175,13 +175,16 @@ def simulate(model: str | Path, inputs: str | Path, output: str | Path, *, dt: f
         # A build folder: run its HardwareImage on the target's simulator.
         from compiler.image import load_image
         from sim import chip_simulator
+        from sim.reference import flatten_inputs, image_inputs
 
         if dt is not None or framework is not None or reset is not None or membrane or float64:
             raise SimulationError("a build folder is simulated as compiled: drop --dt/--framework/--reset/--membrane/--float64")
         image = load_image(model)
         if not image.meta["outputs"]:
             raise SimulationError(f"the build {str(model)!r} has no outputs to write: compile a network with outputs")
-        result = chip_simulator(image).run(x)
+        # every target takes the shapes the reference takes ([T, batch, *input_shape] or [T, batch, n]),
+        # refusing the rest with its message: sim/chip.py's own check looks at the size only
+        result = chip_simulator(image).run(flatten_inputs(x, image_inputs(image))[0])
         names = [o["name"] for o in image.meta["outputs"]]
         spiking = [o["name"] for o in image.meta["outputs"] if o["kind"] == "spikes"]
         what = f"the {image.target} image"
@@ -414,6 +417,19 @@ def compile_build(model: Model, options: BuildOptions, output: str | Path, *, fo
     return CompiledBuild(Path(output), net, image, report, measured)
 
 
+def _read_json(path: Path, fix: str) -> dict:
+    """The JSON object in ``path``, a file SMALL wrote; :class:`SmallError` (one line, ``fix``) if it is damaged."""
+    from small.errors import SmallError
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SmallError(f"{str(path)!r} is not readable JSON ({exc}): {fix}") from None
+    if not isinstance(doc, dict):
+        raise SmallError(f"{str(path)!r} holds no JSON object: {fix}")
+    return doc
+
+
 # -- programmable chips -----------------------------------------------------------------------------
 CHIP_FILES = ("chip.json", "small_chip.v", "small_chip.il", "small_chip_uart.v", "summary.json")
 SIM_CLOCK, SIM_BAUD = 12_000_000, 3_000_000  # the design `--port sim` runs: 4 clock cycles a UART bit
@@ -431,7 +447,11 @@ def load_chip(spec: str | Path):
     if path.is_dir():
         if not (path / "chip.json").is_file():
             raise CapacityError(f"{str(path)!r} has no chip.json: make the chip with `small chip PRESET -o {path}`")
-        return Capacity.from_dict(json.loads((path / "chip.json").read_text())["capacity"], f"{path}/chip.json")
+        fix = f"make the chip again with `small chip SPEC -o {path}`"
+        capacity = _read_json(path / "chip.json", fix).get("capacity")
+        if not isinstance(capacity, dict):
+            raise CapacityError(f"{str(path / 'chip.json')!r} has no capacity table: {fix}")
+        return Capacity.from_dict(capacity, f"{path}/chip.json")
     if path.suffix == ".toml" and path.is_file():
         try:
             data = tomllib.loads(path.read_text())
@@ -490,9 +510,10 @@ def make_chip(spec: str | Path, output: str | Path, *, force: bool = False) -> C
     meta = {"format": "small-chip", "version": 1, "protocol": PROTOCOL_VERSION, "chip_id": f"0x{capacity.chip_id:08x}",
             "capacity": capacity.to_dict(), "generator": _generator_hash()}
     if (out / "chip.json").is_file() and all((out / f).is_file() for f in CHIP_FILES):
-        old = json.loads((out / "chip.json").read_text())
+        fix = f"remove {out} and run again"
+        old = _read_json(out / "chip.json", fix)
         if {k: old.get(k) for k in meta} == meta:
-            return ChipBuild(out, capacity, True, json.loads((out / "summary.json").read_text()))
+            return ChipBuild(out, capacity, True, _read_json(out / "summary.json", fix))
     with atomic_directory(out, marker="chip.json", owned=CHIP_FILES, force=force) as tmp:
         info = write_hdl(Chip(capacity), None, tmp)
         write_hdl(BridgedChip(capacity, clk_freq=SIM_CLOCK, baud=SIM_BAUD), None, tmp, name="small_chip_uart")
@@ -595,21 +616,28 @@ def _check_digital(image: HardwareImage) -> None:
                          "build; compile with --target digital for an all-digital chip")
 
 
-def _chip(image: HardwareImage, lanes: int, *, rom: bool = False):
+def _chip(image: HardwareImage, lanes: int, *, rom: bool = False, capacity=None):
     """The generated chip of a build's image, or a one-line reason why there is none.
 
     A digital image gets the programmable chip of the smallest capacity that holds it, its
     memories empty (the host loads the network over the host port), or with ``rom`` the same
     chip with the network as its memories' initial values (a bitstream that runs on power-up);
-    a memristive image gets its tile controllers."""
+    ``capacity``: that chip instead (the network must fit it). A memristive image gets its tile
+    controllers."""
     from compiler.capacity import Capacity
     from hdl.chip import Chip
     from small.errors import SmallError
 
     try:
         if image.target != "digital":
+            if capacity is not None:
+                raise SmallError(f"a {image.target} build has no programmable chip: --chip is for digital builds")
             return Chip(image, lanes=lanes)
-        return Chip(Capacity.of(image, lanes=lanes), image=image if rom else None)
+        if capacity is None:
+            capacity = Capacity.of(image, lanes=lanes)
+        else:
+            capacity.check(image)
+        return Chip(capacity, image=image if rom else None)
     except ValueError as exc:
         raise SmallError(str(exc)) from None
 
@@ -653,8 +681,9 @@ class GeneratedHdl:
         return _lines(*lines)
 
 
-def generate_hdl(build: str | Path, lanes: int = 1) -> GeneratedHdl:
-    """Write ``BUILD/hdl/`` (Verilog, RTLIL, ``summary.json``) for the build's image."""
+def generate_hdl(build: str | Path, lanes: int = 1, *, chip: str | Path | None = None) -> GeneratedHdl:
+    """Write ``BUILD/hdl/`` (Verilog, RTLIL, ``summary.json``) for the build's image: the chip of
+    the smallest capacity that holds it, or the chip ``chip`` (a preset, spec or chip folder)."""
     from compiler.image import load_image
     from hdl.chip import step_cycles
     from hdl.export import write_hdl
@@ -662,14 +691,14 @@ def generate_hdl(build: str | Path, lanes: int = 1) -> GeneratedHdl:
 
     build = Path(build)
     image = load_image(build)
-    chip = _chip(image, lanes)
+    chip = _chip(image, lanes, capacity=load_chip(chip) if chip is not None else None)
     with atomic_directory(build / "hdl", marker="small_chip.v", owned=HDL_FILES) as tmp:
         info = write_hdl(chip, None, tmp)
         info.update(image_sha256=image.meta.get("arrays_sha256"), target=image.target, tiles=image.n_tiles,
                     rows=image.rows, cols=image.cols, delay_slots=image.delay_slots)
         if image.target == "digital":
-            info.update(lanes=chip.tiles[0].lanes, cycles_per_step_idle=step_cycles(image, 0, lanes=lanes),
-                        cycles_per_active_row=chip.tiles[0].words + 4, capacity=chip.capacity.to_dict(),
+            info.update(lanes=chip.tiles[0].lanes, cycles_per_step_idle=step_cycles(image, 0, capacity=chip.capacity),
+                        cycles_per_active_row=chip.tiles[0].words + 1, capacity=chip.capacity.to_dict(),
                         chip_id=f"0x{chip.capacity.chip_id:08x}")
         write_json(tmp / "summary.json", info)
     return GeneratedHdl(build, image, info)
@@ -812,6 +841,7 @@ def _verify_inputs(image: HardwareImage, build: Path, path: str | Path | None, s
     import numpy as np
 
     from sim import chip_simulator
+    from sim.reference import flatten_inputs, image_inputs
     from small.errors import SimulationError, SmallError
 
     if path is None:
@@ -820,7 +850,8 @@ def _verify_inputs(image: HardwareImage, build: Path, path: str | Path | None, s
             raise SmallError(f"{str(build)!r} has no {EXAMPLE_INPUTS} (it was compiled without a test set): "
                              "give inputs with --inputs X.npy [T, batch, n_in]")
     x = read_inputs(path)
-    xs, _, _ = chip_simulator(image).prepare_inputs(x[:, :samples] if x.ndim >= 2 else x)
+    flat, _, _ = flatten_inputs(x[:, :samples] if x.ndim >= 2 else x, image_inputs(image))  # as `small simulate`
+    xs, _, _ = chip_simulator(image).prepare_inputs(flat)
     if image.target == "memristive" and not np.all(xs == np.rint(xs)):
         raise SimulationError(f"{str(path)!r}: a memristive chip's host events carry whole-number payloads, and these "
                               "inputs (divided by the input scale) are not whole numbers")
@@ -852,7 +883,10 @@ def verify_build(build: str | Path, *, simulator: str, inputs: str | Path | None
         summary_file = build / "hdl" / "summary.json"
         if not verilog.is_file() or not summary_file.is_file():
             raise SmallError(f"no generated chip in {str(build / 'hdl')!r}: run `small hdl {build}` first")
-        hdl_summary = json.loads(summary_file.read_text())
+        hdl_summary = _read_json(summary_file, f"run `small hdl {build}` again")
+        capacity, lanes = hdl_summary.get("capacity"), hdl_summary.get("lanes", 1)
+        if not (capacity is None or isinstance(capacity, dict)) or not (isinstance(lanes, int) and lanes >= 1):
+            raise SmallError(f"{str(summary_file)!r} is damaged (its capacity or lanes): run `small hdl {build}` again")
         if hdl_summary.get("image_sha256") not in (None, image.meta.get("arrays_sha256")):
             warnings.warn(f"{verilog} was generated from another image than {build}/image.json: "
                           f"run `small hdl {build}` again unless that is what you want to check")

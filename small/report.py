@@ -646,6 +646,10 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
     else:
         sections.append(Section("Energy estimate", missing or "<p>No test inputs in the build to count events on.</p>"))
 
+    tuned = finetune_section(b)
+    if tuned is not None:
+        sections.append(tuned)
+
     # verification
     status, rows, note = _verification(b)
     head["verification"] = status
@@ -653,6 +657,50 @@ def build_sections(b: Build) -> tuple[list[Section], dict]:
                     "first mismatch"], rows) if rows else "") + (f"<p>{html.escape(note)}</p>" if note else "")
     sections.append(Section("Verification", body))
     return sections, head
+
+
+def find_finetune(b: Build) -> tuple[Path, dict] | None:
+    """The ``finetune.json`` of the run that wrote this build's network (``small finetune``): in the
+    build folder, beside it, or in a folder beside it, matched by the network file's SHA-256."""
+    sha = b.image.meta.get("network", {}).get("sha256")
+    if not sha:
+        return None
+    parent = b.path.resolve().parent
+    for path in [b.path / "finetune.json", parent / "finetune.json", *sorted(parent.glob("*/finetune.json"))]:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and sha in (doc.get("tuned_sha256") or {}).values():
+            return path, doc
+    return None
+
+
+def finetune_section(b: Build) -> Section | None:
+    """Before/after of a fine-tuned network beside its original (``finetune.json``), or None."""
+    found = find_finetune(b)
+    if found is None:
+        return None
+    path, d = found
+
+    def pct(v):
+        return "—" if v is None else f"{float(v) * 100:.2f} %"
+
+    rows = [["accuracy on the chip", pct(d.get("accuracy_before")), pct(d.get("accuracy_after"))],
+            ["float accuracy", pct(d.get("reference_before")), pct(d.get("reference_after"))],
+            ["tiles", str(d.get("tiles_before", "—")), str(d.get("tiles_after", "—"))],
+            ["fan-in splits", str(d.get("fan_in_splits_before", "—")), str(d.get("fan_in_splits_after", "—"))],
+            ["synapses", str(d.get("synapses_before", "—")), str(d.get("synapses_after", "—"))]]
+    o = d.get("options", {})
+    used = ", ".join(f"{k}={v}" for k, v in o.items() if k not in ("model", "data", "test") and v not in (None, False))
+    body = (f"<p>This network was fine-tuned by <code>small finetune</code> from "
+            f"<code>{html.escape(str(o.get('model', '?')))}</code> for {html.escape(str(d.get('chip', '')))} "
+            f"(<code>{html.escape(str(path))}</code>); both accuracies on the same chip and "
+            f"{d.get('test_samples', '?')} test samples, as the run measured them.</p>"
+            + _table(["", "original", "fine-tuned"], [[html.escape(c) for c in r] for r in rows])
+            + (f"<p>{d['pruned_synapses']} synapses pruned as faulty.</p>" if d.get("pruned_synapses") else "")
+            + f"<p>Options: {html.escape(used)}.</p>")
+    return Section("Fine-tuning: before and after", body)
 
 
 # -- the page ----------------------------------------------------------------------------------

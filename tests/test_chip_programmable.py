@@ -6,6 +6,8 @@ anything that leaks from one network into the next (weights, tables, neuron stat
 events) fails the comparison.
 """
 
+import dataclasses
+
 import pytest
 
 from compiler.capacity import MEM_COLUMNS, MEM_ROUTE_ENTRIES, MEM_STATE, MEM_WEIGHTS, Capacity, CapacityError, \
@@ -21,25 +23,28 @@ pytestmark = pytest.mark.rtl
 
 CAPACITY = Capacity(tiles=9, rows=16, cols=16, levels=8, delay_slots=4, n_inputs=16, route_entries=512,
                     input_entries=256, lanes=4)
+SERIAL = dataclasses.replace(CAPACITY, neuron="serial")  # one multiplier a tile, column words in beats
 
 
-def test_networks_loaded_one_after_another_each_match_the_digital_twin():
-    """A, B, A again in one chip: every neuron model, fan-in splits, multicast, recurrence, delays."""
+@pytest.mark.parametrize("capacity", [CAPACITY, SERIAL], ids=["pipelined", "serial"])
+def test_networks_loaded_one_after_another_each_match_the_digital_twin(capacity):
+    """A, B, A again in one chip: every neuron model, fan-in splits, multicast, recurrence, delays;
+    every word read back equals the word written."""
     a, b = compiled(0, 16, 16), compiled(3, 16, 12)  # B's tiles have fewer columns than the chip's
     assert (a.arrays["col_kind"] == 2).any() or (b.arrays["col_kind"] == 2).any()
     xa, xb = random_input(0, steps=8, batch=1), signed_input(3, steps=8, batch=1)
-    runs = run_sessions(Chip(CAPACITY), [(a, xa), (b, xb), (a, xa)], readback=True)
+    runs = run_sessions(Chip(capacity), [(a, xa), (b, xb), (a, xa)], readback=True)
     spikes = [compare_with_twin(image, x, r) for (image, x), r in zip([(a, xa), (b, xb), (a, xa)], runs)]
     assert min(spikes) > 10
     assert spikes[0] == spikes[2]
 
 
-@pytest.mark.parametrize("seed", [5, 6])
-def test_random_networks_load_into_a_rom_chip_of_another_network(seed):
+@pytest.mark.parametrize("seed,capacity", [(5, CAPACITY), (6, CAPACITY), (7, SERIAL)])
+def test_random_networks_load_into_a_rom_chip_of_another_network(seed, capacity):
     """A ROM chip (contents as initial values) is the same generator: it takes a new network too."""
     first, other = compiled(seed, 16, 16), compiled(seed + 10, 16, 16)
     x = random_input(seed, steps=8, batch=2)
-    chip = Chip(CAPACITY, image=first)
+    chip = Chip(capacity, image=first)
     runs = run_sessions(chip, [(first, x), (other, x)])
     assert compare_with_twin(first, x, runs[0]) > 10
     assert compare_with_twin(other, x, runs[1]) > 10

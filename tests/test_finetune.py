@@ -84,6 +84,15 @@ def test_finetune_writes_the_tuned_network_and_its_figures(small_sets, tmp_path,
                  "-o", str(tmp_path / "build")]) == 0
     report = json.loads((tmp_path / "build" / "report.json").read_text())
     assert report["fan_in_splits"] == 0 and report["tiles_used"] == doc["tiles_after"]
+    # small report of that build finds the run beside it and shows before and after; the original's does not
+    from small.report import finetune_section, load_build
+
+    section = finetune_section(load_build(tmp_path / "build"))
+    assert section is not None and "Fine-tuning" in section.title
+    assert f"{doc['accuracy_before'] * 100:.2f} %" in section.body and f"{doc['accuracy_after'] * 100:.2f} %" in section.body
+    assert main(["compile", str(DIGITS / "digits.nir"), "--levels", "8", "--test-set", str(test),
+                 "-o", str(tmp_path / "original")]) == 0
+    assert finetune_section(load_build(tmp_path / "original")) is None
 
 
 def bad_labels(path):
@@ -202,3 +211,44 @@ def test_finetune_against_a_fault_map_reports_both_placements(small_sets, tmp_pa
     assert doc["options"]["target"] == "memristive" and doc["options"]["fault_pruning"]
     assert 0 <= doc["accuracy_before_identity_placement"] <= 1 and doc["pruned_synapses"] > 0
     assert doc["epochs"][0]["chip_accuracy"] == doc["accuracy_after"]  # the last epoch's score is the final one
+
+
+def test_fault_pruning_discovers_faulty_devices_from_their_responses(small_sets, tmp_path):
+    """As the paper does: a synapse whose devices do not follow the requested changes is pruned,
+    and the ones pruned are cells with a faulty device."""
+    from compiler.faults import random_faults, save_faults
+    from train import finetune as ft
+
+    train, test = small_sets
+    save_faults(random_faults(4, 64, 64, 0.3, seed=0, reversed_rate=0.3), tmp_path / "chip.json")
+    seen = {}
+    real = ft._Trainer.export
+
+    def keep(self):
+        seen["trainer"] = self
+        return real(self)
+
+    options = ft.FinetuneOptions(levels=8, faults=str(tmp_path / "chip.json"), device="tiox", fault_pruning=True,
+                                 prune_by="response", epochs=3, lr=0.02, augment="redraw", schedule="cosine")
+    import unittest.mock
+
+    with unittest.mock.patch.object(ft._Trainer, "export", keep):
+        result = ft.finetune(DIGITS / "digits.nir", train, test, options, tmp_path / "out", progress=lambda _: None)
+    assert result.pruned_synapses > 0
+    assert result.accuracy_before_compiler_placement is not None
+    trainer = seen["trainer"]
+    pruned_faulty = sum(int((p & c.faulty).sum()) for p, c in zip(trainer.pruned, trainer.cells))
+    assert pruned_faulty == result.pruned_synapses  # a healthy cell follows its requests: never pruned
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("schedule", "step", "--schedule must be one of constant, cosine"),
+    ("placement", "random", "--placement must be one of activity, weights"),
+    ("augment", "flip", "--augment must be one of shuffle-time, redraw"),
+])
+def test_unknown_training_options_are_named(field, value, message):
+    from small.errors import UnsupportedError
+    from train.finetune import FinetuneOptions
+
+    with pytest.raises(UnsupportedError, match=message):
+        FinetuneOptions(**{field: value}).validate()

@@ -5,11 +5,13 @@ spike and every LI value the host receives must equal the digital twin's, at eve
 """
 
 import copy
+import dataclasses
 import re
 
 import numpy as np
 import pytest
 
+from compiler.capacity import Capacity
 from compiler.image import load_image
 from compiler.mapper import CompileOptions, compile_network
 from hdl.chip import Chip
@@ -46,7 +48,8 @@ def test_random_networks_match_the_digital_twin(seed, rows, cols, lanes):
         assert (image.arrays["col_kind"] == 2).any(), "the 8x8 case should split fan-in over tiles"
 
 
-def test_columns_firing_at_threshold_and_cuba_li_readouts_match_the_twin():
+@pytest.mark.parametrize("neuron", ["pipelined", "serial"])
+def test_columns_firing_at_threshold_and_cuba_li_readouts_match_the_twin(neuron):
     """Weights on the level grid put membranes exactly on the threshold, where ``>=`` (a Sinabs or
     Rockpool population) and ``>`` differ; the CubaLI readout's values reach the host."""
     net = random_network(0)  # even seeds: the IF population fires at v >= threshold
@@ -57,7 +60,8 @@ def test_columns_firing_at_threshold_and_cuba_li_readouts_match_the_twin():
     want = DigitalSimulator(image).run(x, record_spikes=True).spikes["chip"]
     assert (want != DigitalSimulator(flipped).run(x, record_spikes=True).spikes["chip"]).any(), \
         "the case should have membranes exactly at the threshold"
-    assert compare(image, x, run_chip(image, x, chip=Chip(image, lanes=4))) > 20
+    chip = Chip(dataclasses.replace(Capacity.of(image, lanes=4), neuron=neuron))
+    assert compare(image, x, run_chip(image, x, chip=chip)) > 20
 
 
 def test_a_reset_in_the_middle_of_a_run_starts_the_network_afresh():
@@ -149,11 +153,13 @@ def test_recurrent_alif_example(tmp_path, n):
     assert compare(image, x, run_chip(image, xs)) > 100 * n
 
 
-def test_step_cycles_formula_is_exact_for_an_idle_step():
+@pytest.mark.parametrize("neuron", ["pipelined", "serial"])
+def test_step_cycles_formula_is_exact_for_an_idle_step(neuron):
     from hdl.chip import step_cycles
 
     image = compiled(2, 64, 64)
     assert not (image.arrays["col_kind"] == 2).any()
-    x = np.zeros((3, 1, 12), dtype=np.int64)
-    run = run_chip(image, x)[0]
-    assert run.step_cycles[0] == step_cycles(image, 0)
+    capacity = dataclasses.replace(Capacity.of(image), neuron=neuron)
+    x = np.zeros((4, 1, 12), dtype=np.int64)
+    run = run_chip(image, x, chip=Chip(capacity))[0]
+    assert run.step_cycles == [step_cycles(image, 0, capacity=capacity, step=t) for t in range(len(run.step_cycles))]

@@ -161,6 +161,24 @@ def test_a_broken_design_is_caught_with_its_location(work, simulator, what):
         assert (m["what"], m["tile"], m["col"]) == ("spike", *where), m
 
 
+def test_samples_shared_by_two_processes_report_the_first_mismatch_of_the_whole_run(work):
+    """The route mutant on a first sample without input events and a second with: run in one
+    simulator process and shared by two (``jobs=2``), the first mismatch is the same, numbered in
+    the whole run."""
+    image = compiled(1, 16, 12)
+    bad, _ = _mutant(image, "route")
+    folder, verilog = design(work, "mutant-route", image, lanes=4, verilog_from=bad)
+    x = signed_input(1, steps=10, batch=3)
+    x[:, 0] = 0
+    xs, _, _ = DigitalSimulator(image).prepare_inputs(x)
+    found = [verify(folder, verilog, xs, simulator="icarus", work_dir=folder / "verify", name=f"jobs{jobs}",
+                    jobs=jobs).summary for jobs in (1, 2)]
+    assert not found[0]["passed"] and not found[1]["passed"]
+    assert found[0]["first_mismatch"]["sample"] >= 1, "the mismatch must fall in the second process's samples"
+    assert found[1]["first_mismatch"] == found[0]["first_mismatch"], found
+    assert found[1]["mismatch"] == found[0]["mismatch"]
+
+
 def example_build(work, source, *extra):
     folder = work / Path(source).parent.name
     if not (folder / "hdl" / "small_chip.v").is_file():

@@ -6,9 +6,11 @@ devices' faults (:mod:`train.chip`). The float weights are the optimiser's; the 
 their chip realisation, and the gradient reaches the float weights through a straight-through
 estimator (rounding passes the gradient unchanged). Once per epoch the current network is
 compiled again, so the levels and scales trained against are the compiler's own. With a fault
-map the placement is the compiler's fault-aware placement of the given network, kept fixed
+map the placement is a fault-aware placement of the given network, kept fixed
 (:func:`placed_map`): re-placing every epoch would move synapses off the devices they were
-trained for.
+trained for. By default (``placement="activity"``) it is the compiler's placement with each
+cell's error weighed by how often its row's source fires on the training data, so the rows of
+silent inputs take the worst devices; ``"weights"`` is the compiler's own.
 
 ``rewire``: every group of neurons that shares a tile reads at most R row keys
 (:mod:`train.rewire`), so no neuron's inputs are split over tiles, with dormant synapses learning
@@ -21,8 +23,10 @@ and a cell with one device stuck still follows at slope 0.5) -- is pruned: held 
 whose realisation is nearest 0 and no longer trained; the others train through their devices'
 exact response. ``prune_by="map"`` computes the slope from the fault
 map; ``"response"`` discovers it as the work does, from each synapse's requested and observed
-level changes over training (:data:`PRUNE_WINDOW` changes at least). Without pruning, training
-sees the faulty chip in the forward pass but updates as if every device were healthy.
+level changes over training (:data:`PRUNE_WINDOW` changes at least); until a synapse is pruned
+its update is the one a healthy device would take (straight through), since a gradient through
+the devices' response would never ask a stuck device to move. Without pruning, training sees the
+faulty chip in the forward pass but updates as if every device were healthy.
 
 Outputs (``docs/finetune.md``): ``model.nir`` and ``network.small`` (the tuned network, weights on
 the chip's level grid), ``finetune.json`` (accuracies before and after on the same chip, tiles,
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -55,7 +60,9 @@ MARKER = "checkpoint.npz"
 OWNED = ("model.nir", "network.small", "finetune.json", "curves.png", "log.txt", MARKER)
 DEVICES = ("ideal", "tiox", "pcm")
 PRUNE_BY = ("map", "response")
-AUGMENT = (None, "shuffle-time")
+AUGMENT = (None, "shuffle-time", "redraw")
+SCHEDULES = ("constant", "cosine")
+PLACEMENTS = ("activity", "weights")
 PRUNE_SLOPE = 0.25
 """Slope of held against requested level below which a synapse is pruned."""
 PRUNE_WINDOW = 4
@@ -89,7 +96,15 @@ class FinetuneOptions:
     seed: int = 0
     augment: str | None = None
     """``"shuffle-time"``: each sample's steps in a fresh random order per input channel every
-    epoch (a rate code's steps are exchangeable: a fresh draw of the same rates); None: as given."""
+    epoch (a rate code's steps are exchangeable: the same spike counts in a new order);
+    ``"redraw"``: a fresh Bernoulli draw every epoch of each channel's rate (its spikes over the
+    sample's steps), as rate-coded sets are drawn; None: as given."""
+    placement: str = "activity"
+    """With a fault map: ``activity`` weighs each cell's error in the fault-aware placement by how
+    often its row's source fires on the training data (a silent input's row may hold the worst
+    devices); ``weights`` is the compiler's own objective (weights only)."""
+    schedule: str = "constant"
+    """Learning rate over the run: ``constant``, or ``cosine`` (from ``lr`` down to ``lr / 20`` at the last epoch)."""
     dt: float | None = None
     framework: str | None = None
 
@@ -111,6 +126,10 @@ class FinetuneOptions:
                                    "--faults CHIP.json (`small faults random --stuck R --reversed R` makes one)")
         if self.augment not in AUGMENT:
             raise UnsupportedError(f"--augment must be one of {', '.join(a for a in AUGMENT if a)}, not {self.augment!r}")
+        if self.schedule not in SCHEDULES:
+            raise UnsupportedError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.placement not in PLACEMENTS:
+            raise UnsupportedError(f"--placement must be one of {', '.join(PLACEMENTS)}, not {self.placement!r}")
         if self.prune_by not in PRUNE_BY:
             raise UnsupportedError(f"--prune-by must be one of {', '.join(PRUNE_BY)}, not {self.prune_by!r}")
         if self.device is not None and self.device not in DEVICES:
@@ -147,8 +166,11 @@ class FinetuneResult:
     """Test accuracy of the tuned network, compiled anew, on the same chip."""
     accuracy_before_identity_placement: float | None
     """With a fault map: the given network placed without regard to the faults (``accuracy_before``
-    and ``accuracy_after`` use the compiler's fault-aware placement of the given network,
-    :func:`placed_map`)."""
+    and ``accuracy_after`` use the run's fault-aware placement of the given network,
+    :func:`placed_map`, by activity unless ``placement="weights"``)."""
+    accuracy_before_compiler_placement: float | None
+    """With a fault map and ``placement="activity"``: the given network as ``small compile --faults``
+    places it (the compiler's fault-aware placement, weights only)."""
     reference_before: float
     """Float (uncompiled) accuracy of the given network."""
     reference_after: float
@@ -165,6 +187,9 @@ class FinetuneResult:
     test_samples: int
     train_samples: int
     versions: dict = field(default_factory=dict)
+    tuned_sha256: dict = field(default_factory=dict)
+    """SHA-256 of ``model.nir`` and ``network.small`` as written: ``small report`` of a build compiled
+    from either finds this file by it and shows the before/after comparison."""
     rewire_rule: str | None = None
     """``--rewire``: how each tile's rows were shared, ``"by layer"`` (the outputs' inputs first) or ``"alike"``."""
 
@@ -263,7 +288,26 @@ class Chip:
         return what
 
 
-def placed_map(net: Network, options: FinetuneOptions, fmap: FaultMap) -> FaultMap:
+def source_rates(net: Network, image, data: TestSet) -> np.ndarray:
+    """Mean spike rate of the source of every row of ``image`` on ``data`` (``[tiles, rows]``, 0 where
+    unfed): the input elements' from the set, the neurons' from the reference simulator."""
+    from sim.reference import ReferenceSimulator
+
+    a = image.arrays
+    x = data.x.reshape(data.x.shape[0], data.x.shape[1], -1)
+    run = ReferenceSimulator(net).run(x, record_spikes=True)
+    rate_in = x.mean(axis=(0, 1)).astype(np.float64)
+    rate_col = np.zeros(a["col_kind"].size)
+    for p in net.populations:
+        if p.name in run.spikes:
+            rate_col[image.addresses(p.name)] = run.spikes[p.name].mean(axis=(0, 1))
+    out = np.zeros(a["g_pos"].shape[:2])
+    out[a["input_tile"], a["input_row"]] = rate_in[image.route_sources("input")]
+    out[a["route_tile"], a["route_row"]] = rate_col[image.route_sources("route")]
+    return out
+
+
+def placed_map(net: Network, options: FinetuneOptions, fmap: FaultMap, rates: TestSet | None = None) -> FaultMap:
     """The chip's fault map relabelled so that the identity placement puts every cell of ``net``
     on the device the compiler's fault-aware placement gives it (``compiler.faults.place``, run
     on exactly what ``compile_network`` runs it on). Compiling with it and ``fault_aware=False``
@@ -278,6 +322,9 @@ def placed_map(net: Network, options: FinetuneOptions, fmap: FaultMap) -> FaultM
     fed[a["input_tile"], a["input_row"]] = True
     fed[a["route_tile"], a["route_row"]] = True
     importance = (fed[:, :, None] & (a["col_kind"] > 0)[:, None, :]) * a["scale"][:, None, :] ** 2
+    if rates is not None:
+        # a row's error costs in proportion to how often its source fires (E[s^2] = p for spikes)
+        importance = importance * source_rates(net, plain, rates)[:, :, None]
     pl = place(q, importance, fmap, options.levels)
     T = q.shape[0]
     order = np.concatenate([pl.tile_phys, np.setdiff1d(np.arange(fmap.tiles), pl.tile_phys)])
@@ -329,19 +376,25 @@ def finetune(model: str | Path, data: str | Path, test: str | Path, options: Fin
         log.append(line)
         progress(line)
 
-    acc_identity = None
+    acc_identity = acc_compiler = None
     if fmap is not None:
-        # the compiler's fault-aware placement of the given network, kept for the whole run
+        # a fault-aware placement of the given network (by activity, or the compiler's), kept for the whole run
         acc_identity = accuracy(chip.simulator(before.image), test_set)
-        chip.fmap = placed_map(net, options, fmap)
+        activity = options.placement == "activity"
+        chip.fmap = placed_map(net, options, fmap, train_set if activity else None)
+        if activity:
+            compiler_placed = Chip(options, placed_map(net, options, fmap))
+            acc_compiler = accuracy(compiler_placed.simulator(compiler_placed.compile(net).image), test_set)
         before = chip.compile(net)
     acc_before = accuracy(chip.simulator(before.image), test_set)
     ref_before = accuracy(net, test_set)
     say(f"chip: {chip.describe()}")
     say(f"before: {before.report.tiles_used} tiles, {before.report.fan_in_splits} fan-in splits, accuracy on the chip "
         f"{acc_before * 100:.2f} %, float {ref_before * 100:.2f} %"
-        + (f" (fault-aware placement; {acc_identity * 100:.2f} % with the identity)" if acc_identity is not None
-           else ""))
+        + (f" (fault-aware placement{', by activity' if acc_compiler is not None else ''}; "
+           f"{acc_identity * 100:.2f} % with the identity"
+           + (f", {acc_compiler * 100:.2f} % with the compiler's" if acc_compiler is not None else "") + ")"
+           if acc_identity is not None else ""))
     trainer = _Trainer(net, train_set, options, chip, torch)
     if options.rewire:
         say(f"rewiring: each tile's rows shared {trainer.tier_rule} (the plan that loses less on the training data)")
@@ -371,6 +424,7 @@ def finetune(model: str | Path, data: str | Path, test: str | Path, options: Fin
             result = FinetuneResult(
                 network=net.name, output=str(output), chip=chip.describe(), accuracy_before=acc_before,
                 accuracy_after=acc_after, accuracy_before_identity_placement=acc_identity,
+                accuracy_before_compiler_placement=acc_compiler,
                 reference_before=ref_before, reference_after=ref_after,
                 tiles_before=before.report.tiles_used, tiles_after=after.report.tiles_used,
                 fan_in_splits_before=before.report.fan_in_splits, fan_in_splits_after=after.report.fan_in_splits,
@@ -378,7 +432,9 @@ def finetune(model: str | Path, data: str | Path, test: str | Path, options: Fin
                 epochs=trainer.history, options=_options_doc(options, model, data, test),
                 seconds=time.perf_counter() - t0, test_samples=int(test_set.labels.size),
                 train_samples=int(train_set.labels.size), versions={"torch": torch.__version__},
-                rewire_rule=trainer.tier_rule)
+                rewire_rule=trainer.tier_rule,
+                tuned_sha256={name: hashlib.sha256((tmp / name).read_bytes()).hexdigest()
+                              for name in ("model.nir", "network.small")})
             (tmp / "finetune.json").write_text(json_text(result.to_dict()))
             _plot(trainer.history, tmp / "curves.png", acc_before)
             _checkpoint(tmp, trainer, log)
@@ -579,16 +635,26 @@ class _Trainer:
         self.recompile()
         loss_fn = torch.nn.CrossEntropyLoss()
         n = self.labels.size
-        exact = o.fault_pruning
+        # with the map, train through the devices' exact response; discovering faults (as the paper does)
+        # needs the requests of a healthy device (straight through) to see which devices do not follow
+        exact = o.fault_pruning and o.prune_by == "map"
         for epoch in range(1, o.epochs + 1):
             t0 = time.perf_counter()
+            if o.schedule == "cosine":
+                lr = o.lr / 20 + (o.lr - o.lr / 20) * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(o.epochs - 1, 1)))
+                for g in self.opt.param_groups:
+                    g["lr"] = lr
             order = self.rng.permutation(n)
             total, correct, loss_sum = 0, 0, 0.0
             batches = math.ceil(n / o.batch)
             for b in range(batches):
                 idx = order[b * o.batch:(b + 1) * o.batch]
                 xb = self.x[:, idx]
-                if o.augment == "shuffle-time":
+                if o.augment == "redraw":
+                    # a fresh Bernoulli draw of every channel's rate (its spikes over the sample's steps)
+                    rate = xb.mean(axis=0, keepdims=True)
+                    xb = (self.rng.random(xb.shape) < rate).astype(np.float32)
+                elif o.augment == "shuffle-time":
                     # a rate code's steps are exchangeable: a fresh order per sample and channel is a fresh draw
                     order_t = np.argsort(self.rng.random(xb.shape), axis=0)
                     xb = np.take_along_axis(xb, order_t, axis=0)

@@ -10,8 +10,13 @@ one step at a time):
 ``testbench``
     the cocotb test module (cocotb 2.x under Icarus or Verilator): driver, monitors, probe,
     scoreboard, UART frames;
+``harness``
+    a thin Verilog wrapper around the generated chip that plays whole batches of host commands
+    from a memory and collects the events into memories, so that the testbench wakes once per
+    batch instead of every clock cycle;
 ``runner``
-    builds the generated Verilog and runs the testbench through ``cocotb_tools.runner``;
+    builds the generated Verilog (inside the harness) and runs the testbench through
+    ``cocotb_tools.runner``, optionally sharing the samples out over several simulator processes;
 ``simulate``
     the Amaranth-simulator driver: a generated :class:`~hdl.chip.Chip` run as a host drives it,
     compared with the digital twin (the block-level tests and ``bench/hdl.py``);

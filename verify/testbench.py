@@ -15,6 +15,17 @@ launches it and passes a JSON configuration in ``SMALL_VERIFY_CONFIG``:
               its host port (``config`` stream, or ``T_WRITE`` frames through the UART) before running,
               after checking the chip's ID (a programmable chip; a ROM chip holds the image already).
 
+``harness``   for ``top = "chip"`` (the default of :func:`verify.runner.verify`): the chip runs
+              inside :mod:`verify.harness`; this dict says what that harness holds (depths of its
+              memories, whether it probes the router), ``sample_offset`` the number of the first
+              sample in the whole run (a shard's), ``clock`` where the harness's clock comes from.
+
+With the harness (:func:`run_with_harness`), the testbench writes whole batches of command words
+(as many steps as the harness's memories hold), waits for the harness's ``ack`` and reads back the
+batch's output events and the spikes the router took, each tagged with its step: Python wakes once
+per batch, not once per clock cycle, and compares exactly as the per-cycle components below do
+(those drive the UART bridge, and the chip's ports with ``harness=False``).
+
 Components (the structure of cocotb's examples):
 
 - :class:`CommandDriver` / :class:`UartDriver` send host commands (``lib.stream`` rules, or
@@ -38,7 +49,8 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, Event, FallingEdge, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
+from cocotb.triggers import (ClockCycles, Edge, Event, FallingEdge, ReadOnly, RisingEdge, SimTimeoutError, Timer,
+                             with_timeout)
 from cocotb.utils import get_sim_time
 
 from small.fileio import write_json
@@ -48,7 +60,7 @@ from compiler.capacity import Capacity, config_fields, config_writes, readback_f
 from compiler.events import pack, unpack
 from compiler.protocol import ERRORS, T_DATA, T_ERROR, T_ID, T_OUTPUT, Codec, FrameReader
 from hdl.events import OP_RESET, OP_STEP, OUT_SPIKE, OUT_STEP, OUT_VALUE
-from .model import ReferenceModel, StepEvents, codecs
+from .model import Codec as LayoutCodec, ReferenceModel, StepEvents, codecs
 
 PERIOD_NS = 10
 STEP_TIMEOUT_CYCLES = 2_000_000
@@ -276,14 +288,15 @@ async def load_over_uart(driver: UartDriver, monitor: UartMonitor, image, capaci
 class Scoreboard:
     """Compares each step's events with the reference; keeps counts and the first mismatch."""
 
-    def __init__(self, C: int):
-        self.C = C
+    def __init__(self, C: int, offset: int = 0):
+        self.C, self.offset = C, offset  # offset: the first sample's number in the whole run (a shard's)
         self.counts = {"spikes": 0, "host_spikes": 0, "values": 0, "steps": 0}
         self.mismatch: dict | None = None
 
     def fail(self, sample: int, step: int, what: str, addr: int | None, expected, got) -> None:
         where = {} if addr is None else {"tile": addr // self.C, "col": addr % self.C}
-        self.mismatch = {"sample": sample, "step": step, "what": what, **where, "expected": expected, "got": got}
+        self.mismatch = {"sample": sample + self.offset, "step": step, "what": what, **where, "expected": expected,
+                         "got": got}
         raise Mismatch(self.describe())
 
     def describe(self) -> str:
@@ -304,6 +317,229 @@ class Scoreboard:
                 self.fail(sample, step, "value", addr, expected.values.get(addr), got.values.get(addr))
         self.counts["values"] += len(got.values)
         self.counts["steps"] += 1
+
+
+# -- the harness: whole batches of steps, one wake-up of Python per batch ------------------------
+class HarnessPort:
+    """The memories and registers of :mod:`verify.harness` around the chip: :meth:`run` writes a
+    batch of configuration and command words, lets the harness play them, and reads back what the
+    chip sent (``outputs`` events, and the spikes the router took, each tagged with its step)."""
+
+    def __init__(self, dut, info: dict, cmd_codec: LayoutCodec, out_codec: LayoutCodec, capacity: Capacity | None,
+                 backpressure: int | None):
+        self.dut, self.info = dut, info
+        self.cmd_mem, self.cfg_mem, self.out_mem, self.spk_mem = dut.cmd_mem, dut.cfg_mem, dut.out_mem, dut.spk_mem
+        self.handles: dict[str, list] = {"cmd_mem": [], "cfg_mem": [], "out_mem": [], "spk_mem": []}
+        dut.step_mask.value, dut.step_word.value = _field(cmd_codec, "op", OP_STEP)
+        dut.done_mask.value, dut.done_word.value = _field(out_codec, "kind", OUT_STEP)
+        if capacity is not None and info["config"]:
+            dut.error_mask.value = pack(readback_fields(capacity), {"error": 1})
+        dut.timeout.value = STEP_TIMEOUT_CYCLES
+        if backpressure is not None:
+            dut.bp_seed.value = int(np.random.default_rng(backpressure).integers(1, 1 << 31))
+            dut.bp_on.value = 1
+        self.req = 0
+        self.steps = 0
+        self.batches = 0
+        self.seconds = {"write": 0.0, "simulate": 0.0, "read": 0.0}
+
+    def _handle(self, mem: str, i: int):
+        handles = self.handles[mem]
+        while len(handles) <= i:
+            handles.append(getattr(self, mem)[len(handles)])
+        return handles[i]
+
+    async def run(self, cfg: list[int], cmd: list[int]) -> dict:
+        dut = self.dut
+        t0 = time.perf_counter()
+        for i, word in enumerate(cfg):
+            self._handle("cfg_mem", i).value = word
+        for i, word in enumerate(cmd):
+            self._handle("cmd_mem", i).value = word
+        dut.n_cfg.value, dut.n_cmd.value = len(cfg), len(cmd)
+        self.req ^= 1
+        dut.req.value = self.req
+        t1 = time.perf_counter()
+        await Edge(dut.ack)
+        t2 = time.perf_counter()
+        n_out, n_spk = int(dut.n_out.value), int(dut.n_spk.value)
+        self.steps += int(dut.n_steps.value)
+        outs = [int(self._handle("out_mem", i).value) for i in range(min(n_out, self.info["out_size"]))]
+        spk = [int(self._handle("spk_mem", i).value) for i in range(min(n_spk, self.info["spk_size"]))]
+        self.seconds["write"] += t1 - t0
+        self.seconds["simulate"] += t2 - t1
+        self.seconds["read"] += time.perf_counter() - t2
+        self.batches += 1
+        return {"outputs": outs, "n_outputs": n_out, "spikes": spk, "n_spikes": n_spk, "hung": bool(dut.hung.value),
+                "steps": int(dut.n_steps.value), "cfg_errors": int(dut.cfg_errors.value),
+                "cfg_first_error": int(dut.cfg_first_error.value)}
+
+    def status(self) -> dict:
+        dut = self.dut
+        return {"cycles": int(dut.cycles.value), "step_cycles": int(dut.step_cycles.value),
+                "sent": int(dut.n_sent.value), "steps": self.steps, "batches": self.batches,
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+
+
+def _field(codec: LayoutCodec, name: str, value: int) -> tuple[int, int]:
+    """``(mask, word)``: the bits of field ``name`` of ``codec``'s layout, and ``value`` in them."""
+    for field, offset, width, _ in codec.fields:
+        if field == name:
+            return ((1 << width) - 1) << offset, value << offset
+    raise ValueError(f"the layout has no field {name!r}")
+
+
+def _batches(units: list[tuple[list[int], object, int, int]], info: dict):
+    """Cut the command stream into batches that fit the harness's memories.
+
+    ``units``: per chip step, its command words (its ``OP_STEP`` last), its label, and how many
+    output events and probed spikes the reference expects of it. Yields ``(words, labels)``; a
+    batch's expected events stay within half its memories (a chip that sends more than it should
+    still fits, and differs), a step's commands may straddle two batches.
+    """
+    depth, out_room, spk_room = info["cmd_depth"], info["out_depth"] // 2, info["spk_depth"] // 2
+    max_steps = (1 << info["tag_bits"]) - 1
+    words: list[int] = []
+    labels: list = []
+    outs = spikes = 0
+    for unit, label, n_out, n_spk in units:
+        if labels and (len(words) + len(unit) > depth or outs + n_out > out_room or spikes + n_spk > spk_room
+                       or len(labels) == max_steps):
+            yield words, labels
+            words, labels, outs, spikes = [], [], 0, 0
+        while len(words) + len(unit) > depth:  # a step with more input events than the memory holds
+            cut = depth - len(words)
+            words += unit[:cut]
+            unit = unit[cut:]
+            yield words, labels
+            words, labels, outs, spikes = [], [], 0, 0
+        words += unit
+        labels.append(label)
+        outs, spikes = outs + n_out, spikes + n_spk
+    if words or labels:
+        yield words, labels
+
+
+async def run_with_harness(dut, config: dict, image, model: ReferenceModel, xs: np.ndarray, capacity,
+                           scoreboard: Scoreboard) -> dict:
+    """The chip inside :mod:`verify.harness`: the same commands, events and comparison as the
+    per-cycle drivers of :func:`verify_chip`, exchanged with the simulator a batch at a time."""
+    info = config["harness"]
+    g, C = model.geometry, image.cols
+    cmd_codec, out_codec, spike_codec = codecs(g)
+    port = HarnessPort(dut, info, cmd_codec, out_codec, capacity, config.get("backpressure"))
+    if config.get("clock") == "cocotb":
+        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+    await Timer(20 * PERIOD_NS, "ns")  # out of the harness's reset
+    stats = {"load_seconds": 0.0, "sent": 0}
+    probed = bool(info["probe"])
+
+    if config.get("load"):
+        t_load = time.perf_counter()
+        writes = config_writes(image, capacity)
+        fields = config_fields(capacity)
+        for k in range(0, len(writes), info["cfg_depth"]):
+            chunk = writes[k:k + info["cfg_depth"]]
+            got = await port.run([pack(fields, {"write": 1, "mem": m, "tile": t, "addr": a, "data": w})
+                                  for m, t, a, w in chunk], [])
+            if got["hung"] or got["cfg_errors"]:
+                mem, tile, addr, _ = chunk[got["cfg_first_error"]] if got["cfg_errors"] else chunk[0]
+                problem = (f"the chip refused writing word {addr} of memory {mem} (tile {tile})" if got["cfg_errors"]
+                           else f"the chip did not answer a configuration access within {STEP_TIMEOUT_CYCLES} cycles")
+                scoreboard.mismatch = {"sample": scoreboard.offset, "step": 0, "what": "loading the network",
+                                       "expected": "no error", "got": problem}
+                return stats
+        stats["load_seconds"] = time.perf_counter() - t_load
+
+    expected = model.expect(xs)
+    step_word = cmd_codec.pack({"op": OP_STEP})
+    reset_word = cmd_codec.pack({"op": OP_RESET})
+    units = []
+    if config.get("reset_at") is not None:  # a first sample interrupted by a reset: its events are not compared
+        prelude = model.commands(xs[:, 0])[:config["reset_at"] + 1]
+        for t, commands in enumerate(prelude):
+            units.append(([reset_word] * (t == 0) + [cmd_codec.pack(c) for c in commands] + [step_word], None,
+                          len(expected[0][t].spikes) + len(expected[0][t].values) + 1, len(expected[0][t].internal)))
+    for b in range(xs.shape[1]):
+        for t, commands in enumerate(model.commands(xs[:, b])):
+            e = expected[b][t]
+            units.append(([reset_word] * (t == 0) + [cmd_codec.pack(c) for c in commands] + [step_word], (b, t),
+                          len(e.spikes) + len(e.values) + 1, len(e.internal)))
+
+    try:
+        carry = StepEvents()
+        for words, labels in _batches(units, info):
+            got = await port.run([], words)
+            carry = _compare_batch(got, labels, expected, out_codec, spike_codec, C, info, probed, scoreboard, carry)
+        if carry.spikes or carry.values or carry.internal:
+            b, t = units[-1][1]
+            scoreboard.mismatch = {"sample": b + scoreboard.offset, "step": t, "what": "events after the last OUT_STEP",
+                                   "expected": 0, "got": len(carry.spikes) + len(carry.values) + len(carry.internal)}
+            raise Mismatch(scoreboard.describe())
+    finally:
+        stats.update(port.status())
+    return stats
+
+
+def _compare_batch(got: dict, labels: list, expected, out_codec: LayoutCodec, spike_codec: LayoutCodec, C: int,
+                   info: dict, probed: bool, scoreboard: Scoreboard, carry: StepEvents) -> StepEvents:
+    """Split a batch's events into its steps and compare each with the reference, in order, as the
+    per-cycle testbench does (duplicates first, then the scoreboard); :class:`Mismatch` at the first
+    difference, or if the batch did not end as it should (a hang, a missing or extra ``OUT_STEP``,
+    more events than the harness holds).
+
+    ``carry``: events that came after the previous batch's last ``OUT_STEP``, which belong to this
+    batch's first step (as the per-cycle monitor would count them). Returns those of this batch.
+    """
+    steps = [StepEvents() for _ in labels] + [StepEvents()]  # the last: after the batch's last OUT_STEP
+    steps[0] = StepEvents(set(carry.spikes), dict(carry.values), set(carry.internal))
+    dups: list[list[tuple[str, int]]] = [[] for _ in steps]
+    k = 0  # the step the next output event belongs to
+    for word in got["outputs"]:
+        event = out_codec.unpack(word)
+        if event["kind"] == OUT_STEP:
+            k = min(k + 1, len(labels))
+            continue
+        addr = event["tile"] * C + event["col"]
+        if event["kind"] == OUT_SPIKE:
+            if addr in steps[k].spikes:
+                dups[k].append(("host spike", addr))
+            steps[k].spikes.add(addr)
+        elif event["kind"] == OUT_VALUE:
+            if addr in steps[k].values:
+                dups[k].append(("value", addr))
+            steps[k].values[addr] = event["value"]
+    bits = spike_codec.size
+    for word in got["spikes"]:
+        tag, s = min(word >> bits, len(labels)), spike_codec.unpack(word & ((1 << bits) - 1))
+        addr = s["tile"] * C + s["col"]
+        if addr in steps[tag].internal:
+            dups[tag].append(("spike", addr))
+        steps[tag].internal.add(addr)
+    complete = min(got["steps"], len(labels))  # steps whose OUT_STEP came
+    overflow = got["n_outputs"] > len(got["outputs"]) or got["n_spikes"] > len(got["spikes"])
+    if overflow:  # the events of the step being stored when a memory filled up are not all there
+        complete = min(complete, sum(word["kind"] == OUT_STEP for word in map(out_codec.unpack, got["outputs"])),
+                       (got["spikes"][-1] >> bits) if got["n_spikes"] > len(got["spikes"]) else len(labels))
+    for i in range(complete):
+        if labels[i] is None:
+            continue
+        b, t = labels[i]
+        for what, addr in sorted(dups[i], key=lambda d: d[0] == "spike")[:1]:  # the host's first, as before
+            scoreboard.fail(b, t, f"{what} sent twice", addr, 1, 2)
+        scoreboard.compare(b, t, expected[b][t], steps[i], internal=probed)
+    if complete == len(labels) and got["steps"] == len(labels) and not got["hung"] and not overflow:
+        return steps[-1]
+    b, t = next((lab for lab in labels[complete:] if lab is not None), (labels or [None])[-1] or (0, 0))
+    if overflow:
+        what, exp = "events in one batch", f"at most {info['out_size']} outputs and {info['spk_size']} spikes"
+        found = f"{got['n_outputs']} outputs, {got['n_spikes']} spikes"
+    elif got["hung"]:
+        what, exp, found = f"no OUT_STEP within {STEP_TIMEOUT_CYCLES} cycles", "OUT_STEP", None
+    else:
+        what, exp, found = "end-of-step events", len(labels), got["steps"]
+    scoreboard.mismatch = {"sample": b + scoreboard.offset, "step": t, "what": what, "expected": exp, "got": found}
+    raise Mismatch(scoreboard.describe())
 
 
 def _router(dut, top: str):
@@ -331,6 +567,9 @@ async def verify_chip(dut):
     top = config.get("top", "chip")
 
     capacity = Capacity.from_dict(config["capacity"]) if config.get("capacity") else None
+    if config.get("harness"):
+        await _verify_in_harness(dut, config, image, model, xs, capacity)
+        return
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
     if top == "uart":
         codec = Codec.of(capacity) if capacity is not None else Codec(g)
@@ -437,3 +676,48 @@ async def verify_chip(dut):
     write_json(config["result"], result, sort_keys=False)
     if not result["passed"]:
         raise AssertionError(result["mismatch"])  # cocotb records the test as failed
+
+
+async def _verify_in_harness(dut, config: dict, image, model: ReferenceModel, xs: np.ndarray, capacity) -> None:
+    """:func:`verify_chip` on the chip inside :mod:`verify.harness` (``config["harness"]``)."""
+    analog = None
+    if image.target == "memristive":
+        from .analog import attach
+
+        seed = config.get("backpressure")
+        rng = None if seed is None else np.random.default_rng(seed)
+        analog = attach(dut, image, config.get("analog", "ideal"), rng)
+        analog.start()
+    scoreboard = Scoreboard(image.cols, int(config.get("sample_offset") or 0))
+    t0 = time.perf_counter()
+    stats: dict = {}
+    try:
+        stats = await run_with_harness(dut, config, image, model, xs, capacity, scoreboard)
+        if analog is not None:
+            try:
+                analog.check()
+            except AssertionError as exc:
+                last = scoreboard.counts["steps"]
+                scoreboard.mismatch = {"sample": scoreboard.offset + xs.shape[1] - 1, "step": last,
+                                       "what": f"analog protocol: {exc}",
+                                       "expected": None, "got": None}
+    except Mismatch:
+        pass
+    steps = scoreboard.counts["steps"]
+    result = {
+        "passed": scoreboard.mismatch is None,
+        "reference": type(model.sim).__module__.replace(".", "/") + ".py",
+        "samples": int(xs.shape[1]), "network_steps": int(xs.shape[0]), "chip_steps": steps,
+        "compared": scoreboard.counts, "internal_spikes_probed": bool(config["harness"]["probe"]),
+        "commands": stats.get("sent", 0), "cycles": stats.get("cycles", 0),
+        "mean_cycles_per_step": stats.get("step_cycles", 0) / stats["steps"] if stats.get("steps") else 0.0,
+        "seconds": time.perf_counter() - t0, "load_seconds": stats.get("load_seconds", 0.0),
+        "load_words": len(config_writes(image, capacity)) if config.get("load") else 0,
+        "first_mismatch": scoreboard.mismatch,
+        **({"analog": analog.summary()} if analog is not None else {}),
+        "mismatch": scoreboard.describe() if scoreboard.mismatch else None,
+        "harness": {k: stats[k] for k in ("batches", "seconds") if k in stats},
+    }
+    write_json(config["result"], result, sort_keys=False)
+    if not result["passed"]:
+        raise AssertionError(result["mismatch"])

@@ -310,7 +310,10 @@ def load_trajectories(path: str | os.PathLike, params: ArmParams | None = None, 
         raise TrajectoryFileError(f"trajectory file {name}: 'angles' holds {angles.dtype} values; "
                                   f"give real numbers (radians)")
     if dt is not None and not (dt.shape == () and dt.dtype.kind in "iuf" and np.isclose(float(dt), params.dt)):
-        raise TrajectoryFileError(f"trajectory file {name} was made with dt = {dt!r} s, but the task steps by "
+        # one line whatever 'dt' holds: a number, or what the array is (its repr spans lines)
+        made = f"dt = {float(dt)!r} s," if dt.shape == () and dt.dtype.kind in "iuf" else \
+            f"a 'dt' of shape {list(dt.shape)} and dtype {dt.dtype}, not one number of seconds,"
+        raise TrajectoryFileError(f"trajectory file {name} was made with {made} but the task steps by "
                                   f"{params.dt!r} s: resample the trajectories or drop 'dt'")
     angles = angles.astype(float)
     if clip and angles.ndim == 3 and angles.shape[1:] == (params.steps, 2):
