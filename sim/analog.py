@@ -51,7 +51,6 @@ from compiler.faults import FaultMap
 from compiler.image import HardwareImage
 
 from .chip import ChipSimulator
-from .reference import flatten_inputs, image_inputs
 
 
 DRIFT_COMPENSATION = (None, "tile", "column")
@@ -164,10 +163,6 @@ class AnalogSimulator(ChipSimulator):
             weights = (weights[0] * self.compensation[:, None, :], weights[1] * self.compensation[:, None, :])
         super().__init__(image, weights=weights)
 
-    def prepare_inputs(self, inputs):
-        # the reference's check first: [T, batch, *input_shape] or [T, batch, n] only, and its messages
-        # (ChipSimulator's own check accepts any shape of the right size)
-        return super().prepare_inputs(flatten_inputs(inputs, image_inputs(self.image))[0])
 
     # -- devices ---------------------------------------------------------------------------
     def conductances(self, levels: np.ndarray, rng: np.random.Generator, *, noise: bool,

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from small.errors import SimulationError
 from compiler.image import CUBA_MODELS, NEURON_PARAMS, NON_SPIKING_MODELS, Arithmetic, HardwareImage
 
-from .reference import SimulationResult
+from .reference import SimulationResult, flatten_inputs, image_inputs
 
 
 class ChipSimulator:
@@ -211,7 +211,9 @@ class ChipSimulator:
         return SimulationResult(outputs=outputs)
 
     def prepare_inputs(self, inputs: np.ndarray | Mapping[str, np.ndarray]) -> tuple[np.ndarray, int, int]:
-        """Flatten inputs to ``[T, batch, n_in]`` in the image's input order."""
+        """Flatten inputs to ``[T, batch, n_in]`` in the image's input order: the shapes the reference
+        takes (``[T, batch, *input_shape]`` or ``[T, batch, n]``), refused with its messages."""
+        inputs = flatten_inputs(inputs, image_inputs(self.image))[0]
         if not isinstance(inputs, Mapping):
             if len(self.inputs) != 1:
                 raise SimulationError(

@@ -19,7 +19,6 @@ from small.errors import SimulationError
 from compiler.image import HardwareImage
 
 from .chip import ChipSimulator
-from .reference import flatten_inputs, image_inputs
 
 
 class DigitalSimulator(ChipSimulator):
@@ -44,10 +43,6 @@ class DigitalSimulator(ChipSimulator):
     def _mulr(self, x: np.ndarray, a: np.ndarray) -> np.ndarray:
         return (x * a + self.half) >> self.decay_bits
 
-    def prepare_inputs(self, inputs):
-        # the reference's check first: [T, batch, *input_shape] or [T, batch, n] only, and its messages
-        # (ChipSimulator's own check accepts any shape of the right size)
-        return super().prepare_inputs(flatten_inputs(inputs, image_inputs(self.image))[0])
 
     def encode_inputs(self, x: np.ndarray) -> np.ndarray:
         # Host events carry a signed input_bits payload: saturate, round to nearest (ties to even).

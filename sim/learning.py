@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.chip import ChipSimulator
+from sim.digital import DigitalSimulator
 
 __all__ = ["LearningFormat", "lfsr", "integer_accumulators", "integer_update", "quantize_rates", "quantize_feedback",
            "signal_shifts", "float_units", "target_events", "eprop_update"]
@@ -84,10 +84,6 @@ def _sat(x: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(x, -hi - 1, hi)
 
 
-def _mulr(x: np.ndarray, a, decay_bits: int) -> np.ndarray:
-    return (x * a + (1 << (decay_bits - 1))) >> decay_bits
-
-
 def lfsr(n: int, seed: int = 0xACE1) -> np.ndarray:
     """The first ``n`` states after ``seed`` of the 16-bit Galois LFSR (one step per synapse)."""
     if not 0 < seed < 1 << RAND_BITS:
@@ -100,11 +96,9 @@ def lfsr(n: int, seed: int = 0xACE1) -> np.ndarray:
     return out
 
 
-def _signals(sim: ChipSimulator, result, rho: np.ndarray, k: np.ndarray, target: np.ndarray,
+def _signals(sim: DigitalSimulator, result, rho: np.ndarray, k: np.ndarray, target: np.ndarray,
              fmt: LearningFormat):
     """Row traces, derivatives and errors of a demonstration (see the module docstring)."""
-    ar = sim.image.arithmetic
-    A = ar.decay_bits
     x = result.spikes["rows"].astype(np.int64)                     # [Tc, M, rows]
     v = result.membrane["chip"].astype(np.int64)                   # [Tc, M, K]
     b = result.membrane["adaptation"].astype(np.int64)
@@ -118,7 +112,7 @@ def _signals(sim: ChipSimulator, result, rho: np.ndarray, k: np.ndarray, target:
     xb = np.zeros((Tc, M, len(pairs)), dtype=np.int64)
     prev = np.zeros((M, len(pairs)), dtype=np.int64)
     for t in range(Tc):
-        prev = _sat(_mulr(prev, pairs[:, 1], A) + (xr[t] << fmt.trace_frac), fmt.trace_bits)
+        prev = _sat(sim._mulr(prev, pairs[:, 1]) + (xr[t] << fmt.trace_frac), fmt.trace_bits)
         xb[t] = prev
     # pseudo-derivative of every column (0 for readouts, which do not use it)
     safe = np.where(sim.spiking & (theta > 0), theta, 1)
@@ -142,7 +136,7 @@ def _signals(sim: ChipSimulator, result, rho: np.ndarray, k: np.ndarray, target:
     return xb, trace_of, psi, err, out_k
 
 
-def integer_accumulators(sim: ChipSimulator, result, rho: np.ndarray, k: np.ndarray, target: np.ndarray,
+def integer_accumulators(sim: DigitalSimulator, result, rho: np.ndarray, k: np.ndarray, target: np.ndarray,
                          feedback: np.ndarray, shifts: tuple[int, int] = (0, 0),
                          fmt: LearningFormat = LearningFormat()) -> np.ndarray:
     """Every plastic synapse's accumulator ``acc_s`` after the demonstration, ``[tasks, synapses]``.
@@ -153,7 +147,6 @@ def integer_accumulators(sim: ChipSimulator, result, rho: np.ndarray, k: np.ndar
     (:func:`quantize_feedback`; rows of readouts are ignored); ``shifts``: the signal shifts
     ``(SS, SO)`` of the spiking columns' and the readouts' learning signals (:func:`signal_shifts`).
     """
-    A = sim.image.arithmetic.decay_bits
     xb, trace_of, psi, err, out_k = _signals(sim, result, rho, k, np.asarray(target, dtype=np.int64), fmt)
     Tc, M = xb.shape[:2]
     tasks = err.shape[0]
@@ -171,7 +164,7 @@ def integer_accumulators(sim: ChipSimulator, result, rho: np.ndarray, k: np.ndar
     own = np.where(readout & (out_of[k] >= 0), out_of[k], 0)
     for t in range(Tc):
         xs = xb[t][:, trace_of]                                     # [M, S]
-        spiking_e = _sat(_mulr(e, kappa, A) + ((psi[t][:, k] * xs) >> fmt.psi_frac), fmt.elig_bits)
+        spiking_e = _sat(sim._mulr(e, kappa) + ((psi[t][:, k] * xs) >> fmt.psi_frac), fmt.elig_bits)
         e = np.where(readout, xs, spiking_e)
         signal = np.where(readout, err[:, t, own], hidden_signal[:, t, k])
         acc = _sat(acc + signal * e, fmt.acc_bits)
@@ -209,7 +202,7 @@ def quantize_rates(rate: np.ndarray, fmt: LearningFormat = LearningFormat()) -> 
     return mant, shift
 
 
-def quantize_feedback(feedback: np.ndarray, sim: ChipSimulator, fmt: LearningFormat = LearningFormat()
+def quantize_feedback(feedback: np.ndarray, sim: DigitalSimulator, fmt: LearningFormat = LearningFormat()
                       ) -> tuple[np.ndarray, int]:
     """Float feedback weights ``B`` ``[K, n_out]`` (per output unit of error, as ``l2l.eprop``
     takes them) as integers per state unit of error: ``(B_q, BF)`` with ``B_q ~ B * c_o / 2^F * 2^BF``
@@ -230,16 +223,16 @@ def signal_shifts(feedback_q: np.ndarray, max_error: int, fmt: LearningFormat = 
     return max(0, worst_hidden.bit_length() - room), max(0, int(max_error).bit_length() - room)
 
 
-def _readouts(sim: ChipSimulator) -> list[dict]:
+def _readouts(sim: DigitalSimulator) -> list[dict]:
     """The image's value outputs (readouts), whose target events drive the learning signals."""
     return [o for o in sim.image.meta["outputs"] if o["kind"] == "value"]
 
 
-def _value_scales(sim: ChipSimulator) -> np.ndarray:
+def _value_scales(sim: DigitalSimulator) -> np.ndarray:
     return np.concatenate([sim.image.arrays[f"output/{o['name']}/value_scale"] for o in _readouts(sim)] or [[]])
 
 
-def float_units(sim: ChipSimulator, k: np.ndarray, gamma: float, feedback_frac: int, shifts: tuple[int, int] = (0, 0),
+def float_units(sim: DigitalSimulator, k: np.ndarray, gamma: float, feedback_frac: int, shifts: tuple[int, int] = (0, 0),
                 fmt: LearningFormat = LearningFormat()) -> np.ndarray:
     """Per synapse, ``l2l.eprop.gradient``'s units (loss per weight level, errors in output units)
     per unit of the integer accumulator: ``gamma / theta`` (``theta`` in levels) over
@@ -258,14 +251,14 @@ def float_units(sim: ChipSimulator, k: np.ndarray, gamma: float, feedback_frac: 
                     scale[k] ** 2 * np.exp2(shifts[1] - F - fmt.trace_frac))
 
 
-def target_events(sim: ChipSimulator, targets: np.ndarray) -> np.ndarray:
+def target_events(sim: DigitalSimulator, targets: np.ndarray) -> np.ndarray:
     """Wanted readout values ``[tasks, T, n_out]`` (output units) as the integer target events
     the host streams: each readout's membrane in state units."""
     F = sim.image.arithmetic.frac_bits
     return np.rint(np.asarray(targets, dtype=np.float64) / _value_scales(sim) * float(1 << F)).astype(np.int64)
 
 
-def eprop_update(sim: ChipSimulator, result, rho: np.ndarray, k: np.ndarray, targets: np.ndarray,
+def eprop_update(sim: DigitalSimulator, result, rho: np.ndarray, k: np.ndarray, targets: np.ndarray,
                  feedback: np.ndarray, rate: np.ndarray, gamma: float, fmt: LearningFormat = LearningFormat()
                  ) -> np.ndarray:
     """The learning circuit's weight changes (levels, ``[tasks, synapses]``) for float parameters:

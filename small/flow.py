@@ -175,16 +175,13 @@ def simulate(model: str | Path, inputs: str | Path, output: str | Path, *, dt: f
         # A build folder: run its HardwareImage on the target's simulator.
         from compiler.image import load_image
         from sim import chip_simulator
-        from sim.reference import flatten_inputs, image_inputs
 
         if dt is not None or framework is not None or reset is not None or membrane or float64:
             raise SimulationError("a build folder is simulated as compiled: drop --dt/--framework/--reset/--membrane/--float64")
         image = load_image(model)
         if not image.meta["outputs"]:
             raise SimulationError(f"the build {str(model)!r} has no outputs to write: compile a network with outputs")
-        # every target takes the shapes the reference takes ([T, batch, *input_shape] or [T, batch, n]),
-        # refusing the rest with its message: sim/chip.py's own check looks at the size only
-        result = chip_simulator(image).run(flatten_inputs(x, image_inputs(image))[0])
+        result = chip_simulator(image).run(x)  # the shapes the reference takes, with its messages
         names = [o["name"] for o in image.meta["outputs"]]
         spiking = [o["name"] for o in image.meta["outputs"] if o["kind"] == "spikes"]
         what = f"the {image.target} image"
@@ -471,7 +468,8 @@ class ChipBuild:
 
     def summary(self) -> str:
         c = self.capacity
-        lines = [f"chip {c.name!r} (ID 0x{c.chip_id:08x}): {c.tiles} tiles of {c.rows}x{c.cols}, {c.levels} levels, "
+        lines = [f"chip {c.name!r} (ID 0x{c.chip_id:08x}): {c.tiles} tile{'s' if c.tiles > 1 else ''} of {c.rows}x{c.cols}"
+                 f"{' (serial neuron unit)' if c.neuron == 'serial' else ''}, {c.levels} levels, "
                  f"{c.synapses:,} synapses, {c.neurons} neuron columns, {c.delay_slots} delay slots, "
                  f"{c.n_inputs} inputs, {c.route_entries} routing and {c.input_entries} input-map entries, "
                  f"{c.tile_lanes} lanes",
@@ -841,7 +839,6 @@ def _verify_inputs(image: HardwareImage, build: Path, path: str | Path | None, s
     import numpy as np
 
     from sim import chip_simulator
-    from sim.reference import flatten_inputs, image_inputs
     from small.errors import SimulationError, SmallError
 
     if path is None:
@@ -850,8 +847,7 @@ def _verify_inputs(image: HardwareImage, build: Path, path: str | Path | None, s
             raise SmallError(f"{str(build)!r} has no {EXAMPLE_INPUTS} (it was compiled without a test set): "
                              "give inputs with --inputs X.npy [T, batch, n_in]")
     x = read_inputs(path)
-    flat, _, _ = flatten_inputs(x[:, :samples] if x.ndim >= 2 else x, image_inputs(image))  # as `small simulate`
-    xs, _, _ = chip_simulator(image).prepare_inputs(flat)
+    xs, _, _ = chip_simulator(image).prepare_inputs(x[:, :samples] if x.ndim >= 2 else x)  # as `small simulate`
     if image.target == "memristive" and not np.all(xs == np.rint(xs)):
         raise SimulationError(f"{str(path)!r}: a memristive chip's host events carry whole-number payloads, and these "
                               "inputs (divided by the input scale) are not whole numbers")

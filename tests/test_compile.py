@@ -51,7 +51,7 @@ def random_network(seed, n_in=12):
         "li": LI(alpha=0.875, v_leak=0.5),
         "cli": CubaLI(alpha=0.75, alpha_syn=0.5, v_leak=0.25),
     }
-    sizes = {"lif": 11, "cuba": 9, "if": 7, "alif": 10, "li": 3, "cli": 2}
+    sizes = {"lif": 11, "cuba": 9, "if": 7, "alif": 10, "li": 1, "cli": 2}  # 40: fills 8x8 tiles
     pops = [Population(name, sizes[name], models[name], bias=S * rng.integers(0, 3)) for name in models]
     projs = [
         Projection("x", "lif", exact_weights(rng, 11, n_in, 0.8)),
@@ -61,9 +61,9 @@ def random_network(seed, n_in=12):
         Projection("x", "alif", exact_weights(rng, 10, n_in, 0.7)),
         Projection("alif", "alif", sp.csr_array(exact_weights(rng, 10, 10, 0.3)), delay=1),
         Projection("if", "lif", exact_weights(rng, 11, 7, 0.4), delay=2),  # a 2-hop cycle needs 2 steps
-        Projection("alif", "li", exact_weights(rng, 3, 10, 1.0)),
-        Projection("if", "li", exact_weights(rng, 3, 7, 1.0), delay=1),
-        Projection("lif", "cli", exact_weights(rng, 2, 11, 0.8)),
+        Projection("alif", "li", exact_weights(rng, sizes["li"], 10, 1.0)),
+        Projection("if", "li", exact_weights(rng, sizes["li"], 7, 1.0), delay=1),
+        Projection("lif", "cli", exact_weights(rng, sizes["cli"], 11, 0.8)),
     ]
     return Network("random", 1e-3, [Input("x", (n_in,))], pops, projs,
                    {"spikes_if": "if", "spikes_alif": "alif", "readout": "li", "readout_cuba": "cli"}).validate()

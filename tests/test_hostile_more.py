@@ -499,10 +499,6 @@ def shaped():
 
 
 SIMULATORS = ["reference", "digital", "memristive", "analog"]
-MEMRISTIVE_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "sim/chip.py ChipSimulator.prepare_inputs checks only the size of an input (any shape whose product is n) "
-    "and words its messages differently; IdealMemristiveSimulator (sim/memristive.py) inherits it; the fix: "
-    "call sim.reference.flatten_inputs there, as sim/digital.py and sim/analog.py do"))
 GOOD_SHAPES = [(6, 2, 2, 2), (6, 2, 4), (0, 2, 2, 2), (6, 0, 4)]
 BAD_SHAPES = [(6, 2, 1, 4), (6, 2, 4, 1), (6, 2, 2, 2, 1), (6, 2, 1, 1, 4), (6, 2, 3), (6, 2, 8), (6, 2, 2, 3),
               (6, 2), (6,), ()]
@@ -527,8 +523,7 @@ def refusal(sim, x) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("name", [n if n != "memristive" else pytest.param(n, marks=MEMRISTIVE_XFAIL)
-                                  for n in SIMULATORS[1:]])
+@pytest.mark.parametrize("name", SIMULATORS[1:])
 def test_every_simulator_refuses_the_other_shapes_as_the_reference_does(shaped, name):
     for shape in BAD_SHAPES:
         want = refusal(shaped["reference"], np.zeros(shape, np.float32))

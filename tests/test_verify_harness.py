@@ -114,7 +114,10 @@ def test_a_missing_host_spike_is_named_at_its_step_and_neuron(reference):
         (b, t, "host spike", addr // image.cols, addr % image.cols, 1, 0)
 
 
-def test_a_spike_of_the_wrong_neuron_is_named_where_it_enters_the_router(reference):
+def _first_router_spike(reference):
+    """The events of a correct chip, and where the first step with a neuron spike has its first
+    spike word: ``(labels, got, b, t, k, bits, i)`` (sample, step, its label, the word's payload
+    bits, the word's index in ``got["spikes"]``)."""
     image, expected, codecs_ = reference
     labels = [(b, t) for b in range(len(expected)) for t in range(len(expected[b]))]
     got = chip_events(expected, labels, image, codecs_)
@@ -122,6 +125,12 @@ def test_a_spike_of_the_wrong_neuron_is_named_where_it_enters_the_router(referen
     k = labels.index((b, t))
     bits = codecs_[2].size
     i = next(i for i, w in enumerate(got["spikes"]) if w >> bits == k)
+    return labels, got, b, t, k, bits, i
+
+
+def test_a_spike_of_the_wrong_neuron_is_named_where_it_enters_the_router(reference):
+    image, expected, codecs_ = reference
+    labels, got, b, t, k, bits, i = _first_router_spike(reference)
     s = codecs_[2].unpack(got["spikes"][i] & ((1 << bits) - 1))
     wrong = next(a for a in range(image.n_tiles * image.cols) if a not in expected[b][t].internal)
     got["spikes"][i] = (k << bits) | codecs_[2].pack({"tile": wrong // image.cols, "col": wrong % image.cols})
@@ -133,13 +142,7 @@ def test_a_spike_of_the_wrong_neuron_is_named_where_it_enters_the_router(referen
 
 
 def test_an_event_sent_twice_is_reported(reference):
-    image, expected, codecs_ = reference
-    labels = [(b, t) for b in range(len(expected)) for t in range(len(expected[b]))]
-    got = chip_events(expected, labels, image, codecs_)
-    b, t = _first_with(expected, "internal")
-    k = labels.index((b, t))
-    bits = codecs_[2].size
-    i = next(i for i, w in enumerate(got["spikes"]) if w >> bits == k)
+    labels, got, b, t, _, _, i = _first_router_spike(reference)
     got["spikes"].insert(i, got["spikes"][i])
     got["n_spikes"] += 1
     board, _ = compare(reference, got, labels)
