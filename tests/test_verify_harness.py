@@ -193,15 +193,20 @@ def test_the_harness_refuses_a_module_without_host_ports(tmp_path):
 def test_many_small_batches_and_the_per_cycle_testbench_agree(tmp_path, simulator):
     """One batch, batches of a few commands (steps straddle batches; the network is loaded over the
     config port in chunks), the samples shared by two simulator processes, and the per-cycle
-    testbench: all pass and compare the same events. (Verilator, a build of its own, with ``-m
-    long``: the harness runs under Verilator in every test of test_verify.py.)"""
+    testbench: all pass and compare the same events. The chip is bigger than the network, as a chip
+    a network is compiled for with ``--chip`` is (more inputs: wider command fields; more columns
+    and tiles). (Verilator, a build of its own, with ``-m long``: the harness runs under Verilator
+    in every test of test_verify.py.)"""
+    import dataclasses
+
     from compiler.capacity import Capacity
     from hdl.chip import Chip
     from hdl.export import write_hdl
     from verify.runner import verify
 
     image = compiled(1, 16, 12)
-    cap = Capacity.of(image, lanes=4)
+    fitted = Capacity.of(image, lanes=4)
+    cap = dataclasses.replace(fitted, tiles=fitted.tiles + 1, cols=16, n_inputs=4 * fitted.n_inputs)
     image.save(tmp_path)
     write_hdl(Chip(cap), None, tmp_path / "hdl")
     xs, _, _ = DigitalSimulator(image).prepare_inputs(signed_input(1, steps=6, batch=2))

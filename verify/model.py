@@ -60,13 +60,15 @@ class ReferenceModel:
 
     ``xs`` is ``[T, batch, n_in]`` in host units (as ``ChipSimulator.prepare_inputs`` returns:
     already divided by each input's scale). Each sample runs ``T + max L`` chip steps (``L`` the
-    outputs' latencies), so every output of the last network step is produced.
+    outputs' latencies), so every output of the last network step is produced. ``capacity``: the
+    chip the image is loaded into, whose port layouts (e.g. the input field of a command, as wide
+    as the chip's ``n_inputs``) the codecs follow; ``None`` for a chip built for the image alone.
     """
 
-    def __init__(self, image: HardwareImage, analog: str = "ideal"):
+    def __init__(self, image: HardwareImage, analog: str = "ideal", capacity=None):
         self.image = image
         self.sim = chip_simulator(image, analog)
-        self.geometry = Geometry.of(image)
+        self.geometry = capacity.geometry if capacity is not None else Geometry.of(image)
         a = image.arrays
         addr = self.sim.addr
         flat = lambda key: a[key].reshape(-1)[addr]  # noqa: E731 - one column property per neuron index

@@ -558,7 +558,8 @@ async def verify_chip(dut):
     """Run every input sample through the chip and compare each step with the reference."""
     config = json.loads(Path(os.environ["SMALL_VERIFY_CONFIG"]).read_text())
     image = load_image(config["image"])
-    model = ReferenceModel(image, config.get("analog", "ideal"))
+    capacity = Capacity.from_dict(config["capacity"]) if config.get("capacity") else None
+    model = ReferenceModel(image, config.get("analog", "ideal"), capacity)
     g, C = model.geometry, image.cols
     cmd_codec, out_codec, spike_codec = codecs(g)
     xs = np.load(config["inputs"])
@@ -566,7 +567,6 @@ async def verify_chip(dut):
     rng = None if seed is None else np.random.default_rng(seed)
     top = config.get("top", "chip")
 
-    capacity = Capacity.from_dict(config["capacity"]) if config.get("capacity") else None
     if config.get("harness"):
         await _verify_in_harness(dut, config, image, model, xs, capacity)
         return
