@@ -272,16 +272,39 @@ def memory_fields(cap: Capacity, mem: int) -> list[Field]:
             MEM_INPUT_HEADS: head_fields(cap.input_entries), MEM_INPUT_ENTRIES: row_fields(g)}[mem]
 
 
-def memory_depth(cap: Capacity, mem: int) -> int:
-    """Words of a memory (a tile memory: of each tile's)."""
+def memory_entries(cap: Capacity, mem: int) -> int:
+    """Entries of a memory (a tile memory: of each tile's): weight words, columns, sources, ..."""
     return {MEM_WEIGHTS: cap.rows * cap.words, MEM_COLUMNS: cap.cols, MEM_STATE: cap.cols,
             MEM_ROUTE_HEADS: cap.neurons, MEM_ROUTE_ENTRIES: cap.route_entries,
             MEM_INPUT_HEADS: cap.n_inputs, MEM_INPUT_ENTRIES: cap.input_entries}[mem]
 
 
+def memory_beats(cap: Capacity, mem: int) -> int:
+    """Configuration words an entry of memory ``mem`` takes: 1, except on a ``serial`` chip, whose
+    configuration port is :data:`PARAM_BEAT_BITS` wide: there an entry wider than that (a column
+    word, a neuron's state) is ``memory_beats`` words, entry ``e``'s at ``e * beats ..``, its low
+    bits first (a power of two; the last beats may be zero)."""
+    bits = width(memory_fields(cap, mem))
+    if cap.neuron != "serial" or bits <= PARAM_BEAT_BITS:
+        return 1
+    return 1 << (-(-bits // PARAM_BEAT_BITS) - 1).bit_length()
+
+
+def memory_depth(cap: Capacity, mem: int) -> int:
+    """Configuration addresses of a memory: its entries times :func:`memory_beats`."""
+    return memory_entries(cap, mem) * memory_beats(cap, mem)
+
+
+def word_bits(cap: Capacity, mem: int) -> int:
+    """Width of one configuration word of memory ``mem`` (an entry, or a beat of one)."""
+    bits = width(memory_fields(cap, mem))
+    return bits if memory_beats(cap, mem) == 1 else PARAM_BEAT_BITS
+
+
 def data_bits(cap: Capacity) -> int:
-    """Width of the configuration port's data: the widest memory word."""
-    return max(width(memory_fields(cap, mem)) for mem in MEMORY_NAMES)
+    """Width of the configuration port's data: the widest configuration word (at most
+    :data:`PARAM_BEAT_BITS` on a ``serial`` chip)."""
+    return max(word_bits(cap, mem) for mem in MEMORY_NAMES)
 
 
 def addr_bits(cap: Capacity) -> int:
@@ -379,6 +402,12 @@ def config_words(image: HardwareImage, cap: Capacity) -> dict[tuple[int, int], d
     out[(MEM_INPUT_ENTRIES, 0)] = {e: pack(ef, {"tile": int(a["input_tile"][e]), "row": int(a["input_row"][e]),
                                                 "delay": int(a["input_delay"][e])})
                                    for e in range(len(a["input_tile"]))}
+    for (mem, tile), words in out.items():  # entries wider than the configuration port: in beats
+        beats = memory_beats(cap, mem)
+        if beats > 1:
+            mask = (1 << PARAM_BEAT_BITS) - 1
+            out[(mem, tile)] = {e * beats + j: (w >> (PARAM_BEAT_BITS * j)) & mask
+                                for e, w in words.items() for j in range(beats)}
     return out
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from small.errors import SmallError
 
-from .capacity import MEMORY_NAMES, TILE_MEMORIES, Capacity, data_bits, memory_depth, memory_fields
+from .capacity import MEMORY_NAMES, TILE_MEMORIES, Capacity, data_bits, memory_depth, word_bits
 from .events import KINDS_OUT, OPS, Geometry, command_fields, output_fields, pack, unpack, width
 
 SYNC_HOST, SYNC_BOARD = 0xA5, 0x5A
@@ -131,7 +131,7 @@ class Codec:
     def write(self, mem: int, tile: int, addr: int, word: int) -> bytes:
         """Write ``word`` at ``addr`` of memory ``mem`` (of ``tile``), in as few bytes as the memory's word needs."""
         access = self._access(mem, tile, addr)
-        n = _bytes(width(memory_fields(self.capacity, mem)))
+        n = _bytes(word_bits(self.capacity, mem))
         if not 0 <= word < 1 << (8 * n):
             raise ValueError(f"{MEMORY_NAMES.get(mem, mem)}: word {word} is wider than the memory's {n} bytes")
         return frame(SYNC_HOST, T_WRITE, access + word.to_bytes(n, "little"))

@@ -63,7 +63,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from compiler.capacity import MEM_COLUMNS, MEM_STATE, MEM_WEIGHTS, PARAM_BEAT_BITS, STEP_BITS, Capacity, CapacityError, \
-    addr_bits, column_fields, config_words, data_bits, memory_init, param_beats, state_fields, state_init, weight_bits
+    addr_bits, column_fields, config_words, data_bits, memory_beats, memory_init, param_beats, state_fields, state_init, weight_bits
 from compiler.events import unpack
 from compiler.image import COL_NEURON, COL_PARTIAL, CUBA_MODELS, NON_SPIKING_MODELS, HardwareImage
 
@@ -154,8 +154,9 @@ class DigitalTile(wiring.Component):
         self._init = {mem: memory_init(capacity, mem, words.get((mem, tile))) for mem in (MEM_WEIGHTS, MEM_COLUMNS)}
         self._init[MEM_STATE] = state_init(capacity, image, tile)
         fields = column_fields(self.geometry)
-        self._partial = sum(1 << c for c, w in enumerate(self._init[MEM_COLUMNS])
-                            if unpack(fields, w)["kind"] == COL_PARTIAL)
+        # a serial tile's column words are in beats, low bits (with ``kind``) first
+        firsts = self._init[MEM_COLUMNS][::memory_beats(capacity, MEM_COLUMNS)]
+        self._partial = sum(1 << c for c, w in enumerate(firsts) if unpack(fields, w)["kind"] == COL_PARTIAL)
         super().__init__(command_members(g) | config_members(capacity))
 
     def _neuron(self, m: Module, acc, p, old) -> dict:
@@ -341,10 +342,8 @@ class DigitalTile(wiring.Component):
         if self.serial:
             # one port each (SPRAM on an iCE40 UltraPlus): the weights, and each column word as NB
             # beats of PARAM_BEAT_BITS, column c's at c * NB ..
-            mask = (1 << PARAM_BEAT_BITS) - 1
-            beats = [(w >> (PARAM_BEAT_BITS * j)) & mask for w in self._init[MEM_COLUMNS] for j in range(NB)]
             w_rd, w_wr = _single_port(m, "weights", lane_w, R * W, self._init[MEM_WEIGHTS])
-            par_rd, par_wr = _single_port(m, "params", unsigned(PARAM_BEAT_BITS), C * NB, beats)
+            par_rd, par_wr = _single_port(m, "params", unsigned(PARAM_BEAT_BITS), C * NB, self._init[MEM_COLUMNS])
         else:
             weights = memory.Memory(shape=lane_w, depth=R * W, init=init(lane_w, self._init[MEM_WEIGHTS]))
             params = memory.Memory(shape=column, depth=C, init=init(column, self._init[MEM_COLUMNS]))
@@ -446,17 +445,28 @@ class DigitalTile(wiring.Component):
             m.submodules.neuron = EnableInserter(advance)(pipe)
             out_col, out_valid = cols[-1], valid[-1]
 
+        # configuration: on a serial tile a column word (NB beats) and a state word (SB beats) are
+        # several configuration words (``compiler.capacity.memory_beats``), word k of entry e at
+        # e * beats + k
+        SB = memory_beats(self.capacity, MEM_STATE)
         cfg_read = Signal(2)  # the memory a configuration read addressed in the cycle before
+        cfg_beat = Signal(range(SB))  # and the beat of a state word it addressed
+        def beats_of(value):  # a state word as its SB beats, zero-padded
+            value = Cat(value, Const(0, SB * PARAM_BEAT_BITS - len(value))) if SB > 1 else value
+            return [value.word_select(k, PARAM_BEAT_BITS) for k in range(SB)] if SB > 1 else [value]
+
+        state_beats = Array(beats_of(st_rd.data.as_value()))
         with m.Switch(cfg_read):
             with m.Case(MEM_WEIGHTS):
                 m.d.comb += self.cfg_rdata.eq(w_rd.data.as_value())
             with m.Case(MEM_COLUMNS):
-                m.d.comb += self.cfg_rdata.eq(p.as_value())
+                m.d.comb += self.cfg_rdata.eq(par_rd.data if self.serial else p.as_value())
             with m.Case(MEM_STATE):
-                m.d.comb += self.cfg_rdata.eq(st_rd.data.as_value())
+                m.d.comb += self.cfg_rdata.eq(state_beats[cfg_beat])
 
         beat = Signal(range(NB + 1))
         cfg_col = Signal(range(C))  # the column of a serial tile's configuration access
+        cfg_word = Signal(PARAM_BEAT_BITS)  # the beat a serial tile writes into a neuron's state
 
         def fetch(column_index, then):
             """(Serial tile, inside a state.) Read column ``column_index``'s word into ``pbuf``,
@@ -492,53 +502,56 @@ class DigitalTile(wiring.Component):
                     m.next = "UPDATE"
                 with m.Elif(self.cfg_en):  # a configuration access (the chip sends none while a phase runs)
                     addr = self.cfg_addr
+                    nb_bits, sb_bits = (NB - 1).bit_length(), (SB - 1).bit_length()
                     with m.If(self.cfg_write):
                         with m.Switch(self.cfg_mem):
                             with m.Case(MEM_WEIGHTS):
                                 m.d.comb += [w_wr.addr.eq(addr), w_wr.en.eq(addr < R * W),
                                              w_wr.data.eq(self.cfg_wdata)]
                             with m.Case(MEM_COLUMNS):
-                                cword = column(self.cfg_wdata[:column.size])
-                                if self.serial:  # written beat by beat, its flag meanwhile
-                                    with m.If(addr < C):
-                                        m.d.sync += [pbuf.eq(self.cfg_wdata), cfg_col.eq(addr), beat.eq(0),
-                                                     cfg_partial.eq(cword.kind == COL_PARTIAL)]
-                                        m.next = "CFG_WRITE"
+                                if self.serial:  # a beat; with beat 0 (``kind``) the column's flag too
+                                    kind = column["kind"]
+                                    assert kind.offset + kind.width <= PARAM_BEAT_BITS
+                                    m.d.comb += [par_wr.addr.eq(addr), par_wr.en.eq(addr < C * NB),
+                                                 par_wr.data.eq(self.cfg_wdata)]
+                                    with m.If((addr < C * NB) & (addr[:nb_bits] == 0 if NB > 1 else 1)):
+                                        m.d.comb += flag_rd.addr.eq(addr[nb_bits:] // FLAG_BITS)
+                                        m.d.sync += [cfg_col.eq(addr[nb_bits:]), cfg_partial.eq(
+                                            self.cfg_wdata[kind.offset:kind.offset + kind.width] == COL_PARTIAL)]
+                                        m.next = "CFG_FLAG"
                                 else:
+                                    cword = column(self.cfg_wdata[:column.size])
                                     m.d.comb += [par_wr.addr.eq(addr), par_wr.en.eq(addr < C), par_wr.data.eq(cword)]
                                     with m.If(addr < C):
                                         m.d.sync += partial.bit_select(addr, 1).eq(cword.kind == COL_PARTIAL)
                             with m.Case(MEM_STATE):
-                                m.d.comb += [st_wr.addr.eq(addr), st_wr.en.eq(addr < C),
-                                             st_wr.data.eq(self.cfg_wdata)]
+                                if SB > 1:  # a beat of the word: read it, then write it back with the beat
+                                    with m.If(addr < C * SB):
+                                        m.d.comb += st_rd.addr.eq(addr[sb_bits:])
+                                        m.d.sync += [cfg_col.eq(addr[sb_bits:]), cfg_beat.eq(addr[:sb_bits]),
+                                                     cfg_word.eq(self.cfg_wdata)]
+                                        m.next = "CFG_STATE"
+                                else:
+                                    m.d.comb += [st_wr.addr.eq(addr), st_wr.en.eq(addr < C),
+                                                 st_wr.data.eq(self.cfg_wdata)]
                     with m.Else():
-                        m.d.comb += [w_rd.addr.eq(addr), st_rd.addr.eq(addr)]
-                        m.d.sync += cfg_read.eq(self.cfg_mem)
-                        if self.serial:
-                            with m.If((self.cfg_mem == MEM_COLUMNS) & (addr < C)):
-                                m.d.sync += [cfg_col.eq(addr), beat.eq(0)]
-                                m.next = "CFG_FETCH"
-                        else:
-                            m.d.comb += par_rd.addr.eq(addr)
+                        m.d.comb += [w_rd.addr.eq(addr), st_rd.addr.eq(addr[sb_bits:] if SB > 1 else addr),
+                                     par_rd.addr.eq(addr)]
+                        m.d.sync += [cfg_read.eq(self.cfg_mem), cfg_beat.eq(addr[:sb_bits] if SB > 1 else 0)]
 
             if self.serial:
-                with m.State("CFG_WRITE"):  # the column word's beats, one a cycle
-                    m.d.comb += [self.busy.eq(1), par_wr.en.eq(1),
-                                 par_wr.addr.eq(Cat(beat[:(NB - 1).bit_length()], cfg_col) if NB > 1 else cfg_col),
-                                 par_wr.data.eq(pbuf[:PARAM_BEAT_BITS])]
-                    m.d.sync += pbuf.eq(Cat(pbuf[PARAM_BEAT_BITS:], pbuf[:PARAM_BEAT_BITS]))  # rotate: beat by beat
-                    m.d.sync += beat.eq(beat + 1)
+                with m.State("CFG_FLAG"):  # the flag word was read: write it back with this column's flag
                     flag_bit = cfg_col[:(FLAG_BITS - 1).bit_length()]
-                    m.d.comb += [flag_rd.addr.eq(cfg_col // FLAG_BITS), flag_wr.addr.eq(cfg_col // FLAG_BITS)]
-                    with m.If(beat == 1):  # the flag word was read with beat 0: write it back with this flag
-                        m.d.comb += [flag_wr.en.eq(1), flag_wr.data.eq(flag_rd.data)]
-                        m.d.comb += flag_wr.data.bit_select(flag_bit, 1).eq(cfg_partial)
-                    with m.If(beat == NB - 1):
-                        m.d.sync += beat.eq(0)
-                        m.next = "IDLE"
-                with m.State("CFG_FETCH"):  # a read: the word into pbuf, which cfg_rdata shows
-                    m.d.comb += self.busy.eq(1)
-                    fetch(cfg_col, "IDLE")
+                    m.d.comb += [self.busy.eq(1), flag_wr.addr.eq(cfg_col // FLAG_BITS), flag_wr.en.eq(1),
+                                 flag_wr.data.eq(flag_rd.data)]
+                    m.d.comb += flag_wr.data.bit_select(flag_bit, 1).eq(cfg_partial)
+                    m.next = "IDLE"
+            if SB > 1:
+                with m.State("CFG_STATE"):  # the state word was read: write it back with the new beat
+                    new_word = Cat(*(Mux(cfg_beat == k, cfg_word, b) for k, b in enumerate(beats_of(st_rd.data.as_value()))))
+                    m.d.comb += [self.busy.eq(1), st_wr.addr.eq(cfg_col), st_wr.en.eq(1),
+                                 st_wr.data.eq(new_word[:neuron_state.size])]
+                    m.next = "IDLE"
 
             # -- clear: back to the image's initial state (pending rows, sums, neuron state) ------
             with m.State("CLEAR_READ"):

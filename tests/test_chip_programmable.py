@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from compiler.capacity import MEM_COLUMNS, MEM_ROUTE_ENTRIES, MEM_STATE, MEM_WEIGHTS, Capacity, CapacityError, \
-    column_fields, config_words
+    column_fields, config_words, state_fields
 from compiler.events import pack, unpack
 from compiler.mapper import CompileOptions, compile_network
 from hdl.chip import Chip
@@ -91,6 +91,50 @@ def test_accesses_outside_the_memory_map_are_refused():
     sim.run()
     assert [e for e, _ in answers] == [1, 1, 1, 1, 0, 0, 0]
     assert answers[-1][1] == 12345
+
+
+def test_a_serial_chip_takes_wide_words_in_beats():
+    """A serial chip's configuration port is PARAM_BEAT_BITS wide: a column word and a neuron's
+    state are several words; writing one beat of a state word keeps its other beats."""
+    from amaranth.sim import Simulator
+
+    from compiler.capacity import PARAM_BEAT_BITS, data_bits, memory_beats, memory_depth
+
+    chip = Chip(SERIAL)
+    NB, SB = memory_beats(SERIAL, MEM_COLUMNS), memory_beats(SERIAL, MEM_STATE)
+    assert data_bits(SERIAL) == PARAM_BEAT_BITS and NB > 1 and SB > 1
+    assert memory_depth(SERIAL, MEM_COLUMNS) == SERIAL.cols * NB
+    col, beat = 5, 1
+    writes = [(MEM_STATE, col * SB + k, 0x1111_1111 * (k + 1)) for k in range(SB - 1)]  # the top beat is padding
+    writes += [(MEM_STATE, col * SB + beat, 0xDEAD_BEEF), (MEM_COLUMNS, col * NB + 2, 0x1234_5678)]
+    reads = [(MEM_STATE, col * SB + k) for k in range(SB)] + [(MEM_COLUMNS, col * NB + 2), (MEM_STATE, SERIAL.cols * SB)]
+    answers = []
+
+    async def bench(ctx):
+        ctx.set(chip.readback.ready, 1)
+        requests = [{"write": 1, "mem": m, "addr": a, "data": d} for m, a, d in writes]
+        requests += [{"write": 0, "mem": m, "addr": a, "data": 0} for m, a in reads]
+        for request in requests:
+            ctx.set(chip.config.payload, {"tile": 1} | request)
+            ctx.set(chip.config.valid, 1)
+            await ctx.tick().until(chip.config.ready)
+            ctx.set(chip.config.valid, 0)
+            (answer,) = await ctx.tick().sample(chip.readback.payload).until(chip.readback.valid)
+            answers.append((answer.error, answer.data))
+
+    sim = Simulator(chip)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    got = answers[len(writes):]
+    state = sum(w for _, w, _ in state_fields(SERIAL.geometry))
+    written = sum(d << (PARAM_BEAT_BITS * k) for k, d in enumerate([0x1111_1111, 0xDEAD_BEEF, 0x3333_3333]))
+    kept = written & ((1 << state) - 1)  # the word holds its state's bits, the rest reads as 0
+    assert 2 * PARAM_BEAT_BITS < state <= 3 * PARAM_BEAT_BITS and SB == 4
+    assert [e for e, _ in got[:SB]] == [0] * SB
+    assert sum(d << (PARAM_BEAT_BITS * k) for k, (_, d) in enumerate(got[:SB])) == kept
+    assert got[SB] == (0, 0x1234_5678)
+    assert got[SB + 1][0] == 1  # beyond the last state word
 
 
 def test_what_does_not_fit_is_named_with_the_fix():
