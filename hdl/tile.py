@@ -63,7 +63,8 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from compiler.capacity import MEM_COLUMNS, MEM_STATE, MEM_WEIGHTS, PARAM_BEAT_BITS, STEP_BITS, Capacity, CapacityError, \
-    addr_bits, column_fields, config_words, data_bits, memory_beats, memory_init, param_beats, state_fields, state_init, weight_bits
+    addr_bits, column_fields, config_words, data_bits, memory_beats, memory_init, param_beats, state_fields, state_init, \
+    weight_bits
 from compiler.events import unpack
 from compiler.image import COL_NEURON, COL_PARTIAL, CUBA_MODELS, NON_SPIKING_MODELS, HardwareImage
 
@@ -357,7 +358,7 @@ class DigitalTile(wiring.Component):
         acc_rd, acc_wr = acc.read_port(), acc.write_port(granularity=1)
         st_rd, st_wr = state.read_port(), state.write_port()
         old = st_rd.data
-        if self.serial:  # the column word, fetched (or to be written) beat by beat
+        if self.serial:  # the column word, fetched beat by beat
             pbuf = Signal(NB * PARAM_BEAT_BITS)
             p = column(pbuf[:column.size])
         else:
@@ -548,7 +549,8 @@ class DigitalTile(wiring.Component):
                     m.next = "IDLE"
             if SB > 1:
                 with m.State("CFG_STATE"):  # the state word was read: write it back with the new beat
-                    new_word = Cat(*(Mux(cfg_beat == k, cfg_word, b) for k, b in enumerate(beats_of(st_rd.data.as_value()))))
+                    old_beats = beats_of(st_rd.data.as_value())
+                    new_word = Cat(*(Mux(cfg_beat == k, cfg_word, b) for k, b in enumerate(old_beats)))
                     m.d.comb += [self.busy.eq(1), st_wr.addr.eq(cfg_col), st_wr.en.eq(1),
                                  st_wr.data.eq(new_word[:neuron_state.size])]
                     m.next = "IDLE"

@@ -107,7 +107,8 @@ def test_a_serial_chip_takes_wide_words_in_beats():
     col, beat = 5, 1
     writes = [(MEM_STATE, col * SB + k, 0x1111_1111 * (k + 1)) for k in range(SB - 1)]  # the top beat is padding
     writes += [(MEM_STATE, col * SB + beat, 0xDEAD_BEEF), (MEM_COLUMNS, col * NB + 2, 0x1234_5678)]
-    reads = [(MEM_STATE, col * SB + k) for k in range(SB)] + [(MEM_COLUMNS, col * NB + 2), (MEM_STATE, SERIAL.cols * SB)]
+    reads = [(MEM_STATE, col * SB + k) for k in range(SB)]
+    reads += [(MEM_COLUMNS, col * NB + 2), (MEM_STATE, SERIAL.cols * SB)]
     answers = []
 
     async def bench(ctx):
