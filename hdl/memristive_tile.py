@@ -15,7 +15,11 @@ device-level models of the analog-models stage later). The controller owns
   samples their comparators when they say they have settled;
 - **event encoding**: each sampled spike of a spiking neuron column leaves on ``spikes`` as
   ``(tile, col)``; the membrane of each host-flagged LI column is converted through the ADC
-  port and leaves on ``values``.
+  port, multiplied by the column's digital scale and leaves on ``values``;
+- the **per-column digital scale** (``lib.memory.Memory`` ``scale``: ``C`` words of
+  ``SCALE_BITS``, format in ``compiler/column_scale.py``), run-time configuration that the host
+  writes over the ``cfg_*`` ports (drift compensation: ``docs/architecture.md``, "Memristive
+  tiles").
 
 Command interface (the same as :class:`hdl.tile.DigitalTile`, so the chip's sequencer drives
 either; each command is a one-cycle strobe given while ``busy`` is low, and ``busy`` is high
@@ -115,6 +119,31 @@ Analog ports and the contract the analog model must obey
     every neuron to ``v = v_init``, ``i = b = 0``, no refractory count, no last spike, and
     discards any integrated charge, before ``neuron_clear`` falls.
 
+Per-column digital scale
+------------------------
+
+Every ADC conversion is multiplied by its column's scale word ``s`` (unsigned Q3.13,
+``compiler.column_scale``) before it leaves on ``values``::
+
+    value = clamp((adc_value * s + 2**12) >> 13, -2**(v_bits - 1), 2**(v_bits - 1) - 1)
+
+(``>>`` arithmetic: rounded half up, saturated to ``v_bits``). The host computes the words from
+reference reads of the array (``sim.analog.AnalogSimulator(drift_compensation=...,
+digital_scale=True)`` is its model, ``compiler.column_scale.quantise_scale`` the
+quantisation) and writes them at run time; ``SCALE_ONE`` (1.0, the reset contents unless
+``scale=`` / :meth:`MemristiveTileController.preload` give others, the ROM pattern of
+:meth:`hdl.router.Router.preload`) leaves every value exactly as converted. The product is
+formed in the ``VALUE`` cycle, combinationally from the sampled conversion and the word read
+in the cycle before, so the scale costs no cycle.
+
+``cfg_en: In(1)``, ``cfg_write: In(1)``, ``cfg_addr: In(col_bits)``, ``cfg_wdata: In(16)``, ``cfg_rdata: Out(16)``
+    The same access as :func:`hdl.tile.config_members`' (one memory, so no ``cfg_mem``):
+    ``cfg_en`` for one cycle while the controller is idle (``busy`` low; an access while a
+    command runs is ignored), ``cfg_write`` and ``cfg_wdata`` for a write of column
+    ``cfg_addr``'s scale; a read's word is on ``cfg_rdata`` in the next cycle. A column
+    address ``>= C`` writes nothing (and reads an unspecified word). A write takes effect from the next
+    ``update``. A chip that leaves these ports unconnected keeps the initial contents.
+
 The controller holds none of the weights or neuron parameters (they are programmed into the
 analog array and neurons by the configuration path, outside this RTL); from the image it takes
 the geometry, each column's kind, model, host flag and ``start``.
@@ -122,11 +151,12 @@ the geometry, each column's kind, model, host flag and ``start``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from compiler.capacity import STEP_BITS
+from compiler.column_scale import SCALE_BITS, SCALE_FRAC, SCALE_ONE, check_scale_words
 from compiler.image import COL_NEURON, NON_SPIKING_MODELS, HardwareImage
 
 from .events import Geometry
@@ -136,12 +166,17 @@ from .tile import command_members
 class MemristiveTileController(wiring.Component):
     """Controller of tile ``tile`` of a memristive HardwareImage (see the module docstring).
 
-    ``pulse_cycles`` is the length of the read pulse in clock cycles (at least 1).
+    ``pulse_cycles`` is the length of the read pulse in clock cycles (at least 1); ``scale``
+    the initial contents of the per-column scale memory, ``C`` words (default: ``SCALE_ONE``
+    in every column, values unchanged).
     """
 
-    def __init__(self, image: HardwareImage, tile: int, *, pulse_cycles: int = 4):
+    def __init__(self, image: HardwareImage, tile: int, *, pulse_cycles: int = 4, scale=None):
         try:
             self._check(image, tile, pulse_cycles)
+            self._scale_init = [SCALE_ONE] * image.cols
+            if scale is not None:
+                self.preload(scale)
         except ValueError:
             self._MustUse__used = True  # refused, not forgotten: no "created but never used" warning
             raise
@@ -163,7 +198,18 @@ class MemristiveTileController(wiring.Component):
             "adc_ack": In(1),
             "adc_value": In(signed(ar.v_bits)),
             "neuron_clear": Out(1),
+            # -- configuration: the per-column scale --
+            "cfg_en": In(1),
+            "cfg_write": In(1),
+            "cfg_addr": In(g.col_bits),
+            "cfg_wdata": In(SCALE_BITS),
+            "cfg_rdata": Out(SCALE_BITS),
         })
+
+    def preload(self, scale) -> None:
+        """Initial contents of the scale memory: ``C`` words (``compiler.column_scale``), as a
+        ROM chip's tables are preloaded (a host write replaces them at run time)."""
+        self._scale_init = check_scale_words(scale, (len(self._scale_init),)).tolist()
 
     @staticmethod
     def _check(image: HardwareImage, tile: int, pulse_cycles: int) -> None:
@@ -194,6 +240,14 @@ class MemristiveTileController(wiring.Component):
             start.append(int(a["param/start"][t, c]) if neuron else 0)
         return spike_mask, value_mask, start
 
+    def scaled(self, m: Module, code, scale):
+        """``code`` (signed ``v_bits``) times ``scale`` (Q3.13), rounded half up and saturated to ``v_bits``."""
+        v_bits = self.geometry.arithmetic.v_bits
+        lo, hi = -(1 << (v_bits - 1)), (1 << (v_bits - 1)) - 1
+        product = Signal(signed(v_bits + SCALE_BITS + 1))
+        m.d.comb += product.eq((code * scale + (1 << (SCALE_FRAC - 1))) >> SCALE_FRAC)
+        return Mux(product > hi, hi, Mux(product < lo, lo, product))
+
     def elaborate(self, platform):
         m = Module()
         g, t, P = self.geometry, self.tile, self.pulse_cycles
@@ -207,6 +261,9 @@ class MemristiveTileController(wiring.Component):
         pend_wr = pending.write_port(granularity=1)  # one enable bit per row
         # transparent: a row written in the integrate strobe cycle is in this step's pulse
         pend_rd = pending.read_port(transparent_for=(pend_wr,))
+
+        m.submodules.scale = scale_mem = memory.Memory(shape=SCALE_BITS, depth=C, init=self._scale_init)
+        scale_wr, scale_rd = scale_mem.write_port(), scale_mem.read_port()
 
         slot = Signal(g.slot_bits)
         step = Signal(STEP_BITS)
@@ -239,14 +296,21 @@ class MemristiveTileController(wiring.Component):
         # Partial sums merge in the analog domain: psum_out never sends, psum_in is a sink.
         m.d.comb += [self.psum_in.ready.eq(1), self.psum_out.valid.eq(0)]
 
+        # The scale of the column being reported: read while EMIT waits for the conversion, used in
+        # VALUE (idx holds through both). A configuration access reads instead while idle.
+        cfg_access = Signal()
+        m.d.comb += [scale_rd.addr.eq(Mux(cfg_access, self.cfg_addr, idx)), self.cfg_rdata.eq(scale_rd.data),
+                     scale_wr.addr.eq(self.cfg_addr), scale_wr.data.eq(self.cfg_wdata),
+                     scale_wr.en.eq(cfg_access & self.cfg_write & (self.cfg_addr < C))]
+
         m.d.comb += [self.spikes.payload.tile.eq(t), self.spikes.payload.col.eq(idx),
                      self.values.payload.tile.eq(t), self.values.payload.col.eq(idx),
-                     self.values.payload.value.eq(value), self.adc_col.eq(idx)]
+                     self.values.payload.value.eq(self.scaled(m, value, scale_rd.data)), self.adc_col.eq(idx)]
 
         with m.FSM(name="phase") as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.busy.eq(self.integrate | self.export | self.update | self.clear)
-                m.d.comb += rows_open.eq(1)
+                m.d.comb += [rows_open.eq(1), cfg_access.eq(self.cfg_en & ~self.busy)]
                 with m.If(self.clear):
                     m.d.sync += count.eq(0)
                     m.next = "CLEAR"

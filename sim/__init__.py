@@ -5,7 +5,8 @@
 def chip_simulator(image, analog: str = "ideal"):
     """The simulator of a compiled image: the digital twin, or for a memristive image its tiles
     with ideal devices (``analog="ideal"``) or a device's conductances (``"pcm"``, ``"tiox"``,
-    as :class:`sim.analog.AnalogSimulator` draws them)."""
+    as :class:`sim.analog.AnalogSimulator` draws them; ``"pcm@86400+column"``: read a day after
+    programming, drift-compensated as the chip does, :func:`sim.analog.analog_spec`)."""
     if image.target == "digital":
         from .digital import DigitalSimulator
 
@@ -14,6 +15,6 @@ def chip_simulator(image, analog: str = "ideal"):
         from .memristive import IdealMemristiveSimulator
 
         return IdealMemristiveSimulator(image)
-    from .analog import AnalogSimulator
+    from .analog import AnalogSimulator, analog_spec
 
-    return AnalogSimulator(image, device=analog)
+    return AnalogSimulator(image, **analog_spec(analog), digital_scale=True)

@@ -37,6 +37,17 @@ reference is the crossbar's response to every row driven at once, ``sum_r |G+ - 
 column (``"column"``: what a per-column digital scale in the tile controller applies):
 ``a = ref(t0) / ref(t_read)`` multiplies that column's current. ``ref(t0)`` is read after the
 programming noise and before any drift; both reads are read-noise free (an averaged read).
+
+**On the chip** (``digital_scale=True``, what ``small verify`` attaches to a memristive chip):
+the tile controller sees a spiking column only through its comparator, so only the columns it
+converts, the host-flagged LI columns, can be compensated digitally: their currents (and those
+of the partial-sum columns merged into them) stay as read, and the chip multiplies each ADC
+conversion by the column's scale word ``quantise_scale(a)`` (``compiler/column_scale.py``,
+unsigned Q3.13, rounded half up; ``self.column_scale``, what the host writes into the
+controllers). The other columns keep ``a`` on their current, the analog side's own compensation
+(a gain trim of the analog neuron; outside the RTL). Because the digital scale multiplies the
+whole membrane, it scales an LI column's bias, leak and ``v_init`` too (the float model scales
+only the crossbar current); with ``drift_compensation=None`` every scale is 1.0.
 Everything is batched over samples, vectorised, and seeded: the same seed gives the same chip.
 """
 
@@ -47,13 +58,37 @@ import numpy as np
 from analog_models import devices
 from analog_models.devices import DeviceNoise
 from small.errors import SimulationError
+from compiler.column_scale import quantise_scale
 from compiler.faults import FaultMap
 from compiler.image import HardwareImage
 
 from .chip import ChipSimulator
+from .memristive import ScaledReadout, value_columns
 
 
 DRIFT_COMPENSATION = (None, "tile", "column")
+
+
+def analog_spec(kind: str) -> dict:
+    """The analog tiles a verification names: ``DEVICE[@T_READ][+tile|+column]`` (``pcm``,
+    ``pcm@86400+column``: PCM devices read a day after programming, drift-compensated per
+    column) as :class:`AnalogSimulator` keywords ``device``, ``t_read``, ``drift_compensation``.
+    :class:`SimulationError` naming the form otherwise (the device itself is checked by the simulator)."""
+    form = "DEVICE[@T_READ][+tile|+column], e.g. pcm@86400+column"
+    rest, _, mode = str(kind).partition("+")
+    device, at, t_read = rest.partition("@")
+    spec: dict = {"device": device}
+    if mode:
+        if mode not in ("tile", "column"):
+            raise SimulationError(f"drift compensation {mode!r} in analog model {kind!r}: use +tile or +column ({form})")
+        spec["drift_compensation"] = mode
+    if at:
+        try:
+            spec["t_read"] = float(t_read)
+        except ValueError:
+            raise SimulationError(f"read time {t_read!r} in analog model {kind!r} is not a number of seconds ({form})") \
+                from None
+    return spec
 
 
 def reversed_factors(image: HardwareImage, faults: FaultMap) -> np.ndarray:
@@ -90,7 +125,7 @@ def level_range(image: HardwareImage, device: DeviceNoise) -> tuple[float, float
     return g_min, g_max
 
 
-class AnalogSimulator(ChipSimulator):
+class AnalogSimulator(ScaledReadout, ChipSimulator):
     """Device-level simulation of a memristive HardwareImage (see the module docstring).
 
     Parameters
@@ -108,6 +143,9 @@ class AnalogSimulator(ChipSimulator):
         an image compiled with this map records the reversed ones as stuck at level 0 too).
     drift_compensation : None, ``"tile"`` or ``"column"``: rescale each tile's (column's)
         read-out by its reference read (see the module docstring).
+    digital_scale : apply the factors of the columns the tile controllers convert (host-flagged
+        LI columns) as the chip does, as quantised per-column digital scales on their ADC codes
+        (``column_scale``), not on their currents (see the module docstring).
     noise : False turns programming and read noise off (drift and faults stay).
     seed : the chip's random draw (programming, drift exponents, read noise).
     """
@@ -116,7 +154,8 @@ class AnalogSimulator(ChipSimulator):
 
     def __init__(self, image: HardwareImage, *, device: str | None = None, t_read: float = 1.0,
                  r_wire: float | None = None, reversed_fraction: float = 0.0, noise: bool = True,
-                 seed: int = 0, faults: FaultMap | None = None, drift_compensation: str | None = None):
+                 seed: int = 0, faults: FaultMap | None = None, drift_compensation: str | None = None,
+                 digital_scale: bool = False):
         if image.target != "memristive":
             raise SimulationError(f"the image targets {image.target!r}: the analog simulator runs memristive images "
                                   "(compile with --target memristive)")
@@ -158,10 +197,16 @@ class AnalogSimulator(ChipSimulator):
         else:
             weights = ((pos - neg) / self.dG, np.zeros_like(pos))
         self.compensation = None
+        column_scale = None
         if drift_compensation is not None:
-            self.compensation = self.compensation_factors(drift_compensation, image)
-            weights = (weights[0] * self.compensation[:, None, :], weights[1] * self.compensation[:, None, :])
+            self.compensation = factor = self.compensation_factors(drift_compensation, image)
+            if digital_scale:  # the columns the controllers convert: their scale is digital, on the codes
+                column_scale = quantise_scale(self.compensation)
+                converted = value_columns(image).reshape(-1)[image.home_columns()].reshape(factor.shape)
+                factor = np.where(converted, 1.0, factor)
+            weights = (weights[0] * factor[:, None, :], weights[1] * factor[:, None, :])
         super().__init__(image, weights=weights)
+        self._set_column_scale(image, column_scale)
 
 
     # -- devices ---------------------------------------------------------------------------

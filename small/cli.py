@@ -241,7 +241,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     verification = flow.verify_build(args.build, simulator=args.simulator, inputs=args.inputs, samples=args.samples,
                                      waves=args.waves, uart=args.uart, backpressure=args.backpressure,
-                                     analog=args.analog)
+                                     analog=args.analog, drift_compensation=args.drift_compensation,
+                                     t_read=args.t_read)
     print(verification.summary())
     return EXIT_OK if verification.passed else EXIT_MISMATCH
 
@@ -622,6 +623,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analog", choices=("ideal", "pcm", "tiox"), default="ideal",
                    help="memristive builds: the devices of the analog tiles attached to the chip (default ideal; "
                         "pcm and tiox as sim/analog.py draws them, compared with sim/analog.py)")
+    p.add_argument("--t-read", type=check.positive_float, metavar="SECONDS",
+                   help="with --analog pcm|tiox: read the arrays this long after programming (default 1; drift)")
+    p.add_argument("--drift-compensation", choices=("tile", "column"),
+                   help="with --analog pcm|tiox: the tile controllers scale each LI column's ADC code by its "
+                        "reference read (per tile or per column), as sim/analog.py's drift_compensation")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("export", help="synthesise the generated chip: FPGA bitstream and/or gate-level netlist")

@@ -856,7 +856,8 @@ def _verify_inputs(image: HardwareImage, build: Path, path: str | Path | None, s
 
 def verify_build(build: str | Path, *, simulator: str, inputs: str | Path | None = None,
                  samples: int = VERIFY_SAMPLES, waves: bool = False, uart: bool = False,
-                 backpressure: int | None = None, analog: str = "ideal") -> Verification:
+                 backpressure: int | None = None, analog: str = "ideal", drift_compensation: str | None = None,
+                 t_read: float | None = None) -> Verification:
     """Run the generated chip of ``build`` (``small hdl``) under ``simulator`` (icarus, verilator)
     and compare it with the image's simulator event for event (``small verify``).
 
@@ -864,6 +865,10 @@ def verify_build(build: str | Path, *, simulator: str, inputs: str | Path | None
     uart : drive the chip through its UART bridge (the board's design) instead of its host ports.
     backpressure : seed of random gaps between commands and stalls of the outputs.
     analog : memristive builds: the devices of the analog tiles attached to the chip.
+    drift_compensation, t_read : with a device, read its array ``t_read`` seconds after programming
+        (default 1) and compensate drift per ``"tile"`` or ``"column"`` as the chip does: a chip
+        whose tile controllers hold the scale words of the array's reference reads is generated
+        into ``BUILD/verify/compensated-hdl/`` and compared with sim/analog.py.
     """
     from compiler.image import load_image
     from small.errors import SmallError
@@ -907,6 +912,23 @@ def verify_build(build: str | Path, *, simulator: str, inputs: str | Path | None
         if analog != "ideal" and image.target != "memristive":
             raise SmallError(f"--analog {analog} models the analog tiles of a memristive chip; "
                              f"{build} is {image.target}")
+        name = "uart" if uart else f"chip-{analog}" if analog != "ideal" else "chip"
+        if drift_compensation or t_read is not None:
+            if analog == "ideal":
+                raise SmallError("--drift-compensation and --t-read model device drift: add --analog pcm or tiox")
+            import numpy as np
+
+            name += f"-{drift_compensation}" if drift_compensation else "-drifted"
+            analog += f"@{np.format_float_positional(float(t_read), trim='-')}" if t_read is not None else ""
+            analog += f"+{drift_compensation}" if drift_compensation else ""
+        if drift_compensation:  # the controllers hold the host's scale words (from the array's reference reads)
+            from hdl.export import write_hdl
+            from verify.analog import column_scales, preload_column_scales
+
+            chip = _chip(image, 1)
+            preload_column_scales(chip, column_scales(image, analog))
+            write_hdl(chip, None, work / "compensated-hdl")
+            verilog = work / "compensated-hdl" / "small_chip.v"
         result = verify(build, verilog, xs, simulator=simulator, work_dir=work, waves=waves, backpressure=backpressure,
-                        name="uart" if uart else f"chip-{analog}" if analog != "ideal" else "chip", analog=analog, **kw)
+                        name=name, analog=analog, **kw)
         return Verification(build, result)

@@ -16,6 +16,11 @@ Along the way it checks the controller's analog protocol: all tiles pulse in the
 due in the step (rows of other slots are not driven) and is zero outside ``integrate``;
 ``adc_col`` is stable during a conversion. Row events are delivered during the pulse and
 during ``update`` too, with random back-pressure on ``spikes`` and ``values``.
+
+The per-column digital scale (drift compensation, ``compiler/column_scale.py``): the testbench
+writes scale words into every controller over its ``cfg_*`` ports before the first step, as the
+host would, and the values must equal the twin's (``sim.memristive.scale_codes`` of the ADC
+code) exactly; mutant controllers that ignore the scale or truncate must be caught.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ from amaranth.sim import Simulator
 
 from compiler.image import COL_NEURON, COL_PARTIAL, NON_SPIKING_MODELS
 from compiler.mapper import CompileOptions, compile_network
+from compiler.column_scale import SCALE_BITS, SCALE_FRAC, SCALE_ONE, quantise_scale
 from hdl.events import Geometry
 from hdl.memristive_tile import MemristiveTileController
-from verify.analog import IdealAnalog, decode_drive
-from sim.memristive import IdealMemristiveSimulator
+from verify.analog import IdealAnalog, adc_code, decode_drive, make_model
+from sim import chip_simulator
+from sim.memristive import IdealMemristiveSimulator, scale_codes, value_columns
 from test_compile import random_input, random_network
 
 pytestmark = pytest.mark.rtl
@@ -55,8 +62,8 @@ def memristive_image(seed, rows, cols):
 class Tiles(Elaboratable):
     """All tiles' controllers side by side (the testbench wires them)."""
 
-    def __init__(self, image, pulse_cycles=4):
-        self.tiles = [MemristiveTileController(image, t, pulse_cycles=pulse_cycles) for t in range(image.n_tiles)]
+    def __init__(self, image, pulse_cycles=4, controller=MemristiveTileController):
+        self.tiles = [controller(image, t, pulse_cycles=pulse_cycles) for t in range(image.n_tiles)]
 
     def elaborate(self, platform):
         m = Module()
@@ -65,18 +72,21 @@ class Tiles(Elaboratable):
         return m
 
 
-def run_rtl(image, x, *, pulse_cycles=4, seed=0, model=None, slot_offset=0, check_drive=True):
+def run_rtl(image, x, *, pulse_cycles=4, seed=0, model=None, slot_offset=0, check_drive=True, scale=None,
+            controller=MemristiveTileController):
     """Chip spikes ``[steps, K]`` and LI values ``{(step, column address): code}`` of the RTL + model.
 
     ``x`` is ``[steps, n_in]`` integer payloads. ``slot_offset`` corrupts the sequencer's
-    ``integrate`` slot (a mutation).
+    ``integrate`` slot (a mutation). ``scale``: ``[tiles, cols]`` scale words the host writes
+    over the ``cfg_*`` ports before the first step (and reads back); ``controller``: the
+    controller class (a mutant).
     """
     a, R, C = image.arrays, image.rows, image.cols
     S = image.delay_slots + 1
     g = Geometry.of(image)
     bits = g.arithmetic.input_bits
     T = image.n_tiles
-    dut = Tiles(image, pulse_cycles)
+    dut = Tiles(image, pulse_cycles, controller)
     tiles = dut.tiles
     model = model or IdealAnalog(image)
     rng = np.random.default_rng(seed + 7)
@@ -185,6 +195,19 @@ def run_rtl(image, x, *, pulse_cycles=4, seed=0, model=None, slot_offset=0, chec
                 eval_state[ti] = None
             return busy
 
+        if scale is not None:  # the host configures every column's scale, then reads it back
+            for write in (1, 0):
+                for c in range(C):
+                    for ti, tile in enumerate(tiles):
+                        ctx.set(tile.cfg_en, 1)
+                        ctx.set(tile.cfg_write, write)
+                        ctx.set(tile.cfg_addr, c)
+                        ctx.set(tile.cfg_wdata, int(scale[ti, c]) if write else 0)
+                    await ctx.tick()
+                    for ti, tile in enumerate(tiles):
+                        ctx.set(tile.cfg_en, 0)
+                        if not write:
+                            assert ctx.get(tile.cfg_rdata) == scale[ti, c], f"tile {ti} column {c}: scale read back"
         pulse_state = {"len": 0, "drive": None}
         eval_state = {"fired": None, **{ti: None for ti in range(T)}}
         adc_state = [None] * T
@@ -429,3 +452,170 @@ def test_protocol_and_cycle_counts_of_one_tile():
     assert log["update"] == 2 + n_spikes + 2 * n_values
     assert log["export_busy_after"] == 0
     assert log["clear"] == 1 + max(S, P) and log["neuron_clear"] == max(S, P)
+
+
+# -- the per-column digital scale (drift compensation) -----------------------------------------
+def ref_scaled(code: int, scale: int, v_bits: int = 24) -> int:
+    """The controller's scale in plain Python integers (``compiler/column_scale.py``)."""
+    lim = 1 << (v_bits - 1)
+    return max(-lim, min(lim - 1, (code * scale + (1 << (SCALE_FRAC - 1))) // (1 << SCALE_FRAC)))
+
+
+def twin_values(sim, image, x):
+    """The twin's LI values ``{(chip step, column address): code}``: ADC code, then column scale."""
+    ar = Geometry.of(image).arithmetic
+    res = sim.run(x[:, None], record_spikes=True)
+    out = {}
+    shown = value_columns(image).reshape(-1)[sim.addr]
+    for t in range(res.spikes["chip"].shape[0]):
+        ks = np.flatnonzero(shown & (t >= sim.start))
+        codes = [adc_code(v, ar.frac_bits, ar.v_bits) for v in res.membrane["chip"][t, 0, ks]]
+        out.update({(t, int(sim.addr[k])): int(c) for k, c in zip(ks, sim.value_codes(codes, ks, ar.v_bits))})
+    return res.spikes["chip"][:, 0], out
+
+
+def odd_scales(image, seed=0):
+    """Scale words of factors in [0.3, 3) (most of them off any power of two) for every column."""
+    rng = np.random.default_rng(seed)
+    return quantise_scale(rng.uniform(0.3, 3.0, size=(image.n_tiles, image.cols)))
+
+
+def test_scale_words_round_half_up_and_saturate():
+    assert quantise_scale(1.0) == SCALE_ONE and SCALE_BITS == 16
+    half = 0.5 / SCALE_ONE
+    np.testing.assert_array_equal(quantise_scale([1 + half, 1 + half * 0.999, 0.0, 7.9999, 8.0, 1e9]),
+                                  [SCALE_ONE + 1, SCALE_ONE, 0, 65535, 65535, 65535])
+    for bad in (-0.1, np.nan, np.inf):
+        with pytest.raises(ValueError, match="finite factor >= 0"):
+            quantise_scale([1.0, bad])
+    codes = np.array([3, -3, 5, -5, 0, 2 ** 23 - 1, -2 ** 23, 12345, -777])
+    for s in (SCALE_ONE, SCALE_ONE // 2, 3 * SCALE_ONE // 2, 65535, 1, 0):
+        np.testing.assert_array_equal(scale_codes(codes, s, 24), [ref_scaled(int(c), s) for c in codes])
+    np.testing.assert_array_equal(scale_codes(codes, SCALE_ONE, 24), codes)  # 1.0 changes nothing
+    assert ref_scaled(3, SCALE_ONE // 2) == 2 and ref_scaled(-3, SCALE_ONE // 2) == -1  # 1.5 -> 2, -1.5 -> -1
+
+
+def test_controllers_apply_a_per_column_scale_bit_exact_with_the_twin():
+    """Scales written at run time over cfg_*: every spike and every value equal the twin's."""
+    image = memristive_image(0, 8, 8)
+    x = random_input(0, steps=12, batch=1)[:, 0].astype(np.int64)
+    scale = odd_scales(image)
+    ref, expect = twin_values(IdealMemristiveSimulator(image, column_scale=scale), image, x)
+    rtl, values = run_rtl(image, x, scale=scale)
+    np.testing.assert_array_equal(rtl, ref)
+    assert values == expect
+    plain = twin_values(IdealMemristiveSimulator(image), image, x)[1]
+    changed = sum(values[k] != plain[k] for k in expect)
+    assert changed > len(expect) // 2, "the scales should change most values"
+
+
+def test_a_drift_compensated_pcm_chip_equals_its_twin():
+    """PCM read a day after programming, compensated per column as the chip does it: the analog
+    side compensates the spiking columns, the controllers the LI columns with the twin's words."""
+    image = memristive_image(0, 8, 8)
+    kind = "pcm@86400+column"
+    x = random_input(0, steps=10, batch=1)[:, 0].astype(np.int64)
+    twin = chip_simulator(image, kind)
+    scale = twin.column_scale
+    assert np.all(scale[value_columns(image)] > SCALE_ONE * 1.2)  # a day of drift: a real factor
+    ref, expect = twin_values(twin, image, x)
+    rtl, values = run_rtl(image, x, scale=scale, model=make_model(image, kind))
+    np.testing.assert_array_equal(rtl, ref)
+    assert values == expect and expect
+    # the controllers' scale is doing the work: left at 1.0 the values differ
+    assert run_rtl(image, x, model=make_model(image, kind))[1] != expect
+
+
+class IgnoresTheScale(MemristiveTileController):
+    def scaled(self, m, code, scale):
+        return code
+
+
+class Truncates(MemristiveTileController):
+    def scaled(self, m, code, scale):
+        return (code * scale) >> SCALE_FRAC  # rounds towards -inf instead of half up
+
+
+@pytest.mark.parametrize("mutant", [IgnoresTheScale, Truncates])
+def test_the_comparison_catches_a_controller_that_scales_wrongly(mutant):
+    image = memristive_image(0, 8, 8)
+    x = random_input(0, steps=8, batch=1)[:, 0].astype(np.int64)
+    scale = odd_scales(image, seed=1)
+    _, expect = twin_values(IdealMemristiveSimulator(image, column_scale=scale), image, x)
+    _, values = run_rtl(image, x, scale=scale, controller=mutant)
+    assert values != expect
+
+
+def test_one_controller_scales_conversions_rounds_half_up_and_saturates():
+    """Hand-driven: preloaded and run-time scale words, conversions at the extremes of v_bits."""
+    image = memristive_image(2, 64, 64)
+    g = Geometry.of(image)
+    v_bits = g.arithmetic.v_bits
+    cols = [int(c) for t, c in np.argwhere(value_columns(image))]
+    assert len(cols) >= 3
+    pre = np.full(image.cols, SCALE_ONE)
+    pre[cols[0]] = 3 * SCALE_ONE // 2  # 1.5, preloaded (the ROM pattern)
+    dut = MemristiveTileController(image, 0, scale=pre)
+    words = {cols[1]: SCALE_ONE // 2, cols[2]: 65535}  # 0.5 and the largest scale, written at run time
+    cases = [  # one update per row: the code every value column converts
+        {c: 2 ** (v_bits - 1) - 1 for c in cols},       # saturates up (1.5 and ~8)
+        {c: -2 ** (v_bits - 1) for c in cols},          # saturates down
+        {cols[0]: 3, cols[1]: -3, cols[2]: 1},          # 4.5 -> 5, -1.5 -> -1, 7.9999 -> 8
+        {cols[0]: -3, cols[1]: 3, cols[2]: -1},         # -4.5 -> -4, 1.5 -> 2, -7.9999 -> -8
+    ]
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.values.ready, 1)
+        ctx.set(dut.spikes.ready, 1)
+        for c, w in words.items():
+            ctx.set(dut.cfg_en, 1)
+            ctx.set(dut.cfg_write, 1)
+            ctx.set(dut.cfg_addr, c)
+            ctx.set(dut.cfg_wdata, w)
+            await ctx.tick()
+        ctx.set(dut.cfg_write, 0)
+        ctx.set(dut.cfg_addr, cols[0])
+        await ctx.tick()
+        ctx.set(dut.cfg_en, 0)
+        assert ctx.get(dut.cfg_rdata) == pre[cols[0]]
+        for codes in cases:
+            ctx.set(dut.update, 1)
+            ctx.set(dut.step, 255)
+            await ctx.tick()
+            ctx.set(dut.update, 0)
+            ctx.set(dut.settled, 1)
+            ctx.set(dut.fired, 0)
+            row = {}
+            while ctx.get(dut.busy):
+                if ctx.get(dut.adc_req):
+                    ctx.set(dut.adc_value, codes.get(ctx.get(dut.adc_col), 0))
+                    ctx.set(dut.adc_ack, 1)
+                else:
+                    ctx.set(dut.adc_ack, 0)
+                if ctx.get(dut.values.valid):
+                    row[ctx.get(dut.values.payload.col)] = ctx.get(dut.values.payload.value)
+                await ctx.tick()
+            ctx.set(dut.settled, 0)
+            got.append(row)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    scale = {c: int(pre[c]) for c in cols} | words
+    for codes, row in zip(cases, got):
+        for c in cols:
+            assert row[c] == ref_scaled(codes.get(c, 0), scale[c], v_bits), (c, codes.get(c, 0), scale[c])
+    assert got[0][cols[0]] == 2 ** (v_bits - 1) - 1 and got[1][cols[2]] == -2 ** (v_bits - 1)
+    assert [got[2][c] for c in cols[:3]] == [5, -1, 8] and [got[3][c] for c in cols[:3]] == [-4, 2, -8]
+
+
+def test_bad_scale_words_are_refused():
+    image = memristive_image(2, 64, 64)
+    with pytest.raises(ValueError, match="one word per column"):
+        MemristiveTileController(image, 0, scale=[SCALE_ONE] * 3)
+    with pytest.raises(ValueError, match=r"\[0, 65535\]"):
+        MemristiveTileController(image, 0, scale=[70000] * image.cols)
+    with pytest.raises(ValueError, match="quantise_scale"):
+        MemristiveTileController(image, 0, scale=[1.0] * image.cols)

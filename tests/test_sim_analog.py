@@ -1,5 +1,7 @@
 """sim/analog.py: the memristive chip with device-level non-idealities."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,47 @@ def test_characterize_and_compile_with_the_calibration(tmp_path):
     calib.write_text(json.dumps({**cal, "levels": 1}))
     r = run("compile", "examples/digits/digits.nir", "--target", "memristive", "--calibration", calib, "-o", tmp_path / "x")
     assert r.returncode == 2 and "'levels' must be an integer in [2, 256]" in r.stderr
+
+
+def test_the_chips_drift_compensation_scales_the_converted_columns_digitally():
+    """digital_scale: the LI host columns (and the partial sums merged into them) keep their
+    drifted currents and get the quantised factor as their controller's scale word; every other
+    column keeps the float factor on its current. Without compensation nothing changes."""
+    from compiler.column_scale import SCALE_ONE, quantise_scale
+    from sim import chip_simulator
+    from sim.analog import analog_spec
+    from sim.memristive import value_columns
+
+    img = image(8, 8)
+    day = dict(device="pcm", t_read=86400.0, seed=0)
+    plain = AnalogSimulator(img, **day)
+    analog = AnalogSimulator(img, **day, drift_compensation="column")
+    chip = AnalogSimulator(img, **day, drift_compensation="column", digital_scale=True)
+    np.testing.assert_array_equal(chip.column_scale, quantise_scale(analog.compensation))
+    converted = value_columns(img)
+    assert converted.any() and np.all(chip.column_scale[converted] > SCALE_ONE)
+    # neuron columns fed by a converted column's home: the ones whose currents stay as drifted
+    fed_conv = np.isin(chip.addr, np.flatnonzero(converted.reshape(-1)))
+    w, w_plain, w_analog = chip.dense_weights(), plain.dense_weights(), analog.dense_weights()
+    np.testing.assert_allclose(w[:, fed_conv], w_plain[:, fed_conv])
+    np.testing.assert_allclose(w[:, ~fed_conv], w_analog[:, ~fed_conv])
+    # the float read-out: a converted column's value is its membrane times its scale
+    x = random_input(0, steps=10, batch=2)
+    unscaled = copy.copy(chip)
+    unscaled._set_column_scale(img, None)  # the same chip with its scale words at 1.0
+    out, out_plain = chip.run(x), unscaled.run(x)
+    name = next(o["name"] for o in img.meta["outputs"] if o["kind"] == "value")
+    k = chip.neurons(next(o["population"] for o in img.meta["outputs"] if o["name"] == name))
+    factor = chip.column_scale.reshape(-1)[chip.addr[k]] / SCALE_ONE
+    np.testing.assert_allclose(out.outputs[name], out_plain.outputs[name] * factor, rtol=1e-5, atol=1e-6)
+    # no compensation: scale 1.0 everywhere, the same chip as before
+    off = AnalogSimulator(img, **day, digital_scale=True)
+    assert np.all(off.column_scale == SCALE_ONE)
+    np.testing.assert_array_equal(off.dense_weights(), w_plain)
+    # the verification names: DEVICE[@T_READ][+tile|+column]
+    assert analog_spec("pcm@86400+column") == {"device": "pcm", "t_read": 86400.0, "drift_compensation": "column"}
+    assert analog_spec("tiox") == {"device": "tiox"}
+    np.testing.assert_array_equal(chip_simulator(img, "pcm@86400+column").column_scale, chip.column_scale)
+    for bad in ("pcm+global", "pcm@day+tile"):
+        with pytest.raises(SimulationError, match="DEVICE"):
+            analog_spec(bad)

@@ -21,7 +21,7 @@ import pytest
 from compiler.image import COL_NEURON, COL_PARTIAL, MODEL_CODES
 from hdl.chip import Chip
 from hdl.export import write_hdl
-from verify.analog import MODELS, attach
+from verify.analog import MODELS, attach, column_scales, preload_column_scales
 from verify.runner import SimulatorMissingError, verify
 from sim.memristive import IdealMemristiveSimulator
 from test_compile import random_input
@@ -153,8 +153,34 @@ def test_a_chip_generated_from_a_corrupted_image_fails(design, tmp_path, simulat
         assert m["got"] is None and isinstance(m["expected"], int)
 
 
+@pytest.mark.slow
+def test_a_drift_compensated_chip_matches_its_twin(design, tmp_path):
+    """PCM read a day after programming, compensated per column: the chip's controllers hold the
+    twin's scale words (computed from the reference reads, preloaded as the host would write them)
+    and every value equals the twin's; the same chip with its scales left at 1.0 fails at a value."""
+    from compiler.column_scale import SCALE_ONE
+
+    image, image_dir, plain_verilog, _ = design
+    kind = "pcm@86400+column"
+    scale = column_scales(image, kind)
+    assert (scale != SCALE_ONE).any()
+    chip = Chip(image)
+    preload_column_scales(chip, scale)
+    write_hdl(chip, None, tmp_path / "hdl")
+    xs = random_input(0, steps=8, batch=1).astype(np.int64)
+    result = run(image_dir, tmp_path / "hdl" / "small_chip.v", xs, "icarus", tmp_path / "verify", name="compensated",
+                 analog=kind)
+    assert result.passed, result.summary["mismatch"]
+    assert result.summary["compared"]["values"] > 0 and result.summary["reference"] == "sim/analog.py"
+    stale = run(image_dir, plain_verilog, xs, "icarus", tmp_path / "verify-stale", name="stale", analog=kind)
+    assert not stale.passed and stale.summary["first_mismatch"]["what"] == "value", stale.summary["first_mismatch"]
+
+
 def test_an_unknown_analog_model_is_refused():
     image = memristive_image(0, 8, 8)
     with pytest.raises(ValueError, match="ideal"):
         attach(None, image, "spice", None)
+    for kind in ("pcm+global", "ideal@86400+column", "spice@1+tile"):
+        with pytest.raises(ValueError, match="DEVICE@T_READ"):
+            attach(None, image, kind, None)
     assert "ideal" in MODELS

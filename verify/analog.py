@@ -16,14 +16,20 @@ Models (:data:`MODELS`, by name; a factory ``image -> model``) hold the array an
     one neuron update of every tile with the charge of the step (``hold_words[t]``: tile ``t``'s
     ``hold``); returns each tile's ``fired`` word;
 ``adc(tile, col) -> int``
-    a column's membrane as the ADC reports it (``2**-frac_bits`` levels, saturated to ``v_bits``);
+    a column's membrane as the ADC reports it (``2**-frac_bits`` levels, saturated to ``v_bits``;
+    the controller then applies its column's digital scale);
 ``clear()``
     every neuron to its initial state, no charge.
 
 :class:`IdealAnalog` (``"ideal"``) has ideal devices and neurons: the arithmetic of
 ``sim/memristive.py`` itself, so the chip must equal :class:`~sim.memristive.IdealMemristiveSimulator`
 spike for spike. ``"pcm"`` and ``"tiox"`` hold the conductances :class:`sim.analog.AnalogSimulator`
-draws for those devices (its seed 0), so the chip must equal that simulator.
+draws for those devices (its seed 0), so the chip must equal that simulator. Any
+``DEVICE@T_READ+MODE`` (:func:`sim.analog.analog_spec`, e.g. ``"pcm@86400+column"``) is a
+device model read ``T_READ`` seconds after programming with drift compensation as the chip does
+it: the simulator's ``column_scale`` words (:func:`column_scales`) are the chip's per-column
+digital scale, which the host (the testbench, or ``Chip`` preloads) gives the controllers, and
+the array's analog side compensates only the columns no controller converts.
 
 :func:`attach` plays a model on a cocotb DUT (``verify/testbench.py``); the Amaranth-simulator
 tests (``tests/test_hdl_memristive.py``) drive :class:`IdealAnalog` themselves. Nothing here
@@ -111,15 +117,26 @@ class IdealAnalog:
         self.charge[:] = 0
 
 
-def device_model(device: str):
-    """A factory of models whose arrays hold ``device``'s conductances (``sim/analog.py``, seed 0):
-    programming noise, drift and read noise at 1 s, as :class:`sim.analog.AnalogSimulator` draws
-    them, so the chip must equal that simulator."""
+def device_model(kind: str):
+    """A factory of models whose arrays hold the conductances of analog model ``kind``
+    (``sim/analog.py``, seed 0; ``"pcm"``: programming noise, drift and read noise at 1 s;
+    ``"pcm@86400+column"``: a day later, drift-compensated as the chip does), as
+    :func:`sim.chip_simulator` draws them, so the chip must equal that simulator."""
     def factory(image: HardwareImage):
-        from sim.analog import AnalogSimulator
+        from sim import chip_simulator
 
-        return IdealAnalog(image, sim=AnalogSimulator(image, device=device))
+        return IdealAnalog(image, sim=chip_simulator(image, kind))
     return factory
+
+
+def column_scales(image: HardwareImage, kind: str = "ideal") -> np.ndarray:
+    """The per-column digital scale words, ``[tiles, cols]``, the host writes into a memristive
+    chip's tile controllers for analog model ``kind`` (computed from the array's reference
+    reads, ``compiler.column_scale.quantise_scale`` of ``sim/analog.py``'s factors;
+    ``SCALE_ONE`` everywhere without drift compensation)."""
+    from sim import chip_simulator
+
+    return chip_simulator(image, kind).column_scale
 
 
 MODELS: dict[str, Callable[[HardwareImage], object]] = {
@@ -130,11 +147,38 @@ MODELS: dict[str, Callable[[HardwareImage], object]] = {
 """Analog models by name: a factory taking the image (``attach``'s ``kind``)."""
 
 
+def preload_column_scales(chip, scale) -> None:
+    """Give a memristive :class:`hdl.chip.Chip`'s tile controllers the scale words ``scale``
+    (``[tiles, cols]``, :func:`column_scales`) as their initial contents, before it is elaborated:
+    what the host would write over the controllers' ``cfg_*`` ports, for a chip whose top level
+    does not expose them."""
+    if not getattr(chip, "analog", False):
+        raise ValueError("column scales are a memristive chip's: this chip has digital tiles")
+    if len(scale) != len(chip.tiles):
+        raise ValueError(f"scale words for {len(scale)} tiles, but the chip has {len(chip.tiles)}")
+    for tile, words in zip(chip.tiles, scale):
+        tile.preload(words)
+
+
 def make_model(image: HardwareImage, kind: str):
-    """The model ``kind`` of :data:`MODELS` for ``image``; ValueError naming the known ones."""
-    if kind not in MODELS:
-        raise ValueError(f"unknown analog model {kind!r}: use one of {', '.join(sorted(MODELS))}")
-    return MODELS[kind](image)
+    """The model ``kind`` of :data:`MODELS` (or ``DEVICE@T_READ+MODE`` of a device in it) for
+    ``image``; ValueError naming the known ones."""
+    if kind in MODELS:
+        return MODELS[kind](image)
+    from small.errors import SimulationError
+    from sim.analog import analog_spec
+
+    known = f"use one of {', '.join(sorted(MODELS))} (devices also as DEVICE@T_READ+tile|+column)"
+    try:
+        device = analog_spec(kind)["device"]
+    except SimulationError as exc:
+        raise ValueError(f"{exc}; {known}") from None
+    if device not in MODELS or device == "ideal":
+        raise ValueError(f"unknown analog model {kind!r}: {known}")
+    try:
+        return device_model(kind)(image)
+    except SimulationError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def attach(dut, image: HardwareImage, kind: str = "ideal", rng: np.random.Generator | None = None, *,

@@ -106,7 +106,7 @@ class ReferenceModel:
                 fired = spikes[t, b]
                 shown = values_of & (t >= self.start)
                 steps.append(StepEvents(spikes=set(addr[fired & self.host].tolist()),
-                                        values={int(k): self.value(x) for k, x in zip(addr[shown], v[t, b, shown])},
+                                        values=dict(zip(addr[shown].tolist(), self.values(v[t, b, shown], shown))),
                                         internal=set(addr[fired].tolist())))
             out.append(steps)
         return out
@@ -116,6 +116,14 @@ class ReferenceModel:
         if isinstance(v, (int, np.integer)):
             return int(v)
         return adc_code(v, self.frac, self.v_bits)
+
+    def values(self, v: np.ndarray, shown: np.ndarray) -> list[int]:
+        """The membranes ``v`` of the neurons ``shown`` (bool ``[K]``) as the chip reports them: a
+        memristive tile's controller multiplies each ADC code by its column's digital scale."""
+        codes = [self.value(x) for x in v]
+        if hasattr(self.sim, "value_codes") and codes:
+            codes = self.sim.value_codes(codes, np.flatnonzero(shown), self.v_bits).tolist()
+        return codes
 
 
 def codecs(g: Geometry) -> tuple[Codec, Codec, Codec]:
